@@ -1,0 +1,26 @@
+"""Every environment flag ldmvfi_fast reads, in one place."""
+from __future__ import annotations
+
+import os
+
+#: Backend override for the custom ops: ``native`` (alias ``cuda``/``cpp``), ``triton`` or ``reference``.
+BACKEND_VAR = "LDMVFI_FAST_BACKEND"
+#: Directory searched for the official checkpoint when ``--ckpt`` is not given.
+CKPT_VAR = "LDMVFI_FAST_CKPT"
+
+
+def backend_override() -> str | None:
+    """The backend named by ``LDMVFI_FAST_BACKEND`` (lower-cased), or None."""
+    value = os.environ.get(BACKEND_VAR, "").strip().lower()
+    return value or None
+
+
+def default_checkpoint() -> str | None:
+    """Checkpoint path from ``LDMVFI_FAST_CKPT``, or None."""
+    value = os.environ.get(CKPT_VAR, "").strip()
+    return value or None
+
+
+def triton_interpret() -> bool:
+    """True when Triton runs in interpreter mode (CPU tensors allowed)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"

@@ -1,0 +1,83 @@
+"""Custom operations of LDMVFI with pluggable backends.
+
+Public entry points (shapes in each docstring):
+
+* :func:`dsepconv` - deformable separable convolution;
+* :func:`decoder_output` - the decoder's two warps + mask blend + residual;
+* :func:`maxvit_attention` - block / grid windowed attention with relative-position bias.
+
+Each call goes through :func:`ldmvfi_fast.ops._dispatch.pick_backend`, which picks the
+compiled kernel, then Triton, then the pure-PyTorch reference, and logs why a backend
+was skipped. The references live beside this file (``*_ref.py``).
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from ._dispatch import BACKENDS, available_backends, pick_backend
+from .decoder_output_ref import decoder_output_reference
+from .dsepconv_ref import dsepconv_reference
+from .maxvit_ref import maxvit_attention_reference
+
+__all__ = ["dsepconv", "decoder_output", "maxvit_attention", "dsepconv_reference",
+           "decoder_output_reference", "maxvit_attention_reference", "pick_backend",
+           "available_backends", "BACKENDS"]
+
+
+def dsepconv(input: Tensor, vertical: Tensor, horizontal: Tensor, offset_x: Tensor, offset_y: Tensor,
+             mask: Tensor, *, backend: str | None = None) -> Tensor:
+    """Deformable separable convolution.
+
+    Args:
+        input: (B, C, H + K - 1, W + K - 1) frame padded by (K - 1) / 2.
+        vertical, horizontal: (B, K, H, W) per-pixel 1-D kernels.
+        offset_x: (B, K*K, H, W) row displacement per tap; offset_y: column displacement.
+        mask: (B, K*K, H, W) per-tap modulation.
+        backend: force ``"cuda"``, ``"cpp"``, ``"triton"`` or ``"reference"`` (default: auto,
+            or ``LDMVFI_FAST_BACKEND``).
+
+    Returns:
+        (B, C, H, W) in the dtype of ``input``.
+    """
+    impl = pick_backend("dsepconv", (input, vertical, horizontal, offset_x, offset_y, mask), backend)
+    return impl(input, vertical, horizontal, offset_x, offset_y, mask)
+
+
+def decoder_output(frame0: Tensor, frame1: Tensor,
+                   vertical0: Tensor, horizontal0: Tensor, offset_x0: Tensor, offset_y0: Tensor,
+                   vertical1: Tensor, horizontal1: Tensor, offset_x1: Tensor, offset_y1: Tensor,
+                   mask: Tensor, residual: Tensor, *, backend: str | None = None) -> Tensor:
+    """``warp(frame0, m) + warp(frame1, 1 - m) + residual`` (see :mod:`.decoder_output_ref`).
+
+    Args:
+        frame0, frame1: (B, 3, H, W) unpadded frames; heads (B, K or K*K, H, W);
+        mask: (B, K*K, H, W); residual: (B, 3, H, W).
+
+    Returns:
+        (B, 3, H, W), not clamped.
+    """
+    args = (frame0, frame1, vertical0, horizontal0, offset_x0, offset_y0,
+            vertical1, horizontal1, offset_x1, offset_y1, mask, residual)
+    impl = pick_backend("decoder_output", args, backend)
+    return impl(*args)
+
+
+def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window: int, mode: str,
+                     num_heads: int, scale: float | None = None, *, backend: str | None = None) -> Tensor:
+    """MaxViT block/grid windowed attention on channel-last projections.
+
+    Args:
+        q, k, v: (B, H, W, C), C = num_heads * head_dim; H, W multiples of ``window``.
+        bias_table: ((2*window - 1)^2, num_heads) relative-position bias.
+        window: window size; mode: ``"block"`` or ``"grid"``; num_heads: heads.
+        scale: softmax scale (default head_dim ** -0.5).
+        backend: see :func:`dsepconv`.
+
+    Returns:
+        (B, H, W, C) attention output, heads merged, before the output projection.
+    """
+    if scale is None:
+        scale = (q.shape[-1] // num_heads) ** -0.5
+    impl = pick_backend("maxvit_attention", (q, k, v, bias_table), backend,
+                        window=window, mode=mode, num_heads=num_heads)
+    return impl(q, k, v, bias_table, window, mode, num_heads, scale)

@@ -1,0 +1,48 @@
+"""Shared test configuration.
+
+* ``@pytest.mark.cuda``: needs a CUDA device; skipped cleanly without one (CUDA is never
+  queried at import time).
+* ``@pytest.mark.slow``: long tests, excluded from the default suite with ``-m "not slow"``.
+* ``fixtures_dir``: ../shared/fixtures beside the checkout. With ``CI=true`` a missing
+  folder fails the run; elsewhere the tests that need it skip with a message.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("LDMVFI_FAST_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "slow: long-running test")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not (FIXTURES / "ldmvfi-tiny" / "tiny_random.ckpt").is_file():
+        msg = (f"parity fixtures not found at {FIXTURES}: they come from the project's shared/ folder "
+               "(../shared/fixtures beside the checkout), or set LDMVFI_FAST_FIXTURES")
+        if _ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return FIXTURES
