@@ -7,6 +7,8 @@ import os
 BACKEND_VAR = "LDMVFI_FAST_BACKEND"
 #: Directory searched for the official checkpoint when ``--ckpt`` is not given.
 CKPT_VAR = "LDMVFI_FAST_CKPT"
+#: Triton's own interpreter switch (read by triton when it is imported): ``1`` runs kernels on CPU tensors.
+TRITON_INTERPRET_VAR = "TRITON_INTERPRET"
 
 
 def backend_override() -> str | None:
@@ -23,4 +25,4 @@ def default_checkpoint() -> str | None:
 
 def triton_interpret() -> bool:
     """True when Triton runs in interpreter mode (CPU tensors allowed)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return os.environ.get(TRITON_INTERPRET_VAR, "0").strip() == "1"

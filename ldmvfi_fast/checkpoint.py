@@ -1,0 +1,382 @@
+"""Reading the official LDMVFI checkpoint safely and strictly.
+
+* Loading never executes code from the file: ``torch.load(weights_only=True)``. A real
+  Lightning checkpoint may also pickle training metadata (hyper-parameters, callbacks)
+  whose classes the weights-only loader refuses; then a restricted unpickler is used that
+  resolves only tensor-rebuilding functions and plain containers from an allow-list and
+  turns every other global into an inert placeholder (nothing is imported or called).
+* Keys are mapped by the checkpoint's own names: ``model.diffusion_model.*`` (raw U-Net),
+  ``model_ema.*`` (EMA U-Net, dots removed), ``first_stage_model.*`` (autoencoder) and the
+  12 schedule buffers. Known-unused keys are ignored on purpose: the never-called
+  ``decoder.up.*.cross_attn.out_conv.*``, the ``cond_stage_model.*`` duplicate, loss
+  weights, ``model_ema.decay``/``num_updates``. Everything else must match exactly:
+  missing, unexpected or mis-shaped keys give one :class:`CheckpointError` listing them.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from .config import AutoencoderConfig, DiffusionConfig, LDMVFIConfig, UNetConfig, resolve_config
+from .models.autoencoder import unused_checkpoint_shapes
+from .models.ldmvfi import LDMVFI
+from .sampling import SCHEDULE_BUFFERS
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_CKPT_NAME = "ldmvfi-vqflow-f32-c256-concat_max.ckpt"
+OFFICIAL_CKPT_HELP = (
+    f"The official checkpoint is {OFFICIAL_CKPT_NAME} (about 1.7 GB), published by the LDMVFI authors: "
+    "see the README of github.com/danier97/LDMVFI (section 'Pre-trained model') for the download link. "
+    "Pass it with --ckpt PATH or set LDMVFI_FAST_CKPT=PATH.")
+
+UNET_PREFIX = "model.diffusion_model."
+EMA_PREFIX = "model_ema."
+AE_PREFIX = "first_stage_model."
+COND_PREFIX = "cond_stage_model."
+EMA_META = ("model_ema.decay", "model_ema.num_updates")
+_UNUSED_AE = re.compile(r"^decoder\.up\.\d+\.cross_attn\.out_conv\.")
+_LOSS = re.compile(r"^(first_stage_model\.)?loss\.")
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable LDMVFI checkpoint; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the file
+
+
+class _Placeholder:
+    """Stands in for any non-allow-listed class in pickled metadata; runs no code."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __call__(self, *args, **kwargs):  # a pickled function "called" by REDUCE
+        return _Placeholder(*args, **kwargs)
+
+
+def _placeholder_class(module: str, name: str):
+    return type(name, (_Placeholder,), {"__module__": f"<placeholder {module}>"})
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex, ("builtins", "bytearray"): bytearray,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    seen: set
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "torch" and (name.endswith("Storage") or name in ("float32", "float16", "bfloat16", "int64")):
+            return getattr(torch, name)
+        if module == "torch" and name == "device":
+            return torch.device
+        _RestrictedUnpickler.seen.add(f"{module}.{name}")
+        return _placeholder_class(module, name)
+
+
+class _RestrictedPickleModule:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler imports nothing."""
+    Unpickler = _RestrictedUnpickler
+    load = pickle.load
+    __name__ = "ldmvfi_fast_restricted_pickle"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Return the ``state_dict`` of a checkpoint file (a Lightning dict or a bare state dict)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}. {OFFICIAL_CKPT_HELP}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download or copy did not complete")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+            if bad is not None:
+                raise CheckpointError(f"checkpoint {path} is corrupt: member {bad} fails its CRC check")
+        except zipfile.BadZipFile as exc:
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower() and "weights_only" not in str(exc):
+            raise CheckpointError(f"checkpoint {path} cannot be read (corrupt or not a PyTorch file): {exc}") from None
+        _RestrictedUnpickler.seen = set()
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+        except Exception as exc2:  # noqa: BLE001 - any failure means an unreadable file
+            raise CheckpointError(f"checkpoint {path} cannot be read safely: {type(exc2).__name__}: {exc2}") from None
+        log.info("checkpoint metadata used non-tensor classes, read as inert placeholders: %s",
+                 ", ".join(sorted(_RestrictedUnpickler.seen)))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... on bad files
+        hint = " (the file looks truncated)" if zipfile.is_zipfile(path) is False and size < 1 << 20 else ""
+        raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}{hint}") from None
+    return extract_state_dict(obj, str(path))
+
+
+def extract_state_dict(obj, where: str = "checkpoint") -> dict[str, Tensor]:
+    """``obj['state_dict']`` for a Lightning checkpoint, ``obj`` for a bare state dict."""
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{where} holds no state dict (got {type(obj).__name__})")
+    sd = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if len(sd) != len(obj):
+        bad = [k for k, v in obj.items() if not isinstance(v, Tensor)][:5]
+        raise CheckpointError(f"{where}: state dict entries that are not tensors: {bad}")
+    return sd
+
+
+# ---------------------------------------------------------------------------------------------
+# key layout
+
+
+def ema_key(unet_param: str) -> str:
+    """``input_blocks.0.0.weight`` -> ``model_ema.diffusion_modelinput_blocks00weight``."""
+    return EMA_PREFIX + ("diffusion_model." + unet_param).replace(".", "")
+
+
+def _looks_like_ldmvfi(sd: Mapping[str, Tensor]) -> bool:
+    return any(k.startswith(UNET_PREFIX) for k in sd) and any(k.startswith(AE_PREFIX) for k in sd)
+
+
+def is_ignored(key: str) -> bool:
+    """Keys present in official checkpoints that inference does not use, on purpose."""
+    if key.startswith(COND_PREFIX) or key in EMA_META or _LOSS.match(key):
+        return True
+    return key.startswith(AE_PREFIX) and bool(_UNUSED_AE.match(key[len(AE_PREFIX):]))
+
+
+def map_state_dict(sd: Mapping[str, Tensor], model: LDMVFI, use_ema: bool | None = None
+                   ) -> tuple[dict[str, Tensor], str, list[str], list[str], list[str]]:
+    """Map checkpoint keys to ``model.state_dict()`` keys.
+
+    Returns ``(mapped, unet_weights, missing, unexpected, mismatched)`` where
+    ``unet_weights`` is ``"ema"`` or ``"raw"``.
+    """
+    target = model.state_dict()
+    unet_params = [n for n, _ in model.unet.named_parameters()]
+    has_ema = any(ema_key(n) in sd for n in unet_params)
+    if use_ema is None:
+        use_ema = has_ema
+        if not has_ema:
+            log.warning("checkpoint has no EMA U-Net weights (model_ema.*): using the raw weights")
+    want: dict[str, str] = {}  # checkpoint key -> model key
+    for n in model.first_stage.state_dict():
+        want[AE_PREFIX + n] = "first_stage." + n
+    for n in model.unet.state_dict():
+        want[(ema_key(n) if use_ema and n in unet_params else UNET_PREFIX + n)] = "unet." + n
+    for n in SCHEDULE_BUFFERS:
+        want[n] = n
+    used = set(want)
+    if use_ema:  # the raw weights are present too and deliberately unused
+        used |= {UNET_PREFIX + n for n in unet_params}
+    else:
+        used |= {ema_key(n) for n in unet_params}
+    mapped, missing, mismatched = {}, [], []
+    for ck, mk in want.items():
+        if ck not in sd:
+            missing.append(ck)
+            continue
+        t = sd[ck]
+        if tuple(t.shape) != tuple(target[mk].shape):
+            mismatched.append(f"{ck}: checkpoint {tuple(t.shape)} vs model {tuple(target[mk].shape)}")
+            continue
+        mapped[mk] = t
+    unexpected = [k for k in sd if k not in used and not is_ignored(k)]
+    return mapped, ("ema" if use_ema else "raw"), missing, unexpected, mismatched
+
+
+def _fmt(title: str, items: list[str], limit: int = 12) -> str:
+    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{title} ({len(items)}): " + "; ".join(items[:limit]) + more
+
+
+def expected_checkpoint_keys(cfg: LDMVFIConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every key of an official-layout checkpoint for ``cfg``: key -> (shape, dtype name)."""
+    with torch.device("meta"):
+        model = LDMVFI(cfg)
+    out: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def dt(t: Tensor) -> str:
+        return str(t.dtype).replace("torch.", "")
+
+    for n in SCHEDULE_BUFFERS:
+        out[n] = ((cfg.diffusion.timesteps,), "float32")
+    for n, t in model.unet.state_dict().items():
+        out[UNET_PREFIX + n] = (tuple(t.shape), dt(t))
+    out["model_ema.decay"] = ((), "float32")
+    out["model_ema.num_updates"] = ((), "int32")
+    for n, p in model.unet.named_parameters():
+        out[ema_key(n)] = (tuple(p.shape), dt(p))
+    ae = {n: (tuple(t.shape), dt(t)) for n, t in model.first_stage.state_dict().items()}
+    ae.update({n: (s, "float32") for n, s in unused_checkpoint_shapes(cfg.autoencoder).items()})
+    for prefix in (AE_PREFIX, COND_PREFIX):
+        for n, v in ae.items():
+            out[prefix + n] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# config inference
+
+
+def _count(sd: Mapping[str, Tensor], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in sd if (m := rx.match(k))})
+
+
+def infer_config(sd: Mapping[str, Tensor]) -> LDMVFIConfig:
+    """Build the config a checkpoint was trained with, from its tensor shapes."""
+    if not _looks_like_ldmvfi(sd):
+        raise CheckpointError("this is not an LDMVFI checkpoint: it has no 'model.diffusion_model.*' and "
+                              "'first_stage_model.*' weights")
+    try:
+        A = AE_PREFIX + "encoder."
+        ch = sd[A + "conv_in.weight"].shape[0]
+        levels = _count(sd, re.escape(A) + r"down\.(\d+)\.downsample\.conv\.weight")
+        nrb = _count(sd, re.escape(A) + r"down\.0\.block\.(\d+)\.conv1\.weight")
+        ch_mult = tuple(sd[f"{A}down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
+        rel = sd[AE_PREFIX + "decoder.up.0.cross_attn.attn_block.fn.rel_pos_bias.weight"]
+        win = (int(round(rel.shape[0] ** 0.5)) + 1) // 2
+        ae = AutoencoderConfig(
+            ch=ch, ch_mult=ch_mult, num_res_blocks=nrb, in_channels=sd[A + "conv_in.weight"].shape[1],
+            z_channels=sd[A + "conv_out.weight"].shape[0], embed_dim=sd[AE_PREFIX + "quant_conv.weight"].shape[0],
+            n_embed=sd[AE_PREFIX + "quantize.embedding.weight"].shape[0],
+            decoder_head_channels=(ch * ch_mult[0]) // rel.shape[1], window=win)
+        U = UNET_PREFIX
+        mc, cin = sd[U + "input_blocks.0.0.weight"].shape[:2]
+        nblocks = _count(sd, re.escape(U) + r"input_blocks\.(\d+)\.")
+        mults, counts, attn_ds, ds, cur = [], [], [], 1, 0
+        heads_rel = None
+        for b in range(1, nblocks):
+            if U + f"input_blocks.{b}.0.op.weight" in sd:
+                counts.append(cur)
+                cur, ds = 0, ds * 2
+                continue
+            out_ch = sd[U + f"input_blocks.{b}.0.in_layers.2.weight"].shape[0]
+            if not mults or len(mults) == len(counts):
+                mults.append(out_ch // mc)
+            cur += 1
+            rk = U + f"input_blocks.{b}.1.attn_block.fn.rel_pos_bias.weight"
+            if rk in sd:
+                if ds not in attn_ds:
+                    attn_ds.append(ds)
+                heads_rel = (out_ch, sd[rk].shape)
+        counts.append(cur)
+        if heads_rel is None:
+            rk = U + "middle_block.1.attn_block.fn.rel_pos_bias.weight"
+            heads_rel = (sd[U + "middle_block.0.in_layers.2.weight"].shape[0], sd[rk].shape)
+        (c_at, (rows, heads)) = heads_rel
+        uwin = (int(round(rows ** 0.5)) + 1) // 2
+        unet = UNetConfig(image_size=4 * uwin, in_channels=cin, out_channels=sd[U + "out.2.weight"].shape[0],
+                          model_channels=mc, channel_mult=tuple(mults), num_res_blocks=counts[0],
+                          attention_resolutions=tuple(sorted(attn_ds, reverse=True)),
+                          num_head_channels=c_at // heads)
+        betas = sd.get("betas")
+        diff = DiffusionConfig(timesteps=int(betas.shape[0]) if betas is not None else 1000)
+        if betas is not None:
+            diff = DiffusionConfig(timesteps=int(betas.shape[0]), linear_start=round(float(betas[0]), 6),
+                                   linear_end=round(float(betas[-1]), 6))
+    except (KeyError, IndexError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"cannot infer the model configuration from the checkpoint (missing {exc}); "
+                              "pass --config") from None
+    cfg = LDMVFIConfig(unet=unet, autoencoder=ae, diffusion=diff, name="inferred")
+    from .config import PRESETS
+    for name, make in PRESETS.items():
+        p = make()
+        if (p.unet, p.autoencoder, p.diffusion.timesteps) == (cfg.unet, cfg.autoencoder, diff.timesteps):
+            return p
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema: bool | None = None,
+               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LDMVFI:
+    """Build an :class:`LDMVFI` and load a checkpoint into it, strictly.
+
+    Args:
+        ckpt: path of a ``.ckpt`` file, or an already-read state dict.
+        config: preset name (``official``/``tiny``), original YAML path, :class:`LDMVFIConfig`,
+            or None to infer it from the checkpoint's shapes.
+        use_ema: EMA U-Net weights (default when present, as the official scripts), or raw.
+        device, dtype: where and in which precision the model runs (float16/bfloat16 on CUDA only).
+    """
+    device = torch.device(device)
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
+    if dtype != torch.float32 and device.type != "cuda":
+        raise ValueError(f"{dtype} is supported on CUDA only; use float32 on {device.type}")
+    sd = read_checkpoint(ckpt) if isinstance(ckpt, (str, Path)) else extract_state_dict(ckpt)
+    if not _looks_like_ldmvfi(sd):
+        raise CheckpointError("this is not an LDMVFI checkpoint: it has no 'model.diffusion_model.*' and "
+                              f"'first_stage_model.*' weights (first keys: {list(sd)[:4]})")
+    cfg = resolve_config(config) or infer_config(sd)
+    with torch.device("meta"):
+        model = LDMVFI(cfg)
+    mapped, weights, missing, unexpected, mismatched = map_state_dict(sd, model, use_ema)
+    if missing or unexpected or mismatched:
+        parts = []
+        if mismatched:
+            parts.append(_fmt("shapes that differ between checkpoint and config", mismatched))
+        if missing:
+            parts.append(_fmt("missing keys", missing))
+        if unexpected:
+            parts.append(_fmt("unexpected keys", unexpected))
+        raise CheckpointError(f"checkpoint does not fit the config '{cfg.name}': " + " | ".join(parts))
+    model.load_state_dict(mapped, strict=True, assign=True)
+    model.unet_weights = weights
+    model.eval().requires_grad_(False)
+    log.info("loaded LDMVFI (%s config, %s U-Net weights)", cfg.name, weights)
+    return model.to(device=device, dtype=dtype)
+
+
+def checkpoint_info(path: str | Path) -> dict:
+    """Summary of a checkpoint: config detected, parameter counts, EMA present."""
+    sd = read_checkpoint(path)
+    groups = {"unet (model.diffusion_model.*)": UNET_PREFIX, "unet EMA (model_ema.*)": EMA_PREFIX,
+              "autoencoder (first_stage_model.*)": AE_PREFIX, "cond stage duplicate (cond_stage_model.*)": COND_PREFIX}
+    counts = {g: sum(t.numel() for k, t in sd.items() if k.startswith(p) and k not in EMA_META)
+              for g, p in groups.items()}
+    info = {"path": str(path), "keys": len(sd), "parameters": counts,
+            "total_parameters": sum(t.numel() for t in sd.values()),
+            "ema_present": any(k.startswith(EMA_PREFIX) and k not in EMA_META for k in sd),
+            "dtypes": sorted({str(t.dtype).replace("torch.", "") for t in sd.values()})}
+    try:
+        cfg = infer_config(sd)
+        info["config"] = cfg.name
+        info["config_detail"] = cfg.to_dict()
+    except CheckpointError as exc:
+        info["config"] = f"unknown ({exc})"
+    return info

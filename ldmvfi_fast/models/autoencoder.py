@@ -1,0 +1,204 @@
+"""VQ-FIGAN autoencoder: ``FlowEncoder``, codebook quantiser, ``FlowDecoderWithResidual``.
+
+Encoder: conv_in, then per level ``num_res_blocks`` ResNet blocks and a stride-2
+downsample (every level, so f = 2 ** levels); the output of each downsample is one of
+the features ``phi``. Middle: ResNet - MaxViT (one head as wide as the channels) - ResNet.
+The latent is taken after ``quant_conv``, not quantised.
+
+Decoder: ``post_quant_conv`` (applied by :class:`VQFlowNet`), conv_in, middle, then per
+level (coarsest first) ResNet blocks, MaxViT cross-attention to ``cat(phi0, phi1)`` of that
+level, and x2 upsampling. Output heads on the full-resolution features predict, per frame,
+DSepConv kernels and offsets, a shared occlusion mask and a residual; the output is
+``warp(I0) + warp(I1) + residual`` (:func:`ldmvfi_fast.ops.decoder_output`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+from ..config import AutoencoderConfig
+from .layers import AEDownsample, AEResnetBlock, Upsample, ae_norm, swish
+from .maxvit import CrossAttentionWithMax, MaxAttentionBlock
+
+HEAD_KERNEL = 5  # DSepConv kernel size of the output heads
+
+
+class _Level(nn.Module):
+    pass
+
+
+class _Mid(nn.Module):
+    def __init__(self, ch: int, window: int):
+        super().__init__()
+        self.block_1 = AEResnetBlock(ch, ch)
+        self.attn_1 = MaxAttentionBlock(ch, heads=1, dim_head=ch, window=window)
+        self.block_2 = AEResnetBlock(ch, ch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block_2(self.attn_1(self.block_1(x)))
+
+
+class Encoder(nn.Module):
+    """(B, 3, H, W) padded frame -> latent (B, z, H/f, W/f) and the list of level features."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        ch = cfg.ch
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        block_in = ch
+        in_mult = (1,) + tuple(cfg.ch_mult)
+        for level, mult in enumerate(cfg.ch_mult):
+            lv = _Level()
+            block_in = ch * in_mult[level]
+            blocks = []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(AEResnetBlock(block_in, ch * mult))
+                block_in = ch * mult
+            lv.block = nn.ModuleList(blocks)
+            lv.downsample = AEDownsample(block_in)
+            self.down.append(lv)
+        self.mid = _Mid(block_in, cfg.window)
+        self.norm_out = ae_norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        h = self.conv_in(x)
+        phi = []
+        for lv in self.down:
+            for blk in lv.block:
+                h = blk(h)
+            h = lv.downsample(h)
+            phi.append(h)
+        h = self.mid(h)
+        return self.conv_out(swish(self.norm_out(h))), phi
+
+
+def _head(c_in: int, c_out: int, sigmoid: bool = False) -> nn.Sequential:
+    layers = [nn.Conv2d(c_in, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(),
+              nn.Conv2d(32, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1)]
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+class Decoder(nn.Module):
+    """Latent (after post_quant_conv) + neighbour features and frames -> middle frame."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        ch, levels = cfg.ch, len(cfg.ch_mult)
+        block_in = ch * cfg.ch_mult[-1]
+        self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, padding=1)
+        self.mid = _Mid(block_in, cfg.window)
+        up = []
+        for level in reversed(range(levels)):
+            lv = _Level()
+            blocks = []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(AEResnetBlock(block_in, ch * cfg.ch_mult[level]))
+                block_in = ch * cfg.ch_mult[level]
+            lv.block = nn.ModuleList(blocks)
+            heads = block_in // cfg.decoder_head_channels
+            lv.cross_attn = CrossAttentionWithMax(block_in, heads, cfg.decoder_head_channels, cfg.window)
+            lv.upsample = Upsample(block_in)
+            up.insert(0, lv)
+        self.up = nn.ModuleList(up)
+        self.norm_out = ae_norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, block_in, 3, padding=1)
+        K = HEAD_KERNEL
+        self.moduleAlpha1 = _head(block_in, K * K)
+        self.moduleAlpha2 = _head(block_in, K * K)
+        self.moduleBeta1 = _head(block_in, K * K)
+        self.moduleBeta2 = _head(block_in, K * K)
+        self.moduleKernelHorizontal1 = _head(block_in, K)
+        self.moduleKernelHorizontal2 = _head(block_in, K)
+        self.moduleKernelVertical1 = _head(block_in, K)
+        self.moduleKernelVertical2 = _head(block_in, K)
+        self.moduleMask = _head(block_in, K * K, sigmoid=True)
+        self.moduleResidual = _head(block_in, 3)
+
+    def features(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor]) -> Tensor:
+        """Full-resolution features (B, ch, H, W) before the output heads."""
+        h = self.mid(self.conv_in(z))
+        for level in reversed(range(len(self.up))):
+            lv = self.up[level]
+            for blk in lv.block:
+                h = blk(h)
+            h = lv.cross_attn(h, torch.cat([phi0[level], phi1[level]], dim=1))
+            h = lv.upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))
+
+    def forward(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor) -> Tensor:
+        """z: (B, z, h, w); phi*: level features; frame*: (B, 3, 32h, 32w) padded frames -> (B, 3, 32h, 32w)."""
+        h = self.features(z, phi0, phi1)
+        return ops.decoder_output(
+            frame0.to(h.dtype), frame1.to(h.dtype),
+            self.moduleKernelVertical1(h), self.moduleKernelHorizontal1(h), self.moduleAlpha1(h), self.moduleBeta1(h),
+            self.moduleKernelVertical2(h), self.moduleKernelHorizontal2(h), self.moduleAlpha2(h), self.moduleBeta2(h),
+            self.moduleMask(h), self.moduleResidual(h))
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-codebook-entry quantisation (taming ``VectorQuantizer2`` at inference)."""
+
+    def __init__(self, n_embed: int, embed_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+
+    def indices(self, z: Tensor) -> Tensor:
+        """z: (B, D, h, w) -> flat int64 indices (B*h*w,), row-major over (b, y, x)."""
+        zf = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
+        e = self.embedding.weight.float()
+        d = zf.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * zf @ e.t()
+        return d.argmin(dim=1)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z: (B, D, h, w) -> (straight-through quantised latent (B, D, h, w), indices)."""
+        idx = self.indices(z)
+        B, D, h, w = z.shape
+        zq = self.embedding(idx).to(z.dtype).view(B, h, w, D).permute(0, 3, 1, 2)
+        return z + (zq - z), idx  # the original's straight-through value, bit for bit
+
+
+class VQFlowNet(nn.Module):
+    """The first-stage model: encoder, quantiser, 1x1 convs and decoder (checkpoint prefix
+    ``first_stage_model.``). Works on frames already padded to a supported size."""
+
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quantize = VectorQuantizer(cfg.n_embed, cfg.embed_dim)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """x: (B, 3, H, W) padded frame in [-1, 1] -> (latent (B, embed_dim, H/f, W/f), features)."""
+        h, phi = self.encoder(x)
+        return self.quant_conv(h), phi
+
+    def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor,
+               quantize: bool = True) -> Tensor:
+        """Latent -> (B, 3, H, W) frame at the padded size, not clamped, not cropped."""
+        if quantize:
+            z, _ = self.quantize(z)
+        return self.decoder(self.post_quant_conv(z), phi0, phi1, frame0, frame1)
+
+
+def unused_checkpoint_shapes(cfg: AutoencoderConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of ``decoder.up.*.cross_attn.out_conv.*``: built by the original, never called."""
+    out = {}
+    for level, mult in enumerate(cfg.ch_mult):
+        d = cfg.ch * mult
+        pre = f"decoder.up.{level}.cross_attn.out_conv."
+        out[pre + "0.gate.1.weight"] = (int(2 * d * 0.25), 2 * d)
+        out[pre + "0.gate.3.weight"] = (2 * d, int(2 * d * 0.25))
+        out[pre + "1.weight"] = (d, 2 * d, 3, 3)
+        out[pre + "1.bias"] = (d,)
+    return out
+
+
+__all__ = ["Encoder", "Decoder", "VectorQuantizer", "VQFlowNet", "unused_checkpoint_shapes"]
