@@ -24,5 +24,9 @@ def default_checkpoint() -> str | None:
 
 
 def triton_interpret() -> bool:
-    """True when Triton runs in interpreter mode (CPU tensors allowed)."""
-    return os.environ.get(TRITON_INTERPRET_VAR, "0").strip() == "1"
+    """True when Triton runs in interpreter mode (CPU tensors allowed).
+
+    Parsed as Triton parses it (``1``, ``true``, ``on``, ``yes``, any case), so this agrees
+    with whether kernels imported now would be interpreted.
+    """
+    return os.environ.get(TRITON_INTERPRET_VAR, "0").lower() in ("1", "true", "on", "yes")

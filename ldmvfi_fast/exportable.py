@@ -1,0 +1,100 @@
+"""Export-friendly wrappers of the three sub-models, with their I/O contracts.
+
+Each wrapper has flat tensor inputs and outputs (no lists), so ``torch.export`` and ONNX
+see one graph per sub-model; the frame height and width are dynamic in multiples of the
+architecture's unit (256: the latent is 1/32 and its MaxViT windows are 8).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .models.ldmvfi import LDMVFI
+
+
+class EncoderExport(nn.Module):
+    """frame (B, 3, H, W) padded, in [-1, 1] -> z (B, 3, H/32, W/32), phi0..phi4."""
+
+    def __init__(self, model: LDMVFI):
+        super().__init__()
+        self.fs = model.first_stage
+
+    def forward(self, frame: Tensor):
+        z, phi = self.fs.encode(frame)
+        return (z, *phi)
+
+
+class UNetStepExport(nn.Module):
+    """x_t (B, 3, h, w), t (B,) int64, cond (B, 6, h, w) -> eps (B, 3, h, w)."""
+
+    def __init__(self, model: LDMVFI):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        return self.model.eps(x_t, t, cond)
+
+
+class DecoderExport(nn.Module):
+    """z, phi0_0..phi0_4, phi1_0..phi1_4, frame0, frame1 -> frame (B, 3, H, W) padded, not clamped."""
+
+    def __init__(self, model: LDMVFI, quantize: bool = True):
+        super().__init__()
+        self.model, self.quantize = model, quantize
+        self.levels = len(model.cfg.autoencoder.ch_mult)
+
+    def forward(self, z: Tensor, *rest: Tensor) -> Tensor:
+        n = self.levels
+        phi0, phi1, (f0, f1) = list(rest[:n]), list(rest[n:2 * n]), rest[2 * n:]
+        return self.model.decode(z, phi0, phi1, f0, f1, quantize=self.quantize)
+
+
+@dataclass
+class ExportSpec:
+    """One sub-model's contract: module, example inputs, names and dynamic shapes."""
+    name: str
+    module: nn.Module
+    inputs: tuple[Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_shapes: tuple
+
+
+def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int = 2,
+                 max_units: int = 16) -> list[ExportSpec]:
+    """Example inputs and ``torch.export`` dynamic shapes for encoder, U-Net step and decoder.
+
+    Height and width are ``unit * k`` with k in [1, max_units]; batch is dynamic in [1, 64]
+    (example batch and k must be > 1, or exporters specialise them to constants).
+    """
+    from torch.export import Dim
+
+    unit = model.cfg.min_pad_unit()
+    f = model.latent_factor
+    if height % unit or width % unit:
+        raise ValueError(f"example size must be a multiple of {unit}")
+    p = next(model.parameters())
+    dev, dt = p.device, p.dtype
+    ae = model.cfg.autoencoder
+    kh, kw = Dim("kh", min=1, max=max_units), Dim("kw", min=1, max=max_units)
+    b = Dim("batch", min=1, max=64)
+    H, W = unit * kh, unit * kw
+    frame = torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1
+    enc = EncoderExport(model)
+    with torch.no_grad():
+        z, *phi = enc(frame)
+    lat = {0: b, 2: (unit // f) * kh, 3: (unit // f) * kw}
+    phi_names = [f"phi{i}" for i in range(len(phi))]
+    specs = [ExportSpec("encoder", enc, (frame,), ["frame"], ["z"] + phi_names, ({0: b, 2: H, 3: W},))]
+    cond = torch.cat([z, z], 1)
+    t = torch.full((batch,), 500, device=dev, dtype=torch.long)
+    specs.append(ExportSpec("unet_step", UNetStepExport(model), (z, t, cond), ["x_t", "t", "cond"], ["eps"],
+                            (lat, {0: b}, lat)))
+    phi_dyn = tuple({0: b, 2: (unit >> (i + 1)) * kh, 3: (unit >> (i + 1)) * kw} for i in range(len(ae.ch_mult)))
+    dec_inputs = (z, *phi, *phi, frame, frame)
+    names = ["z"] + [f"phi0_{i}" for i in range(len(phi))] + [f"phi1_{i}" for i in range(len(phi))] + ["frame0", "frame1"]
+    specs.append(ExportSpec("decoder", DecoderExport(model), dec_inputs, names, ["frame"],
+                            (lat, (*phi_dyn, *phi_dyn, {0: b, 2: H, 3: W}, {0: b, 2: H, 3: W}))))
+    return specs
