@@ -1,0 +1,200 @@
+"""The pure-PyTorch reference ops against independent brute-force definitions."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ldmvfi_fast.ops import decoder_output_reference, dsepconv_reference, maxvit_attention_reference
+from ldmvfi_fast.ops.maxvit_ref import relative_position_index, window_partition, window_unpartition
+
+
+# ---------------------------------------------------------------------------------------------
+# DSepConv
+
+
+def _dsepconv_loop(inp, ver, hor, ox, oy, mask):
+    """Scalar loop written from the kernel's definition (see ldmvfi-model.md)."""
+    B, C, Hin, Win = inp.shape
+    _, K, H, W = ver.shape
+    out = torch.zeros(B, C, H, W, dtype=torch.float64)
+    for b in range(B):
+        for y in range(H):
+            for x in range(W):
+                for i in range(K):
+                    for j in range(K):
+                        t = i * K + j
+                        # tap origin pixel + tap - (K-1)//2 + 1; alpha (offset_x) moves rows
+                        uy = y + i - (K - 1) // 2 + 1 + float(ox[b, t, y, x])
+                        ux = x + j - (K - 1) // 2 + 1 + float(oy[b, t, y, x])
+                        py, px = min(max(uy, 0.0), Hin - 1), min(max(ux, 0.0), Win - 1)
+                        t0, l0 = math.floor(uy), math.floor(ux)
+                        rows = (min(max(t0, 0), Hin - 1), min(max(t0 + 1, 0), Hin - 1))
+                        cols = (min(max(l0, 0), Win - 1), min(max(l0 + 1, 0), Win - 1))
+                        wy = (1 + (rows[0] - py), 1 - (rows[1] - py))
+                        wx = (1 + (cols[0] - px), 1 - (cols[1] - px))
+                        wk = float(ver[b, i, y, x] * hor[b, j, y, x] * mask[b, t, y, x])
+                        for c in range(C):
+                            s = sum(float(inp[b, c, rows[a], cols[d]]) * wy[a] * wx[d] for a in range(2) for d in range(2))
+                            out[b, c, y, x] += s * wk
+    return out
+
+
+def _args(B=2, C=3, H=5, W=6, K=5, spread=3.0, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    inp = r(B, C, H + K - 1, W + K - 1)
+    ver, hor = r(B, K, H, W), r(B, K, H, W)
+    ox = (torch.rand(B, K * K, H, W, generator=g, dtype=dtype) * 2 - 1) * spread
+    oy = (torch.rand(B, K * K, H, W, generator=g, dtype=dtype) * 2 - 1) * spread
+    mask = torch.rand(B, K * K, H, W, generator=g, dtype=dtype)
+    return inp, ver, hor, ox, oy, mask
+
+
+def test_dsepconv_matches_brute_force_loop():
+    args = _args(spread=4.0)  # large offsets: many samples clamped at the border
+    torch.testing.assert_close(dsepconv_reference(*args), _dsepconv_loop(*args), rtol=1e-10, atol=1e-10)
+
+
+def test_dsepconv_quirks_individually():
+    B, C, H, W, K = 1, 1, 4, 4, 5
+    inp = torch.arange((H + 4) * (W + 4), dtype=torch.float64).view(1, 1, H + 4, W + 4)
+    one_tap = lambda t: torch.nn.functional.one_hot(torch.tensor(t), K * K).double().view(1, K * K, 1, 1).expand(1, K * K, H, W)  # noqa: E731
+    ver = torch.zeros(B, K, H, W, dtype=torch.float64)
+    hor = torch.zeros_like(ver)
+    ver[:, 0], hor[:, 0] = 1, 1  # tap (0, 0) only
+    zero = torch.zeros(B, K * K, H, W, dtype=torch.float64)
+    out = dsepconv_reference(inp, ver, hor, zero, zero, one_tap(0))
+    # origin shifted by one: tap (0,0) of pixel (y,x) reads padded (y-1, x-1) -> clamped at 0
+    Wp = W + 4
+    assert out[0, 0, 2, 3] == inp[0, 0, 1, 2]
+    # offset_x (alpha) moves rows, offset_y (beta) moves columns
+    dx = torch.zeros_like(zero)
+    dx[:, 0] = 1.0
+    assert dsepconv_reference(inp, ver, hor, dx, zero, one_tap(0))[0, 0, 2, 3] == inp[0, 0, 2, 2]
+    assert dsepconv_reference(inp, ver, hor, zero, dx, one_tap(0))[0, 0, 2, 3] == inp[0, 0, 1, 3]
+    # clamped sample: the edge pixel counts twice along the clamped axis
+    far = torch.full_like(zero, -10.0)
+    v = dsepconv_reference(inp, ver, hor, far, zero, one_tap(0))[0, 0, 2, 3]
+    assert v == 2 * inp[0, 0, 0, 2]
+    assert dsepconv_reference(inp, ver, hor, far, far, one_tap(0))[0, 0, 0, 0] == 4 * inp[0, 0, 0, 0]
+    assert Wp == inp.shape[-1]
+
+
+def test_dsepconv_gradcheck():
+    args = [a.requires_grad_() for a in _args(B=1, C=2, H=3, W=3, spread=2.5, seed=1)]
+    assert torch.autograd.gradcheck(dsepconv_reference, args, eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+def test_dsepconv_float32_and_half_upcast():
+    args = _args(dtype=torch.float32)
+    ref = dsepconv_reference(*[a.double() for a in args])
+    torch.testing.assert_close(dsepconv_reference(*args).double(), ref, rtol=1e-5, atol=1e-5)
+    out = dsepconv_reference(*[a.bfloat16() for a in args])
+    assert out.dtype == torch.bfloat16
+
+
+def test_dsepconv_bad_shapes():
+    inp, ver, hor, ox, oy, mask = _args()
+    with pytest.raises(ValueError, match="padded by K-1"):
+        dsepconv_reference(inp[..., 1:, :], ver, hor, ox, oy, mask)
+    with pytest.raises(ValueError, match="offset_x must have shape"):
+        dsepconv_reference(inp, ver, hor, ox[:, :5], oy, mask)
+
+
+def test_decoder_output_reference_is_two_warps_plus_residual():
+    a0 = _args(B=1, seed=2)
+    a1 = _args(B=1, seed=3)
+    mask = a0[5]
+    f0, f1 = a0[0][..., 2:-2, 2:-2], a1[0][..., 2:-2, 2:-2]
+    res = torch.randn(1, 3, 5, 6, dtype=torch.float64)
+    out = decoder_output_reference(f0, f1, *a0[1:5], *a1[1:5], mask, res)
+    pad = lambda f: torch.nn.functional.pad(f, (2, 2, 2, 2), mode="replicate")  # noqa: E731
+    exp = _dsepconv_loop(pad(f0), *a0[1:5], mask) + _dsepconv_loop(pad(f1), *a1[1:5], 1 - mask) + res
+    torch.testing.assert_close(out, exp, rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxViT attention
+
+
+@pytest.mark.parametrize("mode", ["block", "grid"])
+@pytest.mark.parametrize("window", [2, 8])
+def test_partition_roundtrip(mode, window):
+    x = torch.randn(2, window * 3, window * 2, 5)
+    parts = window_partition(x, window, mode)
+    assert parts.shape == (2 * 3 * 2, window * window, 5)
+    torch.testing.assert_close(window_unpartition(parts, window, mode, 2, window * 3, window * 2), x, rtol=0, atol=0)
+
+
+def test_partition_layout_matches_definition():
+    w, H, W = 2, 4, 6
+    x = torch.arange(H * W).view(1, H, W, 1).float()
+    blk = window_partition(x, w, "block")
+    # block window (X=1, Y=2) holds rows 2..3, cols 4..5
+    assert blk[1 * (W // w) + 2, :, 0].tolist() == [x[0, 2, 4, 0], x[0, 2, 5, 0], x[0, 3, 4, 0], x[0, 3, 5, 0]]
+    grd = window_partition(x, w, "grid")
+    # grid window (X=1, Y=2): rows 1, 1+H/w; cols 2, 2+W/w
+    assert grd[1 * (W // w) + 2, :, 0].tolist() == [x[0, 1, 2, 0], x[0, 1, 5, 0], x[0, 3, 2, 0], x[0, 3, 5, 0]]
+
+
+def _naive_attention(q, k, v, table, w, mode, heads):
+    """Per-window, per-head loop written from the definition."""
+    B, H, W, C = q.shape
+    d = C // heads
+    out = torch.zeros_like(q)
+    nh, nw = H // w, W // w
+    for b in range(B):
+        for X in range(nh):
+            for Y in range(nw):
+                if mode == "block":
+                    coords = [(X * w + i, Y * w + j) for i in range(w) for j in range(w)]
+                else:
+                    coords = [(i * nh + X, j * nw + Y) for i in range(w) for j in range(w)]
+                for h in range(heads):
+                    sl = slice(h * d, (h + 1) * d)
+                    Q = torch.stack([q[b, r, c, sl] for r, c in coords]) * d ** -0.5
+                    Kt = torch.stack([k[b, r, c, sl] for r, c in coords])
+                    V = torch.stack([v[b, r, c, sl] for r, c in coords])
+                    bias = torch.empty(w * w, w * w, dtype=q.dtype)
+                    for p1 in range(w * w):
+                        for p2 in range(w * w):
+                            (i1, j1), (i2, j2) = divmod(p1, w), divmod(p2, w)
+                            bias[p1, p2] = table[(i1 - i2 + w - 1) * (2 * w - 1) + (j1 - j2 + w - 1), h]
+                    A = torch.softmax(Q @ Kt.T + bias, dim=-1)
+                    for n, (r, c) in enumerate(coords):
+                        out[b, r, c, sl] = A[n] @ V
+    return out
+
+
+@pytest.mark.parametrize("mode", ["block", "grid"])
+@pytest.mark.parametrize("window,heads,d,cross", [(2, 3, 4, False), (2, 1, 8, True), (4, 2, 4, True),
+                                                  (8, 1, 8, False)])
+def test_attention_matches_naive_loop(mode, window, heads, d, cross):
+    g = torch.Generator().manual_seed(window * 10 + heads)
+    H, W = window * 2, window * 3 if window < 8 else window
+    q = torch.randn(2 if window < 8 else 1, H, W, heads * d, generator=g, dtype=torch.float64)
+    k = torch.randn(q.shape, generator=g, dtype=torch.float64) if cross else q
+    v = torch.randn(q.shape, generator=g, dtype=torch.float64) if cross else q
+    table = torch.randn((2 * window - 1) ** 2, heads, generator=g, dtype=torch.float64)
+    out = maxvit_attention_reference(q, k, v, table, window, mode, heads)
+    torch.testing.assert_close(out, _naive_attention(q, k, v, table, window, mode, heads), rtol=1e-10, atol=1e-10)
+
+
+def test_relative_position_index_definition():
+    idx = relative_position_index(3)
+    assert idx.shape == (9, 9)
+    assert idx[4, 4] == 2 * 5 + 2  # centre to centre: (0+2)*(5) + (0+2)
+    assert idx[0, 8] == 0 and idx[8, 0] == 24
+
+
+def test_attention_bad_args():
+    q = torch.randn(1, 5, 8, 4)
+    with pytest.raises(ValueError, match="multiples of the window"):
+        maxvit_attention_reference(q, q, q, torch.zeros(9, 1), 2, "block", 1)
+    q = torch.randn(1, 4, 4, 4)
+    with pytest.raises(ValueError, match="mode"):
+        maxvit_attention_reference(q, q, q, torch.zeros(9, 1), 2, "diagonal", 1)
+    with pytest.raises(ValueError, match="bias table"):
+        maxvit_attention_reference(q, q, q, torch.zeros(9, 2), 2, "block", 1)
