@@ -66,8 +66,9 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
                  max_units: int = 16) -> list[ExportSpec]:
     """Example inputs and ``torch.export`` dynamic shapes for encoder, U-Net step and decoder.
 
-    Height and width are ``unit * k`` with k in [1, max_units]; batch is dynamic in [1, 64]
-    (example batch and k must be > 1, or exporters specialise them to constants).
+    Height and width are ``unit * k`` with k in [2, max_units] (torch.export specialises a
+    window count of 1, so 256-pixel sides need a graph of their own); batch is dynamic in
+    [1, 64] (the example batch must be > 1, or exporters specialise it).
     """
     from torch.export import Dim
 
@@ -78,7 +79,7 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
     p = next(model.parameters())
     dev, dt = p.device, p.dtype
     ae = model.cfg.autoencoder
-    kh, kw = Dim("kh", min=1, max=max_units), Dim("kw", min=1, max=max_units)
+    kh, kw = Dim("kh", min=2, max=max_units), Dim("kw", min=2, max=max_units)
     b = Dim("batch", min=1, max=64)
     H, W = unit * kh, unit * kw
     frame = torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1

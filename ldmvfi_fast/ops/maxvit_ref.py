@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 import torch
 from torch import Tensor
 
@@ -52,16 +54,20 @@ def window_unpartition(x: Tensor, window: int, mode: str, B: int, H: int, W: int
 
 
 @functools.lru_cache(maxsize=16)
-def _rel_index_cpu(window: int) -> Tensor:
-    pos = torch.arange(window)
-    grid = torch.stack(torch.meshgrid(pos, pos, indexing="ij")).reshape(2, -1).t()  # (w*w, 2)
+def _rel_index_np(window: int) -> np.ndarray:
+    # cached as numpy, never as a tensor: a tensor cached while torch.export / torch.compile
+    # trace would be a fake tensor and poison later eager calls
+    pos = np.arange(window)
+    grid = np.stack(np.meshgrid(pos, pos, indexing="ij")).reshape(2, -1).T  # (w*w, 2)
     rel = grid[:, None, :] - grid[None, :, :] + (window - 1)
-    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+    idx = rel[..., 0] * (2 * window - 1) + rel[..., 1]
+    idx.setflags(write=False)
+    return idx
 
 
 def relative_position_index(window: int, device=None) -> Tensor:
     """(w*w, w*w) int64 index into the ((2w-1)^2, heads) bias table."""
-    return _rel_index_cpu(window).to(device)
+    return torch.tensor(_rel_index_np(window), dtype=torch.long, device=device)
 
 
 def relative_position_bias(table: Tensor, window: int) -> Tensor:
