@@ -1,0 +1,366 @@
+"""Tests of the compiled extension ``ldmvfi_fast._C`` (csrc/) against the references.
+
+CPU: forward and backward of ``dsepconv`` vs :func:`dsepconv_reference` (float64 exact to
+rounding, float32 to ~1e-6), ``gradcheck`` in float64, the fused ``decoder_output`` vs
+:func:`decoder_output_reference`, ``torch.library.opcheck`` (fake kernels, autograd
+registration, schema), and the dispatcher's choice.
+
+CUDA (``@pytest.mark.cuda``, skipped without a GPU): the CUDA kernels vs the references in
+float32 / float16 / bfloat16.
+
+Without the extension the module is skipped, unless ``LDMVFI_FAST_REQUIRE_NATIVE=1``
+(CI that built it), where a missing extension fails the run.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+REQUIRE_NATIVE = os.environ.get("LDMVFI_FAST_REQUIRE_NATIVE", "").strip().lower() in ("1", "true", "yes")
+
+try:
+    import ldmvfi_fast._C  # noqa: F401
+except Exception as exc:  # not built
+    _msg = (f"native extension ldmvfi_fast._C not importable ({type(exc).__name__}: {exc}); build it with "
+            "`pip install --no-build-isolation .` or `python setup.py build_ext --inplace`")
+    if REQUIRE_NATIVE:
+        pytest.fail(_msg + " [LDMVFI_FAST_REQUIRE_NATIVE=1]", pytrace=False)
+    pytest.skip(_msg, allow_module_level=True)
+
+from ldmvfi_fast.ops import (available_backends, decoder_output, decoder_output_reference, dsepconv,
+                             dsepconv_reference, maxvit_attention_reference, pick_backend)
+from ldmvfi_fast.ops import _native
+
+OPS = torch.ops.ldmvfi_fast
+
+
+# ----------------------------------------------------------------------------- inputs
+def dsepconv_args(B=2, C=3, K=5, H=7, W=9, dtype=torch.float64, device="cpu", offset=3.0, seed=0,
+                  away_from_integers=False):
+    """(input, vertical, horizontal, offset_x, offset_y, mask); offsets uniform in [-offset, offset].
+
+    ``away_from_integers``: fractional part of offsets in [0.2, 0.8], so that finite
+    differences never cross a floor() or clamp boundary (gradcheck).
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def offsets():
+        if away_from_integers:
+            whole = torch.randint(-int(offset), int(offset), (B, K * K, H, W), generator=g).double()
+            return whole + 0.2 + 0.6 * torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64)
+        return (torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64) * 2 - 1) * offset
+
+    t = (torch.randn(B, C, H + K - 1, W + K - 1, generator=g, dtype=torch.float64),
+         torch.randn(B, K, H, W, generator=g, dtype=torch.float64),
+         torch.randn(B, K, H, W, generator=g, dtype=torch.float64),
+         offsets(), offsets(),
+         torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64))
+    return tuple(x.to(device=device, dtype=dtype) for x in t)
+
+
+def decoder_args(B=2, C=3, K=5, H=7, W=9, dtype=torch.float64, device="cpu", seed=1):
+    """Arguments of decoder_output (frames, two sets of heads, mask, residual)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    def off():
+        return (torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64) * 2 - 1) * 3
+
+    t = (r(B, C, H, W), r(B, C, H, W), r(B, K, H, W), r(B, K, H, W), off(), off(),
+         r(B, K, H, W), r(B, K, H, W), off(), off(),
+         torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64), r(B, C, H, W))
+    return tuple(x.to(device=device, dtype=dtype) for x in t)
+
+
+def non_contiguous(t):
+    """Same values, transposed memory layout (strides not C-contiguous)."""
+    out = t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert not out.is_contiguous() or t.shape[-1] <= 1 or t.shape[-2] <= 1
+    return out
+
+
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=2e-6)}
+
+
+# ----------------------------------------------------------------------------- dsepconv forward
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [dict(B=2, C=3, K=5, H=7, W=9), dict(B=1, C=2, K=3, H=4, W=6),
+                                   dict(B=1, C=1, K=4, H=5, W=3), dict(B=1, C=4, K=1, H=3, W=2)])
+def test_dsepconv_forward_matches_reference(dtype, shape):
+    args = dsepconv_args(dtype=dtype, **shape)
+    out = OPS.dsepconv(*args)
+    ref = dsepconv_reference(*args)
+    assert out.dtype == dtype and out.shape == ref.shape
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dsepconv_forward_heavy_clamping(dtype):
+    args = dsepconv_args(dtype=dtype, offset=12.0, seed=3)  # most samples outside the frame
+    torch.testing.assert_close(OPS.dsepconv(*args), dsepconv_reference(*args), **TOL[dtype])
+
+
+def test_dsepconv_non_contiguous():
+    args = dsepconv_args(dtype=torch.float32)
+    nc = tuple(non_contiguous(t) for t in args)
+    assert not any(t.is_contiguous() for t in nc)
+    sliced = torch.randn(2, 6, 11, 13)[:, ::2]  # channel-strided input
+    nc2 = (sliced,) + args[1:]
+    torch.testing.assert_close(OPS.dsepconv(*nc), dsepconv_reference(*args), **TOL[torch.float32])
+    torch.testing.assert_close(OPS.dsepconv(*nc2), dsepconv_reference(sliced.contiguous(), *args[1:]),
+                               **TOL[torch.float32])
+
+
+def test_dsepconv_batch_zero():
+    args = [t.requires_grad_() for t in dsepconv_args(B=0)]
+    out = OPS.dsepconv(*args)
+    assert out.shape == (0, 3, 7, 9)
+    out.sum().backward()
+    assert all(t.grad is not None and t.grad.shape == t.shape for t in args)
+
+
+def test_dsepconv_shape_errors():
+    inp, v, h, ox, oy, m = dsepconv_args()
+    with pytest.raises(RuntimeError, match="padded by K-1"):
+        OPS.dsepconv(inp[..., :-1], v, h, ox, oy, m)
+    with pytest.raises(RuntimeError, match="offset_x must have shape"):
+        OPS.dsepconv(inp, v, h, ox[:, :-1], oy, m)
+    with pytest.raises(RuntimeError, match="same dtype"):
+        OPS.dsepconv(inp, v.float(), h, ox, oy, m)
+    with pytest.raises(RuntimeError, match="4-D"):
+        OPS.dsepconv(inp[0], v, h, ox, oy, m)
+    with pytest.raises(RuntimeError, match="not implemented for 'Half'"):
+        OPS.dsepconv(*(t.half() for t in (inp, v, h, ox, oy, m)))
+
+
+# ----------------------------------------------------------------------------- dsepconv backward
+def test_dsepconv_gradcheck():
+    args = [t.requires_grad_() for t in dsepconv_args(B=1, C=2, K=3, H=3, W=4, away_from_integers=True,
+                                                      offset=2.0, seed=5)]
+    assert torch.autograd.gradcheck(OPS.dsepconv, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_dsepconv_gradcheck_clamped():
+    """Samples beyond the border: offsets of clamped coordinates get zero gradient."""
+    args = [t.requires_grad_() for t in dsepconv_args(B=1, C=1, K=3, H=2, W=3, away_from_integers=True,
+                                                      offset=6.0, seed=6)]
+    assert torch.autograd.gradcheck(OPS.dsepconv, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dsepconv_backward_matches_reference(dtype):
+    base = dsepconv_args(dtype=dtype, seed=7)
+    grad = torch.randn(2, 3, 7, 9, dtype=dtype, generator=torch.Generator().manual_seed(8))
+    a = [t.clone().requires_grad_() for t in base]
+    b = [t.clone().requires_grad_() for t in base]
+    got = torch.autograd.grad(OPS.dsepconv(*a), a, grad)
+    want = torch.autograd.grad(dsepconv_reference(*b), b, grad)
+    tol = dict(rtol=1e-4, atol=5e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
+    names = ("input", "vertical", "horizontal", "offset_x", "offset_y", "mask")
+    for name, x, y in zip(names, got, want):
+        torch.testing.assert_close(x, y, **tol, msg=lambda m, n=name: f"grad of {n}: {m}")
+
+
+def test_dsepconv_backward_op_direct_non_contiguous():
+    base = dsepconv_args(seed=9)
+    grad = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    direct = OPS.dsepconv_backward(non_contiguous(grad), *(non_contiguous(t) for t in base))
+    a = [t.clone().requires_grad_() for t in base]
+    want = torch.autograd.grad(dsepconv_reference(*a), a, grad)
+    for x, y in zip(direct, want):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
+
+
+def test_dsepconv_double_backward_refused():
+    a = [t.requires_grad_() for t in dsepconv_args(B=1, C=1, K=3, H=2, W=2)]
+    (g,) = torch.autograd.grad(OPS.dsepconv(*a).sum(), a[:1], create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        g.sum().backward()
+
+
+# ----------------------------------------------------------------------------- decoder_output
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [dict(B=2, C=3, K=5, H=7, W=9), dict(B=1, C=3, K=3, H=2, W=5)])
+def test_decoder_output_matches_reference(dtype, shape):
+    args = decoder_args(dtype=dtype, **shape)
+    torch.testing.assert_close(OPS.decoder_output(*args), decoder_output_reference(*args), **TOL[dtype])
+
+
+def test_decoder_output_non_contiguous_and_batch_zero():
+    args = decoder_args(dtype=torch.float32)
+    nc = tuple(non_contiguous(t) for t in args)
+    torch.testing.assert_close(OPS.decoder_output(*nc), decoder_output_reference(*args), **TOL[torch.float32])
+    empty = decoder_args(B=0)
+    assert OPS.decoder_output(*empty).shape == (0, 3, 7, 9)
+
+
+def test_decoder_output_errors():
+    args = list(decoder_args(K=4))
+    with pytest.raises(RuntimeError, match="must be odd"):
+        OPS.decoder_output(*args)
+    args = list(decoder_args())
+    args[11] = args[11][:, :2]
+    with pytest.raises(RuntimeError, match="residual must have shape"):
+        OPS.decoder_output(*args)
+
+
+def test_decoder_output_backward_not_implemented():
+    args = [t.requires_grad_() for t in decoder_args(B=1, H=3, W=3)]
+    with pytest.raises(RuntimeError, match="not implemented"):
+        OPS.decoder_output(*args).sum().backward()
+
+
+# ----------------------------------------------------------------------------- opcheck
+def test_opcheck_dsepconv():
+    args = dsepconv_args(B=1, C=2, K=3, H=4, W=5)
+    torch.library.opcheck(OPS.dsepconv.default, args)
+    torch.library.opcheck(OPS.dsepconv.default, [t.clone().requires_grad_() for t in args])
+    grad = torch.randn(1, 2, 4, 5, dtype=torch.float64)
+    torch.library.opcheck(OPS.dsepconv_backward.default, (grad,) + args)
+
+
+def test_opcheck_decoder_output():
+    torch.library.opcheck(OPS.decoder_output.default, decoder_args(B=1, H=4, W=5))
+
+
+def test_export_sees_ops():
+    """torch.export traces the ops through their fake kernels (no graph break, op kept)."""
+
+    class Warp(torch.nn.Module):
+        def forward(self, input, vertical, horizontal, offset_x, offset_y, mask):
+            return OPS.dsepconv(input, vertical, horizontal, offset_x, offset_y, mask) * 2
+
+    args = dsepconv_args(B=1, C=3, K=3, H=4, W=5, dtype=torch.float32)
+    ep = torch.export.export(Warp(), args)
+    assert "ldmvfi_fast.dsepconv" in str(ep.graph)
+    torch.testing.assert_close(ep.module()(*args), 2 * dsepconv_reference(*args), **TOL[torch.float32])
+
+
+# ----------------------------------------------------------------------------- dispatcher
+def test_dispatcher_picks_native_on_cpu():
+    args = dsepconv_args(dtype=torch.float32)
+    assert available_backends("dsepconv", args)["native"] is None
+    assert pick_backend("dsepconv", args) is _native.dsepconv
+    torch.testing.assert_close(dsepconv(*args, backend="cpp"), dsepconv_reference(*args), **TOL[torch.float32])
+    dargs = decoder_args(dtype=torch.float32)
+    assert available_backends("decoder_output", dargs)["native"] is None
+    torch.testing.assert_close(decoder_output(*dargs, backend="native"), decoder_output_reference(*dargs),
+                               **TOL[torch.float32])
+
+
+def test_dispatcher_refusals_have_reasons():
+    args = dsepconv_args(dtype=torch.float32)
+    assert "dtype" in available_backends("dsepconv", [t.half() for t in args])["native"]
+    assert "mixed dtypes" in available_backends("dsepconv", (args[0].double(),) + args[1:])["native"]
+    q = torch.randn(1, 8, 8, 32)
+    reason = available_backends("maxvit_attention", (q, q, q, torch.randn(225, 1)), window=8, mode="block",
+                                num_heads=1)["native"]
+    assert "CUDA" in reason
+    dargs = [t.requires_grad_() for t in decoder_args(dtype=torch.float32)]
+    assert "forward only" in available_backends("decoder_output", dargs)["native"]
+    # a gradient-requiring dsepconv stays native (C++ autograd)
+    assert available_backends("dsepconv", [t.requires_grad_() for t in args])["native"] is None
+
+
+# ----------------------------------------------------------------------------- CUDA
+LOW_ATOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+
+
+def _require_cuda_kernel(op):
+    if not _native.has_kernel(op, "CUDA"):
+        msg = f"extension built without a CUDA kernel for {op}"
+        if REQUIRE_NATIVE:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _check_low_precision(out, ref_fp32, ref_dtype, dtype):
+    """Kernel error vs fp32 reference within ~2x the reference's own error in ``dtype``."""
+    err = (out.float() - ref_fp32).abs().max().item()
+    ref_err = (ref_dtype.float() - ref_fp32).abs().max().item()
+    assert out.dtype == dtype
+    assert err <= 2 * ref_err + LOW_ATOL[dtype], f"{dtype}: error {err:.3g} vs reference's own {ref_err:.3g}"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_dsepconv_forward(dtype):
+    _require_cuda_kernel("dsepconv")
+    args = dsepconv_args(B=2, C=3, K=5, H=37, W=45, dtype=dtype, device="cuda")
+    out = OPS.dsepconv(*args)
+    ref32 = dsepconv_reference(*(t.float() for t in args))
+    _check_low_precision(out, ref32, dsepconv_reference(*args), dtype)
+    nc = tuple(non_contiguous(t) for t in args)
+    _check_low_precision(OPS.dsepconv(*nc), ref32, dsepconv_reference(*args), dtype)
+    assert OPS.dsepconv(*dsepconv_args(B=0, dtype=dtype, device="cuda")).shape == (0, 3, 7, 9)
+
+
+@pytest.mark.cuda
+def test_cuda_dsepconv_backward():
+    _require_cuda_kernel("dsepconv_backward")
+    base = dsepconv_args(B=2, C=3, K=5, H=13, W=17, dtype=torch.float32, device="cuda", seed=11)
+    grad = torch.randn(2, 3, 13, 17, device="cuda")
+    a = [t.clone().requires_grad_() for t in base]
+    b = [t.clone().requires_grad_() for t in base]
+    got = torch.autograd.grad(OPS.dsepconv(*a), a, grad)
+    want = torch.autograd.grad(dsepconv_reference(*b), b, grad)
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_decoder_output(dtype):
+    _require_cuda_kernel("decoder_output")
+    args = decoder_args(B=2, C=3, K=5, H=37, W=45, dtype=dtype, device="cuda")
+    out = OPS.decoder_output(*args)
+    ref32 = decoder_output_reference(*(t.float() for t in args))
+    _check_low_precision(out, ref32, decoder_output_reference(*args), dtype)
+
+
+@pytest.mark.cuda
+def test_cuda_opcheck_dsepconv_and_decoder_output():
+    _require_cuda_kernel("dsepconv")
+    torch.library.opcheck(OPS.dsepconv.default, dsepconv_args(B=1, C=2, K=3, H=4, W=5, dtype=torch.float32,
+                                                              device="cuda"))
+    if _native.has_kernel("decoder_output", "CUDA"):
+        torch.library.opcheck(OPS.decoder_output.default, decoder_args(B=1, H=4, W=5, dtype=torch.float32,
+                                                                       device="cuda"))
+
+
+def _maxvit_args(dtype, window, heads, head_dim, B=2, nh=2, nw=3, seed=12):
+    g = torch.Generator().manual_seed(seed)
+    H, W, C = nh * window, nw * window, heads * head_dim
+    q, k, v = (torch.randn(B, H, W, C, generator=g) for _ in range(3))
+    table = torch.randn((2 * window - 1) ** 2, heads, generator=g)
+    return tuple(t.to("cuda", dtype) for t in (q, k, v, table))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["block", "grid"])
+@pytest.mark.parametrize("window,heads,head_dim", [(8, 2, 32), (2, 1, 256), (8, 1, 256)])
+def test_cuda_maxvit_attention(dtype, mode, window, heads, head_dim):
+    _require_cuda_kernel("maxvit_attention")
+    q, k, v, table = _maxvit_args(dtype, window, heads, head_dim)
+    scale = head_dim ** -0.5
+    out = OPS.maxvit_attention(q, k, v, table, window, mode == "grid", heads, scale)
+    ref32 = maxvit_attention_reference(q.float(), k.float(), v.float(), table.float(), window, mode, heads, scale)
+    ref = maxvit_attention_reference(q, k, v, table, window, mode, heads, scale)
+    _check_low_precision(out, ref32, ref, dtype)
+    assert available_backends("maxvit_attention", (q, k, v, table), window=window, mode=mode,
+                              num_heads=heads)["native"] is None
+    got = _native.maxvit_attention(q, k, v, table, window, mode, heads)  # mode -> grid bool, default scale
+    _check_low_precision(got, ref32, ref, dtype)
+
+
+@pytest.mark.cuda
+def test_cuda_opcheck_maxvit_attention():
+    _require_cuda_kernel("maxvit_attention")
+    q, k, v, table = _maxvit_args(torch.float32, 8, 2, 32, B=1, nh=1, nw=2)
+    for grid in (False, True):
+        torch.library.opcheck(OPS.maxvit_attention.default, (q, k, v, table, 8, grid, 2, 32 ** -0.5))
