@@ -12,4 +12,8 @@ from __future__ import annotations
 from .dsepconv import DSepConvFunction, decoder_output, dsepconv
 from .maxvit_attention import INTERPRETED, maxvit_attention
 
-__all__ = ["dsepconv", "decoder_output", "maxvit_attention", "DSepConvFunction", "INTERPRETED"]
+__all__ = ["dsepconv", "decoder_output", "maxvit_attention", "DSepConvFunction", "INTERPRETED", "IMPLS"]
+
+#: op name -> implementation (same signature as the reference). The functions shadow the
+#: submodules of the same name as package attributes, so look them up here.
+IMPLS = {"dsepconv": dsepconv, "decoder_output": decoder_output, "maxvit_attention": maxvit_attention}

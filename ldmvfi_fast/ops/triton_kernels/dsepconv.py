@@ -54,8 +54,8 @@ def _tap_geometry(offx_ptr, offy_ptr, head_off, xf, yf, Hin, Win, pmask,
     # same float-op order as the original kernel: ((delta + x) + tap) - half + 1
     ux = (((dx + xf) + J) - HALF) + 1
     uy = (((dy + yf) + I) - HALF) + 1
-    wmax = (Win - 1).to(tl.float32)
-    hmax = (Hin - 1).to(tl.float32)
+    wmax = Win - 1.0  # fp32 (also when Win == 1 is specialised into a constexpr)
+    hmax = Hin - 1.0
     px = tl.minimum(tl.maximum(ux, 0.0), wmax)
     py = tl.minimum(tl.maximum(uy, 0.0), hmax)
     left = tl.floor(ux)
@@ -95,11 +95,11 @@ def _warp_accumulate(acc, img_ptr, cbase, m2, vert_ptr, horz_ptr, offx_ptr, offy
                      head_k, head_kk, HW, xf, yf, Hin, Win, Hs, Ws, s_h, s_w, pmask,
                      K: tl.constexpr, PAD: tl.constexpr, INVERT_MASK: tl.constexpr):
     """acc (BLOCK_P, BLOCK_C) += sum over taps of the modulated bilinear samples."""
-    HALF: tl.constexpr = (K - 1) // 2
+    HALF = (K - 1) // 2  # constexpr
     for i in tl.static_range(K):
         vi = tl.load(vert_ptr + head_k + i * HW, mask=pmask, other=0.0).to(tl.float32)
         for j in tl.static_range(K):
-            t: tl.constexpr = i * K + j
+            t = i * K + j
             hj = tl.load(horz_ptr + head_k + j * HW, mask=pmask, other=0.0).to(tl.float32)
             mraw = tl.load(mask_ptr + head_kk + t * HW, mask=pmask, other=0.0)
             mt = mraw.to(tl.float32)
@@ -157,7 +157,7 @@ def _dsepconv_bwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_p
                          NEED_INPUT: tl.constexpr):
     """All grads in float32. ginp: contiguous (B, C, Hin, Win), zero-initialised;
     ghorz: zero-initialised (accumulated over the rows of the separable kernel)."""
-    HALF: tl.constexpr = (K - 1) // 2
+    HALF = (K - 1) // 2  # constexpr
     pid = tl.program_id(0)
     p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = p < NP
@@ -173,7 +173,7 @@ def _dsepconv_bwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_p
         vi = tl.load(vert_ptr + head_k + i * HW, mask=pmask, other=0.0).to(tl.float32)
         gv = tl.zeros([BLOCK_P], dtype=tl.float32)
         for j in tl.static_range(K):
-            t: tl.constexpr = i * K + j
+            t = i * K + j
             hj = tl.load(horz_ptr + head_k + j * HW, mask=pmask, other=0.0).to(tl.float32)
             mt = tl.load(mask_ptr + head_kk + t * HW, mask=pmask, other=0.0).to(tl.float32)
             left, right, top, bottom, wl, wr, wt, wb, inx, iny = _tap_geometry(
@@ -206,10 +206,12 @@ def _dsepconv_bwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_p
                 if NEED_INPUT:
                     gc = go * coef[:, None]
                     gbase = (b[:, None] * C + c[None, :]) * (Hin * Win)
-                    tl.atomic_add(ginp_ptr + gbase + (top * Win + left)[:, None], gc * wl2 * wt2, mask=m2)
-                    tl.atomic_add(ginp_ptr + gbase + (top * Win + right)[:, None], gc * wr2 * wt2, mask=m2)
-                    tl.atomic_add(ginp_ptr + gbase + (bottom * Win + left)[:, None], gc * wl2 * wb2, mask=m2)
-                    tl.atomic_add(ginp_ptr + gbase + (bottom * Win + right)[:, None], gc * wr2 * wb2, mask=m2)
+                    r_top = (top * Win)[:, None]
+                    r_bot = (bottom * Win)[:, None]
+                    tl.atomic_add(ginp_ptr + gbase + r_top + left[:, None], gc * wl2 * wt2, mask=m2, sem="relaxed")
+                    tl.atomic_add(ginp_ptr + gbase + r_top + right[:, None], gc * wr2 * wt2, mask=m2, sem="relaxed")
+                    tl.atomic_add(ginp_ptr + gbase + r_bot + left[:, None], gc * wl2 * wb2, mask=m2, sem="relaxed")
+                    tl.atomic_add(ginp_ptr + gbase + r_bot + right[:, None], gc * wr2 * wb2, mask=m2, sem="relaxed")
             gv += s_val * hj * mt
             tap_off = head_kk + t * HW
             tl.store(gmask_ptr + tap_off, s_val * vi * hj, mask=pmask)
@@ -229,7 +231,7 @@ def _decoder_output_kernel(f0_ptr, f1_ptr,
                            NP, C, H, W,
                            s0b, s0c, s0h, s0w, s1b, s1c, s1h, s1w, srb, src, srh, srw,
                            K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    PAD: tl.constexpr = (K - 1) // 2
+    PAD = (K - 1) // 2  # constexpr
     pid = tl.program_id(0)
     p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = p < NP

@@ -136,7 +136,7 @@ def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window
     ntok = max(16, triton.next_power_of_2(window * window))
     block_d = min(d, 64)
     upcast = INTERPRETED and q.dtype == torch.bfloat16
-    prec = "ieee" if q.dtype == torch.float32 or upcast else "tf32"
+    prec = "ieee" if q.dtype == torch.float32 or upcast else None  # None: the target's default
     _maxvit_attn_kernel[(nwin, num_heads)](
         q, k, v, bias_table, out, nh, nw, float(scale),
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *bias_table.stride(),

@@ -1,0 +1,213 @@
+"""Triton kernels vs the PyTorch references, under the Triton interpreter on CPU tensors.
+
+Run as a script (``tests/test_triton_ops.py`` spawns it in a subprocess, because
+``TRITON_INTERPRET=1`` must be set before triton is imported and the pytest process may
+have imported triton already). Prints one line per check with its max error and exits 1
+if any check fails. Shapes are tiny: interpreted Triton is slow.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+if "triton" in sys.modules:
+    raise SystemExit("triton was imported before TRITON_INTERPRET could be set")
+os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+
+from ldmvfi_fast import ops  # noqa: E402
+from ldmvfi_fast.ops.decoder_output_ref import decoder_output_reference  # noqa: E402
+from ldmvfi_fast.ops.dsepconv_ref import dsepconv_reference  # noqa: E402
+from ldmvfi_fast.ops.maxvit_ref import maxvit_attention_reference  # noqa: E402
+from ldmvfi_fast.ops.triton_kernels import IMPLS  # noqa: E402
+
+tri_dsepconv = IMPLS["dsepconv"]
+tri_decoder_output = IMPLS["decoder_output"]
+tri_maxvit = IMPLS["maxvit_attention"]
+
+FAILURES: list[str] = []
+LOW = (torch.float16, torch.bfloat16)
+
+
+def report(name: str, err: float, tol: float) -> None:
+    ok = err <= tol
+    print(f"{'ok  ' if ok else 'FAIL'} {name:<58} max_err={err:.3e} tol={tol:.1e}", flush=True)
+    if not ok:
+        FAILURES.append(name)
+
+
+def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+
+
+def low_precision_tol(out, ref32, ref_low) -> float:
+    """Kernel error in fp16/bf16: within 2x PyTorch's own error in that dtype, plus one
+    rounding of the output to that dtype (the kernel rounds once, at the store)."""
+    return 2.0 * max_err(ref_low, ref32) + torch.finfo(out.dtype).eps * ref32.abs().max().item()
+
+
+def dsepconv_inputs(B, C, H, W, K=5, dtype=torch.float32, noncontig=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Hin, Win = H + K - 1, W + K - 1
+    if noncontig:  # channel-last storage viewed as (B, C, Hin, Win)
+        inp = torch.randn(B, Hin, Win, C, generator=g).permute(0, 3, 1, 2)
+    else:
+        inp = torch.randn(B, C, Hin, Win, generator=g)
+    v = torch.randn(B, K, H, W, generator=g) / K
+    h = torch.randn(B, K, H, W, generator=g) / K
+    ox = torch.rand(B, K * K, H, W, generator=g) * 6 - 3  # offsets in [-3, 3]: clamping happens
+    oy = torch.rand(B, K * K, H, W, generator=g) * 6 - 3
+    m = torch.rand(B, K * K, H, W, generator=g)
+    return [t.to(dtype) for t in (inp, v, h, ox, oy, m)]
+
+
+def count_clamped(ox, oy, H, W, K):
+    half = (K - 1) // 2
+    taps = torch.arange(K, dtype=torch.float32)
+    ys = torch.arange(H, dtype=torch.float32).view(1, 1, 1, H, 1)
+    xs = torch.arange(W, dtype=torch.float32).view(1, 1, 1, 1, W)
+    uy = ox.float().view(-1, K, K, H, W) + ys + taps.view(1, K, 1, 1, 1) - half + 1
+    ux = oy.float().view(-1, K, K, H, W) + xs + taps.view(1, 1, K, 1, 1) - half + 1
+    return int(((uy < 0) | (uy > H + K - 2)).sum() + ((ux < 0) | (ux > W + K - 2)).sum())
+
+
+def check_dsepconv_forward():
+    for (B, C, H, W) in [(2, 3, 7, 9), (1, 20, 5, 6)]:
+        args = dsepconv_inputs(B, C, H, W)
+        assert count_clamped(args[3], args[4], H, W, 5) > 0
+        assert not args[0].is_contiguous()
+        out = tri_dsepconv(*args)
+        report(f"dsepconv fwd fp32 B{B} C{C} {H}x{W} non-contiguous", max_err(out, dsepconv_reference(*args)), 1e-5)
+    args = dsepconv_inputs(2, 3, 7, 9, noncontig=False)
+    for dt in LOW:
+        low = [t.to(dt) for t in args]
+        out = tri_dsepconv(*low)
+        ref32 = dsepconv_reference(*[t.float() for t in low])
+        assert out.dtype == dt
+        report(f"dsepconv fwd {str(dt)[6:]}", max_err(out, ref32), low_precision_tol(out, ref32, dsepconv_reference(*low)))
+    empty = dsepconv_inputs(0, 3, 4, 5)
+    out = tri_dsepconv(*empty)
+    report("dsepconv fwd batch 0", float(tuple(out.shape) != (0, 3, 4, 5)), 0.0)
+
+
+def check_dsepconv_backward():
+    args = dsepconv_inputs(2, 3, 6, 7)
+    ref_args = [t.clone().requires_grad_() for t in args]
+    tri_args = [t.clone().requires_grad_() for t in args]
+    ref = dsepconv_reference(*ref_args)
+    gout = torch.randn_like(ref)
+    ref.backward(gout)
+    tri_dsepconv(*tri_args).backward(gout)
+    for name, a, b in zip(("input", "vertical", "horizontal", "offset_x", "offset_y", "mask"), tri_args, ref_args):
+        scale = b.grad.abs().max().item()
+        report(f"dsepconv bwd fp32 grad {name} (|g|max={scale:.1f})", max_err(a.grad, b.grad), 1e-5 * max(1.0, scale))
+    # only the heads need grad: the input-grad atomics are skipped
+    tri_args = [args[0]] + [t.clone().requires_grad_() for t in args[1:]]
+    tri_dsepconv(*tri_args).backward(gout)
+    report("dsepconv bwd fp32 heads only (grad offset_y)", max_err(tri_args[4].grad, ref_args[4].grad),
+           1e-5 * max(1.0, ref_args[4].grad.abs().max().item()))
+
+
+def decoder_inputs(B, C, H, W, K=5, dtype=torch.float32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    f0 = torch.randn(B, H, W, C, generator=g).permute(0, 3, 1, 2)  # non-contiguous
+    f1 = torch.randn(B, C, H, W + 3, generator=g)[..., 1:W + 1]  # non-contiguous
+    heads = []
+    for _ in range(2):
+        heads += [torch.randn(B, K, H, W, generator=g) / K, torch.randn(B, K, H, W, generator=g) / K,
+                  torch.rand(B, K * K, H, W, generator=g) * 6 - 3, torch.rand(B, K * K, H, W, generator=g) * 6 - 3]
+    m = torch.rand(B, K * K, H, W, generator=g)
+    r = torch.randn(B, C, H, W, generator=g)
+    return [t.to(dtype) for t in (f0, f1, *heads, m, r)]
+
+
+def check_decoder_output():
+    args = decoder_inputs(2, 3, 7, 9)
+    report("decoder_output fwd fp32 non-contiguous frames",
+           max_err(tri_decoder_output(*args), decoder_output_reference(*args)), 1e-5)
+    for dt in LOW:
+        low = [t.to(dt) for t in args]
+        out = tri_decoder_output(*low)
+        ref32 = decoder_output_reference(*[t.float() for t in low])
+        report(f"decoder_output fwd {str(dt)[6:]}", max_err(out, ref32),
+               low_precision_tol(out, ref32, decoder_output_reference(*low)))
+    args = decoder_inputs(1, 3, 5, 6)
+    ref_args = [t.clone().requires_grad_() for t in args]
+    tri_args = [t.clone().requires_grad_() for t in args]
+    ref = decoder_output_reference(*ref_args)
+    gout = torch.randn_like(ref)
+    ref.backward(gout)
+    tri_decoder_output(*tri_args).backward(gout)
+    err = max(max_err(a.grad, b.grad) / max(1.0, b.grad.abs().max().item()) for a, b in zip(tri_args, ref_args))
+    report("decoder_output bwd fp32 (all 12 grads, relative)", err, 1e-5)
+
+
+def check_maxvit():
+    cases = [  # (B, H, W, heads, head_dim, window)
+        (2, 4, 6, 2, 32, 2),
+        (1, 8, 16, 2, 32, 8),
+        (1, 8, 8, 1, 256, 8),  # head_dim 256: one window, one head
+        (1, 2, 2, 1, 256, 2),
+    ]
+    g = torch.Generator().manual_seed(2)
+    for B, H, W, heads, d, win in cases:
+        C = heads * d
+        table = torch.randn((2 * win - 1) ** 2, heads, generator=g)
+        for mode in ("block", "grid"):
+            for cross in (False, True):
+                q = torch.randn(B, H, W, C, generator=g)
+                if cross:  # k, v from a context tensor; v non-contiguous
+                    k = torch.randn(B, H, W, C, generator=g)
+                    v = torch.randn(B, W, H, C, generator=g).transpose(1, 2)
+                else:
+                    k = v = q
+                out = tri_maxvit(q, k, v, table, win, mode, heads)
+                ref = maxvit_attention_reference(q, k, v, table, win, mode, heads)
+                report(f"maxvit {mode:5s} w{win} d{d} h{heads} {'cross' if cross else 'self '} fp32",
+                       max_err(out, ref), 1e-5)
+    for dt in LOW:
+        B, H, W, heads, d, win = 1, 8, 8, 2, 32, 2
+        q, k, v = [torch.randn(B, H, W, heads * d, generator=g).to(dt) for _ in range(3)]
+        table = torch.randn(9, heads, generator=g)
+        out = tri_maxvit(q, k, v, table, win, "grid", heads)
+        ref32 = maxvit_attention_reference(q.float(), k.float(), v.float(), table, win, "grid", heads)
+        report(f"maxvit grid w2 d32 {str(dt)[6:]}", max_err(out, ref32),
+               low_precision_tol(out, ref32, maxvit_attention_reference(q, k, v, table, win, "grid", heads)))
+
+
+def check_dispatch():
+    args = dsepconv_inputs(1, 3, 4, 5)
+    avail = ops.available_backends("dsepconv", args)
+    report("dispatch: triton accepts CPU dsepconv under the interpreter", float(avail["triton"] is not None), 0.0)
+    out = ops.dsepconv(*args, backend="triton")
+    report("dispatch: ops.dsepconv(backend='triton')", max_err(out, dsepconv_reference(*args)), 1e-5)
+    q = torch.randn(1, 4, 4, 64, requires_grad=True)
+    table = torch.zeros(9, 2)
+    reason = ops.available_backends("maxvit_attention", (q, q, q, table), window=2, mode="block",
+                                    num_heads=2)["triton"]
+    report("dispatch: triton refuses maxvit with autograd", float(not reason or "backward" not in reason), 0.0)
+
+
+def main() -> int:
+    t_all = time.perf_counter()
+    for check in (check_dsepconv_forward, check_dsepconv_backward, check_decoder_output, check_maxvit, check_dispatch):
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad() if check in (check_dsepconv_forward, check_maxvit) else torch.enable_grad():
+                check()
+        except Exception as exc:  # report and keep going
+            import traceback
+
+            traceback.print_exc()
+            FAILURES.append(f"{check.__name__}: {type(exc).__name__}: {exc}")
+        print(f"     {check.__name__} took {time.perf_counter() - t0:.1f}s", flush=True)
+    print(f"total {time.perf_counter() - t_all:.1f}s; {len(FAILURES)} failure(s)")
+    for f in FAILURES:
+        print("FAILED:", f)
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
