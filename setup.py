@@ -36,14 +36,47 @@ def _rel(paths):
     return sorted(os.path.relpath(p, ROOT) for p in paths)
 
 
+def _import_torch():
+    """Import the torch the package will run with.
+
+    In an isolated build (plain ``pip install .``) the build environment has no torch, and
+    installing one there would compile against a different torch than the installed one
+    (not ABI-safe; ``pyproject.toml`` therefore does not list it). The interpreter's own
+    site-packages, where torch is installed, is then appended to ``sys.path`` (after the
+    build environment's, so its setuptools still wins): the extension is compiled against
+    exactly the installed torch, as with ``--no-build-isolation``.
+    """
+    try:
+        import torch
+        from torch.utils import cpp_extension
+        return torch, cpp_extension
+    except ImportError:
+        import site
+        import sysconfig
+
+        candidates = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+        try:
+            candidates += site.getsitepackages() + [site.getusersitepackages()]
+        except AttributeError:  # virtualenv's old site module
+            pass
+        found = [p for p in dict.fromkeys(candidates) if os.path.isdir(os.path.join(p, "torch"))]
+        if not found:
+            raise
+        sys.path.extend(p for p in found if p not in sys.path)
+        import torch
+        from torch.utils import cpp_extension
+        _say(f"isolated build: using the installed torch {torch.__version__} from {found[0]} "
+             "(the one the package runs with)")
+        return torch, cpp_extension
+
+
 def _native_build():
     """(ext_modules, cmdclass) for this environment; ([], {}) for a pure-Python install."""
     if _flag("LDMVFI_FAST_NO_NATIVE"):
         _say("LDMVFI_FAST_NO_NATIVE=1 -> pure-Python install (no native extension)")
         return [], {}
     try:
-        import torch
-        from torch.utils import cpp_extension
+        torch, cpp_extension = _import_torch()
     except ImportError as exc:
         _say(f"torch cannot be imported at build time ({exc}) -> pure-Python install, no native "
              "extension. For the compiled kernels install torch first, then "

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 OFFICIAL_CKPT_NAME = "ldmvfi-vqflow-f32-c256-concat_max.ckpt"
 OFFICIAL_CKPT_HELP = (
-    f"The official checkpoint is {OFFICIAL_CKPT_NAME} (about 1.7 GB), published by the LDMVFI authors: "
+    f"The official checkpoint is {OFFICIAL_CKPT_NAME}, published by the LDMVFI authors: "
     "see the README of github.com/danier97/LDMVFI (section 'Pre-trained model') for the download link. "
     "Pass it with --ckpt PATH or set LDMVFI_FAST_CKPT=PATH.")
 
@@ -114,7 +114,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download or copy did not complete")
-    if zipfile.is_zipfile(path):
+    is_zip = zipfile.is_zipfile(path)
+    # zip checkpoints are memory-mapped: tensors are read on use, the rest of a Lightning
+    # file (optimizer state...) is never read into memory
+    mmap = {"mmap": True} if is_zip else {}
+    if is_zip:
         try:
             with zipfile.ZipFile(path) as zf:
                 bad = zf.testzip()
@@ -123,13 +127,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
         except zipfile.BadZipFile as exc:
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, **mmap)
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc).lower() and "weights_only" not in str(exc):
             raise CheckpointError(f"checkpoint {path} cannot be read (corrupt or not a PyTorch file): {exc}") from None
         _RestrictedUnpickler.seen = set()
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule,
+                             **mmap)
         except Exception as exc2:  # noqa: BLE001 - any failure means an unreadable file
             raise CheckpointError(f"checkpoint {path} cannot be read safely: {type(exc2).__name__}: {exc2}") from None
         log.info("checkpoint metadata used non-tensor classes, read as inert placeholders: %s",
@@ -137,7 +142,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... on bad files
-        hint = " (the file looks truncated)" if zipfile.is_zipfile(path) is False and size < 1 << 20 else ""
+        hint = "" if is_zip else " (not a zip archive: truncated, or not a PyTorch checkpoint)"
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}{hint}") from None
     return extract_state_dict(obj, str(path))
 

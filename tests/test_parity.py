@@ -77,7 +77,12 @@ def test_quantizer_indices_exact(model, case):
     _report("decode_zq", _err(zq, case["decode_zq"]), 1e-6)
 
 
-def test_decoder(encoded, case):
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_decoder(encoded, case, backend, monkeypatch):
+    """The decoder with the dispatching ops (auto: the compiled CPU kernels when built) and with
+    the pure-PyTorch reference forced."""
+    if backend != "auto":
+        monkeypatch.setenv("LDMVFI_FAST_BACKEND", backend)
     it, e0, e1 = encoded
     # decoder alone, on the original's features (codebook ties cannot interfere)
     P0 = [case[f"phi_prev_{i}"] for i in range(5)]

@@ -13,29 +13,13 @@
 
 #include "../../kernels/dsepconv.cuh"
 #include "../dsepconv.h"
+#include "torch_cuda_types.cuh"
 
 namespace ldmvfi_fast {
 namespace ops {
 namespace cuda {
 namespace {
 
-template <typename scalar_t>
-struct CudaType {
-  using type = scalar_t;
-};
-template <>
-struct CudaType<at::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-template <typename T>
-const T* cptr(const at::Tensor& t) {
-  return reinterpret_cast<const T*>(t.const_data_ptr());
-}
 
 at::Tensor decoder_output_cuda(const at::Tensor& frame0, const at::Tensor& frame1, const at::Tensor& vertical0,
                                const at::Tensor& horizontal0, const at::Tensor& offset_x0,

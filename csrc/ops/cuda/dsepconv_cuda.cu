@@ -16,33 +16,13 @@
 
 #include "../../kernels/dsepconv.cuh"
 #include "../dsepconv.h"
+#include "torch_cuda_types.cuh"
 
 namespace ldmvfi_fast {
 namespace ops {
 namespace cuda {
 namespace {
 
-template <typename scalar_t>
-struct CudaType {
-  using type = scalar_t;
-};
-template <>
-struct CudaType<at::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-template <typename T>
-const T* cptr(const at::Tensor& t) {
-  return reinterpret_cast<const T*>(t.const_data_ptr());
-}
-template <typename T>
-T* mptr(at::Tensor& t) {
-  return reinterpret_cast<T*>(t.mutable_data_ptr());
-}
 
 void check_cuda(const char* op, const at::Tensor& input) {
   TORCH_CHECK(input.is_cuda(), op, " (CUDA kernel): tensors must be on a CUDA device, got ", input.device());
