@@ -117,7 +117,7 @@ def decoder_output(frame0: Tensor, frame1: Tensor, vertical0: Tensor, horizontal
 
 def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window: int, mode: str,
                      num_heads: int, scale: float | None = None) -> Tensor:
-    """``torch.ops.ldmvfi_fast.maxvit_attention`` (CUDA, forward only); ``mode`` -> ``grid`` bool."""
+    """``torch.ops.ldmvfi_fast.maxvit_attention`` (forward only); ``mode`` -> ``grid`` bool."""
     check_attention_args(q, k, v, bias_table, window, mode, num_heads)
     if scale is None:
         scale = (q.shape[-1] // num_heads) ** -0.5
@@ -144,7 +144,8 @@ class _Native:
         if any(t.device != dev for t in tensors):
             return "tensors on different devices"
         if op == "maxvit_attention" and dev.type != "cuda":
-            return f"maxvit_attention has a CUDA kernel only (tensors on {dev.type})"
+            return (f"the {dev.type} kernel of maxvit_attention is a correctness fallback (for opcheck and C++ "
+                    "callers); the reference's batched matmuls are faster on CPU")
         key = {"cpu": "CPU", "cuda": "CUDA"}.get(dev.type)
         if key is None or not has_kernel(op, key):
             extra = " (extension built without CUDA)" if key == "CUDA" else ""

@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "../../kernels/maxvit_attention.cuh"
+#include "../maxvit_attention.h"
 
 namespace ldmvfi_fast {
 namespace ops {
@@ -46,29 +47,14 @@ at::Tensor maxvit_attention_cuda(const at::Tensor& q_, const at::Tensor& k_, con
                                  const at::Tensor& bias_table, int64_t window, bool grid, int64_t num_heads,
                                  double scale) {
   const char* op = "maxvit_attention (CUDA kernel)";
-  TORCH_CHECK(q_.dim() == 4, op, ": q must be (B, H, W, C), got shape ", q_.sizes());
-  TORCH_CHECK(k_.sizes() == q_.sizes() && v_.sizes() == q_.sizes(), op,
-              ": q, k, v must have the same shape, got ", q_.sizes(), ", ", k_.sizes(), ", ", v_.sizes());
+  detail::check_maxvit_attention_args(op, q_, k_, v_, bias_table, window, num_heads);
   const auto dtype = q_.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16, op,
               ": q, k, v must be float32, float16 or bfloat16, got ", dtype);
-  TORCH_CHECK(k_.scalar_type() == dtype && v_.scalar_type() == dtype, op, ": q, k, v must have the same dtype, got ",
-              dtype, ", ", k_.scalar_type(), ", ", v_.scalar_type());
   TORCH_CHECK(q_.is_cuda(), op, ": tensors must be on a CUDA device, got ", q_.device());
-  for (const at::Tensor* t : {&k_, &v_, &bias_table})
-    TORCH_CHECK(t->device() == q_.device(), op, ": all tensors must be on ", q_.device(), ", got ", t->device());
-  TORCH_CHECK(bias_table.is_floating_point(), op, ": bias_table must be floating, got ", bias_table.scalar_type());
   const int64_t B = q_.size(0), H = q_.size(1), W = q_.size(2), C = q_.size(3);
-  TORCH_CHECK(window >= 1 && window <= 8, op, ": window must be in [1, 8], got ", window);
-  TORCH_CHECK(H % window == 0 && W % window == 0, op, ": H=", H, " and W=", W,
-              " must be multiples of the window size ", window);
-  TORCH_CHECK(num_heads >= 1 && C % num_heads == 0, op, ": C=", C, " is not divisible by num_heads=", num_heads);
   TORCH_CHECK((C / num_heads) % 32 == 0, op, ": head_dim = C / num_heads = ", C / num_heads,
               " must be a multiple of 32");
-  TORCH_CHECK(bias_table.dim() == 2 && bias_table.size(0) == (2 * window - 1) * (2 * window - 1) &&
-                  bias_table.size(1) == num_heads,
-              op, ": bias_table must be (", (2 * window - 1) * (2 * window - 1), ", ", num_heads, "), got ",
-              bias_table.sizes());
   const c10::cuda::CUDAGuard guard(q_.device());
   const auto q = channel_contiguous(q_);
   const auto k = channel_contiguous(k_);
