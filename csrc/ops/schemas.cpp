@@ -23,7 +23,7 @@ TORCH_LIBRARY(ldmvfi_fast, m) {
       "decoder_output(Tensor frame0, Tensor frame1, Tensor vertical0, Tensor horizontal0, "
       "Tensor offset_x0, Tensor offset_y0, Tensor vertical1, Tensor horizontal1, Tensor offset_x1, "
       "Tensor offset_y1, Tensor mask, Tensor residual) -> Tensor");
-  // q, k, v (B, H, W, C) channel-last; bias_table ((2w-1)^2, heads) -> (B, H, W, C). CUDA only.
+  // q, k, v (B, H, W, C) channel-last; bias_table ((2w-1)^2, heads) -> (B, H, W, C). Forward only.
   m.def(
       "maxvit_attention(Tensor q, Tensor k, Tensor v, Tensor bias_table, int window, bool grid, "
       "int num_heads, float scale) -> Tensor");
