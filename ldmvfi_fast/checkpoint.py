@@ -25,7 +25,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .config import AutoencoderConfig, DiffusionConfig, LDMVFIConfig, UNetConfig, resolve_config
+from .config import PRESETS, AutoencoderConfig, DiffusionConfig, LDMVFIConfig, UNetConfig, resolve_config
 from .models.autoencoder import unused_checkpoint_shapes
 from .models.ldmvfi import LDMVFI
 from .sampling import SCHEDULE_BUFFERS
@@ -315,8 +315,7 @@ def infer_config(sd: Mapping[str, Tensor]) -> LDMVFIConfig:
         raise CheckpointError(f"cannot infer the model configuration from the checkpoint (missing {exc}); "
                               "pass --config") from None
     cfg = LDMVFIConfig(unet=unet, autoencoder=ae, diffusion=diff, name="inferred")
-    from .config import PRESETS
-    for name, make in PRESETS.items():
+    for make in PRESETS.values():
         p = make()
         if (p.unet, p.autoencoder, p.diffusion.timesteps) == (cfg.unet, cfg.autoencoder, diff.timesteps):
             return p

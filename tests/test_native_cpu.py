@@ -240,13 +240,19 @@ def test_export_sees_ops():
     torch.testing.assert_close(ep.module()(*args), 2 * dsepconv_reference(*args), **TOL[torch.float32])
 
 
+def _maxvit_args(dtype, window, heads, head_dim, B=2, nh=2, nw=3, seed=12, device="cuda"):
+    g = torch.Generator().manual_seed(seed)
+    H, W, C = nh * window, nw * window, heads * head_dim
+    q, k, v = (torch.randn(B, H, W, C, generator=g) for _ in range(3))
+    table = torch.randn((2 * window - 1) ** 2, heads, generator=g)
+    return tuple(t.to(device, dtype) for t in (q, k, v, table))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("mode", ["block", "grid"])
 @pytest.mark.parametrize("window,heads,head_dim", [(2, 3, 8), (8, 1, 16), (2, 1, 32)])
 def test_maxvit_attention_cpu_kernel(dtype, mode, window, heads, head_dim):
-    g = torch.Generator().manual_seed(window + heads)
-    q, k, v = (torch.randn(2, 2 * window, 3 * window, heads * head_dim, generator=g, dtype=dtype) for _ in range(3))
-    table = torch.randn((2 * window - 1) ** 2, heads, generator=g, dtype=dtype)
+    q, k, v, table = _maxvit_args(dtype, window, heads, head_dim, seed=window + heads, device="cpu")
     out = OPS.maxvit_attention(q, k.transpose(1, 2).contiguous().transpose(1, 2), v, table, window, mode == "grid",
                                heads, head_dim ** -0.5)
     ref = maxvit_attention_reference(q, k, v, table, window, mode, heads)
@@ -256,9 +262,7 @@ def test_maxvit_attention_cpu_kernel(dtype, mode, window, heads, head_dim):
 
 
 def test_opcheck_maxvit_attention_cpu():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 4, 6, 16, generator=g) for _ in range(3))
-    table = torch.randn(9, 2, generator=g)
+    q, k, v, table = _maxvit_args(torch.float32, 2, 2, 8, B=1, nh=2, nw=3, seed=0, device="cpu")
     for grid in (False, True):
         torch.library.opcheck(OPS.maxvit_attention.default, (q, k, v, table, 2, grid, 2, 0.25))
 
@@ -353,14 +357,6 @@ def test_cuda_opcheck_dsepconv_and_decoder_output():
     if _native.has_kernel("decoder_output", "CUDA"):
         torch.library.opcheck(OPS.decoder_output.default, decoder_args(B=1, H=4, W=5, dtype=torch.float32,
                                                                        device="cuda"))
-
-
-def _maxvit_args(dtype, window, heads, head_dim, B=2, nh=2, nw=3, seed=12):
-    g = torch.Generator().manual_seed(seed)
-    H, W, C = nh * window, nw * window, heads * head_dim
-    q, k, v = (torch.randn(B, H, W, C, generator=g) for _ in range(3))
-    table = torch.randn((2 * window - 1) ** 2, heads, generator=g)
-    return tuple(t.to("cuda", dtype) for t in (q, k, v, table))
 
 
 @pytest.mark.cuda

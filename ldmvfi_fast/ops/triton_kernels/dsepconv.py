@@ -123,19 +123,23 @@ def _warp_accumulate(acc, img_ptr, cbase, m2, vert_ptr, horz_ptr, offx_ptr, offy
 
 
 @triton.jit
-def _dsepconv_fwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, out_ptr,
-                         NP, C, H, W, Hin, Win, s_ib, s_ic, s_ih, s_iw,
-                         K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = p < NP
+def _pixel_block(NP, H, W, K: tl.constexpr, BLOCK_P: tl.constexpr):
+    """This program's block of output pixels: flat index p, its mask, batch b, in-plane
+    index hw, float column/row xf/yf, and the offsets of its K- and K*K-channel head planes."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     HW = H * W
     b = p // HW
     hw = p % HW
     xf = (hw % W).to(tl.float32)
     yf = (hw // W).to(tl.float32)
-    head_k = b * (K * HW) + hw
-    head_kk = b * (K * K * HW) + hw
+    return p < NP, HW, b, hw, xf, yf, b * (K * HW) + hw, b * (K * K * HW) + hw
+
+
+@triton.jit
+def _dsepconv_fwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, out_ptr,
+                         NP, C, H, W, Hin, Win, s_ib, s_ic, s_ih, s_iw,
+                         K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    pmask, HW, b, hw, xf, yf, head_k, head_kk = _pixel_block(NP, H, W, K, BLOCK_P)
     cc = tl.arange(0, BLOCK_C)
     for c0 in range(0, C, BLOCK_C):
         c = c0 + cc
@@ -158,16 +162,7 @@ def _dsepconv_bwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_p
     """All grads in float32. ginp: contiguous (B, C, Hin, Win), zero-initialised;
     ghorz: zero-initialised (accumulated over the rows of the separable kernel)."""
     HALF = (K - 1) // 2  # constexpr
-    pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = p < NP
-    HW = H * W
-    b = p // HW
-    hw = p % HW
-    xf = (hw % W).to(tl.float32)
-    yf = (hw // W).to(tl.float32)
-    head_k = b * (K * HW) + hw
-    head_kk = b * (K * K * HW) + hw
+    pmask, HW, b, hw, xf, yf, head_k, head_kk = _pixel_block(NP, H, W, K, BLOCK_P)
     cc = tl.arange(0, BLOCK_C)
     for i in tl.static_range(K):
         vi = tl.load(vert_ptr + head_k + i * HW, mask=pmask, other=0.0).to(tl.float32)
@@ -232,20 +227,11 @@ def _decoder_output_kernel(f0_ptr, f1_ptr,
                            s0b, s0c, s0h, s0w, s1b, s1c, s1h, s1w, srb, src, srh, srw,
                            K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     PAD = (K - 1) // 2  # constexpr
-    pid = tl.program_id(0)
-    p = pid * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = p < NP
-    HW = H * W
-    b = p // HW
-    hw = p % HW
+    pmask, HW, b, hw, xf, yf, head_k, head_kk = _pixel_block(NP, H, W, K, BLOCK_P)
     x = hw % W
     y = hw // W
-    xf = x.to(tl.float32)
-    yf = y.to(tl.float32)
     Hin = H + 2 * PAD
     Win = W + 2 * PAD
-    head_k = b * (K * HW) + hw
-    head_kk = b * (K * K * HW) + hw
     cc = tl.arange(0, BLOCK_C)
     for c0 in range(0, C, BLOCK_C):
         c = c0 + cc
