@@ -25,6 +25,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
+from .errors import CheckpointError  # noqa: F401 - re-exported
 from .config import PRESETS, AutoencoderConfig, DiffusionConfig, LDMVFIConfig, UNetConfig, resolve_config
 from .models.autoencoder import unused_checkpoint_shapes
 from .models.ldmvfi import LDMVFI
@@ -45,10 +46,6 @@ COND_PREFIX = "cond_stage_model."
 EMA_META = ("model_ema.decay", "model_ema.num_updates")
 _UNUSED_AE = re.compile(r"^decoder\.up\.\d+\.cross_attn\.out_conv\.")
 _LOSS = re.compile(r"^(first_stage_model\.)?loss\.")
-
-
-class CheckpointError(ValueError):
-    """The file is not a usable LDMVFI checkpoint; the message says why."""
 
 
 # ---------------------------------------------------------------------------------------------

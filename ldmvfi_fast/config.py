@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 __all__ = ["AutoencoderConfig", "UNetConfig", "DiffusionConfig", "LDMVFIConfig", "official_config",
            "tiny_config", "load_yaml_config", "ConfigError", "PRESETS", "resolve_config"]
-
-
-class ConfigError(ValueError):
-    """A configuration that ldmvfi_fast cannot build."""
 
 
 @dataclass(frozen=True)

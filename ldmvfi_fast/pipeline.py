@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import InputError, PaddingError  # noqa: F401 - re-exported
 from .models.ldmvfi import LDMVFI
 from .sampling import SAMPLERS, ddim_schedule
 
@@ -33,14 +34,6 @@ log = logging.getLogger(__name__)
 
 PADDING_MODES = ("reference", "minimal")
 MULTI = (2, 4, 8)
-
-
-class PaddingError(ValueError):
-    """A frame size the chosen padding mode cannot handle."""
-
-
-class InputError(ValueError):
-    """Frames that cannot be interpolated (shape, channels, values)."""
 
 
 def pad_amounts(H: int, W: int, mode: str, arch_unit: int = 256) -> tuple[int, int]:

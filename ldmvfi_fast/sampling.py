@@ -1,10 +1,18 @@
 """Diffusion schedules and samplers.
 
 Schedules are builders; samplers are small functions with one signature:
-``sampler(eps_fn, x_T, schedule, *, generator=None, return_intermediates=False)``, where
-``eps_fn(x_t, t)`` maps a latent (B, C, h, w) and int64 timesteps (B,) to predicted noise.
-Every per-step coefficient is a device tensor built before the loop, so the loop never
-synchronises with the host (it can be captured in a CUDA graph or unrolled in an export).
+``sample(eps_fn, x_T, schedule, *, generator=None, callback=None, return_intermediates=False)``,
+where ``eps_fn(x_t, t)`` maps a latent (B, C, h, w) and int64 timesteps (B,) to predicted
+noise. Every per-step coefficient is a device tensor built before the loop, so the loop never
+synchronises with the host (it can be captured in a CUDA graph or unrolled in an export);
+``callback(done, total)`` is called after each step with two ints and reads no tensor.
+
+:data:`SAMPLERS` is the one registry of samplers, read by the pipeline and the command line:
+each entry (a :class:`Sampler`) pairs a schedule builder ``make_schedule(alphas_cumprod,
+steps, eta, device)`` with its ``sample`` function. Adding a sampler is one
+:func:`register_sampler` call in this file.
+
+Models that predict ``v`` or ``x0`` instead of the noise are adapted by :func:`eps_from`.
 
 Numerics follow the original (``ldm/models/diffusion/ddim.py``): DDIM timesteps
 ``range(0, T, T // S) + 1``, alphas taken from the float32 ``alphas_cumprod``, ``alphas_prev``
@@ -17,16 +25,24 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import OptionError
+
 log = logging.getLogger(__name__)
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
+#: ``callback(done, total)`` after each sampling step; two ints, no tensor (no host sync)
+Callback = Callable[[int, int], None]
+PREDICTIONS = ("eps", "v", "x0")
 
 __all__ = ["make_beta_schedule", "DiffusionSchedule", "DDIMSchedule", "ddim_timesteps", "ddim_schedule",
-           "ddim_sample", "ddpm_sample", "SAMPLERS"]
+           "ddim_sample", "ddpm_sample", "Sampler", "SAMPLERS", "register_sampler", "get_sampler",
+           "sampler_names", "check_sampling_options", "eps_from", "PREDICTIONS", "Callback"]
 
 
 def make_beta_schedule(kind: str, n: int, linear_start: float, linear_end: float, cosine_s: float = 8e-3) -> np.ndarray:
@@ -143,7 +159,7 @@ def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def ddim_sample(eps_fn: EpsFn, x_T: Tensor, sched: DDIMSchedule, *, generator: torch.Generator | None = None,
-                return_intermediates: bool = False):
+                callback: Callback | None = None, return_intermediates: bool = False):
     """DDIM sampling (Song et al.) exactly as the original sampler.
 
     Args:
@@ -152,6 +168,7 @@ def ddim_sample(eps_fn: EpsFn, x_T: Tensor, sched: DDIMSchedule, *, generator: t
         sched: from :func:`ddim_schedule` (same device as ``x_T``).
         generator: source of the per-step noise (drawn every step, as the original does,
             even when eta = 0 makes it vanish).
+        callback: ``callback(done, total)`` after each step (ints only).
         return_intermediates: also return ``{'x_inter': [x_T, x_1, ...], 'pred_x0': [x_T, ...]}``.
 
     Returns:
@@ -169,11 +186,13 @@ def ddim_sample(eps_fn: EpsFn, x_T: Tensor, sched: DDIMSchedule, *, generator: t
         if return_intermediates:
             inter["x_inter"].append(x)
             inter["pred_x0"].append(pred_x0)
+        if callback is not None:
+            callback(i + 1, sched.num_steps)
     return (x, inter) if return_intermediates else x
 
 
 def ddpm_sample(eps_fn: EpsFn, x_T: Tensor, sched: DiffusionSchedule, *, generator: torch.Generator | None = None,
-                return_intermediates: bool = False):
+                callback: Callback | None = None, return_intermediates: bool = False):
     """Ancestral sampling over all T training steps (the original's ``sample_ddpm``,
     ``clip_denoised=False``). Same signature as :func:`ddim_sample`."""
     buf = {k: v.to(x_T.device) for k, v in sched.buffers.items()}
@@ -196,7 +215,115 @@ def ddpm_sample(eps_fn: EpsFn, x_T: Tensor, sched: DiffusionSchedule, *, generat
         if return_intermediates:
             inter["x_inter"].append(x)
             inter["pred_x0"].append(x0)
+        if callback is not None:
+            callback(i + 1, T)
     return (x, inter) if return_intermediates else x
 
 
-SAMPLERS = {"ddim": ddim_sample, "ddpm": ddpm_sample}
+# ---------------------------------------------------------------------------------------------
+# prediction types
+
+
+def eps_from(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, prediction: str) -> Tensor:
+    """The noise implied by a model output of type ``prediction`` at timesteps ``t`` (B,).
+
+    ``eps`` is returned as is; ``x0`` (the clean latent) gives ``(x_t - sqrt(a) x0) / sqrt(1 - a)``;
+    ``v`` (Salimans and Ho: ``v = sqrt(a) eps - sqrt(1 - a) x0``) gives ``sqrt(a) v + sqrt(1 - a) x_t``,
+    with ``a = alphas_cumprod[t]``.
+    """
+    if prediction == "eps":
+        return pred
+    if prediction not in PREDICTIONS:
+        raise OptionError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
+    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
+    if prediction == "x0":
+        return ((x_t.float() - sa * pred.float()) / s1a).to(x_t.dtype)
+    return (sa * pred.float() + s1a * x_t.float()).to(x_t.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """One sampler of the registry.
+
+    Attributes:
+        name: the name the pipeline (``sampler=``) and the command line (``--sampler``) use.
+        description: one line for ``--help``.
+        make_schedule: ``(alphas_cumprod (T,) float32, steps, eta, device) -> schedule``; raises
+            :class:`~ldmvfi_fast.errors.OptionError` for a step count or eta it cannot use.
+        sample: ``(eps_fn, x_T, schedule, *, generator, callback, return_intermediates) -> x_0``.
+        uses_steps, uses_eta: whether ``steps`` / ``eta`` mean anything to it.
+    """
+    name: str
+    description: str
+    make_schedule: Callable
+    sample: Callable
+    uses_steps: bool = True
+    uses_eta: bool = True
+
+
+SAMPLERS: dict[str, Sampler] = {}
+
+
+def register_sampler(sampler: Sampler) -> Sampler:
+    """Add a sampler to :data:`SAMPLERS` (a name can be registered once)."""
+    if sampler.name in SAMPLERS:
+        raise ValueError(f"a sampler named {sampler.name!r} is registered already")
+    SAMPLERS[sampler.name] = sampler
+    return sampler
+
+
+def sampler_names() -> list[str]:
+    return list(SAMPLERS)
+
+
+def get_sampler(name: str) -> Sampler:
+    try:
+        return SAMPLERS[name]
+    except (KeyError, TypeError):
+        raise OptionError(f"sampler must be one of {sampler_names()}, got {name!r}") from None
+
+
+def check_sampling_options(sampler: str, steps: int, eta: float, num_train_steps: int = 1000) -> Sampler:
+    """Validate sampler, steps and eta before anything heavy runs; return the sampler.
+
+    Raises :class:`~ldmvfi_fast.errors.OptionError` naming the allowed range.
+    """
+    s = get_sampler(sampler)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise OptionError(f"steps must be an integer, got {steps!r}")
+    if s.uses_steps and not 1 <= steps <= num_train_steps:
+        raise OptionError(f"steps must be between 1 and {num_train_steps}, got {steps}")
+    try:
+        eta = float(eta)
+    except (TypeError, ValueError):
+        raise OptionError(f"eta must be a number in [0, 1], got {eta!r}") from None
+    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
+        raise OptionError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: the paper's), got {eta}")
+    if s.uses_steps:
+        try:
+            s.make_schedule(torch.linspace(0.999, 0.01, num_train_steps), steps, eta, "cpu")
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    return s
+
+
+def _ddim_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None) -> DDIMSchedule:
+    return ddim_schedule(alphas_cumprod, steps, eta, device=device)
+
+
+def _ddpm_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None) -> DiffusionSchedule:
+    ac = alphas_cumprod.detach().to("cpu", torch.float64).numpy()
+    betas = 1.0 - ac / np.append(1.0, ac[:-1])
+    sched = DiffusionSchedule.from_betas(betas)
+    return DiffusionSchedule({k: v.to(device) for k, v in sched.buffers.items()})
+
+
+register_sampler(Sampler("ddim", "DDIM (the paper's sampler, uniform timesteps as the original)",
+                         _ddim_make, ddim_sample))
+register_sampler(Sampler("ddpm", "ancestral DDPM over all training steps (steps and eta ignored)",
+                         _ddpm_make, ddpm_sample, uses_steps=False, uses_eta=False))

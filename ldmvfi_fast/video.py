@@ -20,14 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import MediaError  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
-
-
-class MediaError(ValueError):
-    """An unreadable or unwritable image/video, or an output that already exists."""
 
 
 def to_tensor(img: np.ndarray) -> Tensor:
