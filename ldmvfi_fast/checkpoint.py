@@ -4,7 +4,15 @@
   Lightning checkpoint may also pickle training metadata (hyper-parameters, callbacks)
   whose classes the weights-only loader refuses; then a restricted unpickler is used that
   resolves only tensor-rebuilding functions and plain containers from an allow-list and
-  turns every other global into an inert placeholder (nothing is imported or called).
+  turns every other global into an inert placeholder (nothing is imported or called), and
+  a WARNING names those globals.
+* Files that are not checkpoints (an image, a text file, ...) are recognised by their
+  first bytes and refused with what they look like.
+* Integrity without reading the whole file: zip checkpoints are memory-mapped; the zip
+  directory and ``data.pkl`` are checked when read, and the CRC-32 of a tensor storage
+  (zip member ``<archive>/data/<id>``) is checked only for the tensors that are used
+  (:meth:`CheckpointStateDict.verify`): :func:`load_model` never reads the unused raw/EMA
+  twin, the ``cond_stage_model`` duplicate or optimizer state.
 * Keys are mapped by the checkpoint's own names: ``model.diffusion_model.*`` (raw U-Net),
   ``model_ema.*`` (EMA U-Net, dots removed), ``first_stage_model.*`` (autoencoder) and the
   12 schedule buffers. Known-unused keys are ignored on purpose: the never-called
@@ -14,6 +22,7 @@
 """
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import re
@@ -61,6 +70,17 @@ class _Placeholder:
     def __setstate__(self, state):
         self.state = state
 
+    # pickled dict / list subclasses (Lightning's AttributeDict hyper-parameters) fill
+    # themselves with SETITEMS / APPENDS
+    def __setitem__(self, key, value):
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value):
+        self.__dict__.setdefault("list", []).append(value)
+
+    def extend(self, values):
+        self.__dict__.setdefault("list", []).extend(values)
+
     def __call__(self, *args, **kwargs):  # a pickled function "called" by REDUCE
         return _Placeholder(*args, **kwargs)
 
@@ -81,7 +101,7 @@ _ALLOWED = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    seen: set
+    seen: set = set()  # names turned into placeholders by the last restricted load
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
@@ -101,8 +121,175 @@ class _RestrictedPickleModule:
     __name__ = "ldmvfi_fast_restricted_pickle"
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
-    """Return the ``state_dict`` of a checkpoint file (a Lightning dict or a bare state dict)."""
+#: leading bytes of files people pass by mistake -> what they are (for the error message)
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"), (b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"), (b"RIFF", "a RIFF file (AVI/WAV/WebP)"),
+    (b"\x93NUMPY", "a NumPy .npy array"), (b"\x89HDF", "an HDF5 file"), (b"\x7fELF", "an executable (ELF)"),
+    (b"<", "an HTML/XML page (a download that returned a web page?)"),
+)
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _sniff(head: bytes) -> str | None:
+    """What a file whose first bytes are ``head`` looks like, when it is not a checkpoint.
+
+    None for a zip archive (the current ``torch.save`` format) or a pickle (the legacy
+    format, first byte 0x80 = pickle protocol >= 2).
+    """
+    if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":
+        return None
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp":
+        return "an MP4/MOV video"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file (not supported: convert it with torch.save)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "an unknown binary format"
+    return "a text file" if all(c.isprintable() or c in "\r\n\t" for c in text) else "an unknown format"
+
+
+class _StorageRef:
+    """What a tensor is while scanning ``data.pkl``: the key of the storage it lives in."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _storage_of_tensor(storage, *args, **kwargs):
+    return storage
+
+
+def _parameter_data(data, *args, **kwargs):
+    return data
+
+
+class _StorageKeyScanner(_RestrictedUnpickler):
+    """Unpickles ``data.pkl`` reading no tensor data: every tensor becomes the
+    :class:`_StorageRef` of its storage. Same allow-list as the restricted loader."""
+
+    def persistent_load(self, pid):  # ('storage', storage_type, key, location, numel)
+        return _StorageRef(str(pid[2]))
+
+    def find_class(self, module, name):
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _storage_of_tensor
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return _parameter_data
+        if (module, name) in _ALLOWED or module == "torch":
+            return super().find_class(module, name)
+        return _placeholder_class(module, name)  # never imported, never called
+
+
+class CheckpointStateDict(dict):
+    """The ``state_dict`` of a checkpoint file (key -> tensor), memory-mapped from a zip
+    checkpoint, with CRC checks of only the zip members that are actually used.
+
+    :meth:`verify` checks the CRC-32 of the storages (zip members ``<archive>/data/<id>``)
+    behind the given keys, each member at most once; nothing else of the file is read.
+    A legacy (non-zip) checkpoint has no per-member CRC: :meth:`verify` does nothing.
+    """
+
+    path: Path
+    #: state-dict key -> zip member holding its storage (empty for a legacy file)
+    members: dict[str, str]
+    #: members whose CRC has been checked
+    verified: set[str]
+
+    def verify(self, keys=None) -> None:
+        """CRC-check the storages of ``keys`` (default: every key). Raises CheckpointError."""
+        if not getattr(self, "members", None):
+            return
+        keys = self.keys() if keys is None else keys
+        todo = []
+        for k in keys:
+            member = self.members.get(k)
+            if member is None:  # storage not found by the scan: check every data member
+                todo = sorted(set(self.members.values()) | set(self._all_data_members))
+                break
+            todo.append(member)
+        todo = [m for m in dict.fromkeys(todo) if m not in self.verified]
+        if not todo:
+            return
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                for member in todo:
+                    _crc_check(zf, member, self.path)
+                    self.verified.add(member)
+        except zipfile.BadZipFile as exc:
+            raise CheckpointError(f"checkpoint {self.path} is corrupt or truncated: {exc}") from None
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {self.path} cannot be read: {exc}") from None
+
+    _all_data_members: tuple[str, ...] = ()
+
+    def __reduce_ex__(self, protocol):
+        # saved again with torch.save, it is a plain OrderedDict (loadable with weights_only)
+        return (OrderedDict, (), None, None, iter(self.items()))
+
+
+def _crc_check(zf: zipfile.ZipFile, member: str, path: Path) -> None:
+    """Read one zip member to its end; zipfile compares its CRC-32 at the end."""
+    try:
+        with zf.open(member) as fh:
+            while fh.read(1 << 22):
+                pass
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: member {member} fails its CRC check ({exc})") from None
+    except KeyError:
+        raise CheckpointError(f"checkpoint {path} is corrupt: member {member} is missing") from None
+
+
+def _scan_storage_members(zf: zipfile.ZipFile, path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(state-dict key -> zip member of its storage, all data members) of a zip checkpoint.
+
+    Reads (and CRC-checks) only ``data.pkl``.
+    """
+    names = zf.namelist()
+    pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(pkl) != 1:
+        raise CheckpointError(f"checkpoint {path} is a zip archive but not a PyTorch checkpoint "
+                              f"(no single data.pkl among its {len(names)} members)")
+    prefix = pkl[0][: -len("data.pkl")]
+    data_members = tuple(n for n in names if n.startswith(prefix + "data/"))
+    try:
+        raw = zf.read(pkl[0])  # checks the CRC of data.pkl
+    except zipfile.BadZipFile as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: member {pkl[0]} fails its CRC check ({exc})") from None
+    try:
+        obj = _StorageKeyScanner(io.BytesIO(raw)).load()
+    except Exception:  # noqa: BLE001 - torch.load reports unreadable pickles; verify() then checks all
+        return {}, data_members
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    members = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if isinstance(v, _StorageRef) and prefix + "data/" + v.key in zf.NameToInfo:
+                members[k] = prefix + "data/" + v.key
+    return members, data_members
+
+
+def read_checkpoint(path: str | Path, *, verify: bool = True) -> CheckpointStateDict:
+    """Return the ``state_dict`` of a checkpoint file (a Lightning dict or a bare state dict).
+
+    Zip checkpoints (the ``torch.save`` format) are memory-mapped: tensor data is read on
+    use, and the rest of a Lightning file (optimizer state...) is never read. Integrity:
+    the zip directory and ``data.pkl`` are checked on reading; with ``verify`` (default)
+    the CRC-32 of every storage the state dict uses is checked too (each storage once);
+    ``verify=False`` leaves that to :meth:`CheckpointStateDict.verify` on the keys the
+    caller uses (:func:`load_model` checks only the tensors it loads).
+
+    Raises:
+        CheckpointError: missing, empty, not a PyTorch checkpoint (with what it looks like),
+            corrupt or truncated, or not holding a state dict.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}. {OFFICIAL_CKPT_HELP}")
@@ -111,18 +298,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): the download or copy did not complete")
-    is_zip = zipfile.is_zipfile(path)
-    # zip checkpoints are memory-mapped: tensors are read on use, the rest of a Lightning
-    # file (optimizer state...) is never read into memory
-    mmap = {"mmap": True} if is_zip else {}
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    what = _sniff(head)
+    if what is not None:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it looks like {what})")
+    is_zip = head.startswith(_ZIP_MAGIC)
+    members: dict[str, str] = {}
+    data_members: tuple[str, ...] = ()
     if is_zip:
         try:
             with zipfile.ZipFile(path) as zf:
-                bad = zf.testzip()
-            if bad is not None:
-                raise CheckpointError(f"checkpoint {path} is corrupt: member {bad} fails its CRC check")
+                members, data_members = _scan_storage_members(zf, path)
         except zipfile.BadZipFile as exc:
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {exc}") from None
+    # zip checkpoints are memory-mapped: tensors are read on use
+    mmap = {"mmap": True} if is_zip else {}
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, **mmap)
     except pickle.UnpicklingError as exc:
@@ -134,14 +325,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
                              **mmap)
         except Exception as exc2:  # noqa: BLE001 - any failure means an unreadable file
             raise CheckpointError(f"checkpoint {path} cannot be read safely: {type(exc2).__name__}: {exc2}") from None
-        log.info("checkpoint metadata used non-tensor classes, read as inert placeholders: %s",
-                 ", ".join(sorted(_RestrictedUnpickler.seen)))
+        log.warning("checkpoint %s pickles classes or functions outside the allow-list: %s; they were read as "
+                    "inert placeholders (nothing was imported or executed)",
+                    path, ", ".join(sorted(_RestrictedUnpickler.seen)))
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/EOFError/... on bad files
-        hint = "" if is_zip else " (not a zip archive: truncated, or not a PyTorch checkpoint)"
+        hint = "" if is_zip else " (legacy format: truncated, or not a PyTorch checkpoint)"
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}{hint}") from None
-    return extract_state_dict(obj, str(path))
+    sd = CheckpointStateDict(extract_state_dict(obj, str(path)))
+    sd.path, sd.members, sd.verified, sd._all_data_members = path, members, set(), data_members
+    if verify:
+        sd.verify()
+    return sd
 
 
 def extract_state_dict(obj, where: str = "checkpoint") -> dict[str, Tensor]:
@@ -177,14 +373,10 @@ def is_ignored(key: str) -> bool:
     return key.startswith(AE_PREFIX) and bool(_UNUSED_AE.match(key[len(AE_PREFIX):]))
 
 
-def map_state_dict(sd: Mapping[str, Tensor], model: LDMVFI, use_ema: bool | None = None
-                   ) -> tuple[dict[str, Tensor], str, list[str], list[str], list[str]]:
-    """Map checkpoint keys to ``model.state_dict()`` keys.
-
-    Returns ``(mapped, unet_weights, missing, unexpected, mismatched)`` where
-    ``unet_weights`` is ``"ema"`` or ``"raw"``.
-    """
-    target = model.state_dict()
+def _plan_keys(sd: Mapping[str, Tensor], model: LDMVFI, use_ema: bool | None
+               ) -> tuple[dict[str, str], set[str], bool]:
+    """``(want, used, use_ema)``: checkpoint key -> model key to load; keys present on
+    purpose (loaded, or the unused raw/EMA twin); whether the EMA U-Net is loaded."""
     unet_params = [n for n, _ in model.unet.named_parameters()]
     has_ema = any(ema_key(n) in sd for n in unet_params)
     if use_ema is None:
@@ -203,6 +395,18 @@ def map_state_dict(sd: Mapping[str, Tensor], model: LDMVFI, use_ema: bool | None
         used |= {UNET_PREFIX + n for n in unet_params}
     else:
         used |= {ema_key(n) for n in unet_params}
+    return want, used, use_ema
+
+
+def map_state_dict(sd: Mapping[str, Tensor], model: LDMVFI, use_ema: bool | None = None
+                   ) -> tuple[dict[str, Tensor], str, list[str], list[str], list[str]]:
+    """Map checkpoint keys to ``model.state_dict()`` keys.
+
+    Returns ``(mapped, unet_weights, missing, unexpected, mismatched)`` where
+    ``unet_weights`` is ``"ema"`` or ``"raw"``.
+    """
+    want, used, use_ema = _plan_keys(sd, model, use_ema)
+    target = model.state_dict()
     mapped, missing, mismatched = {}, [], []
     for ck, mk in want.items():
         if ck not in sd:
@@ -339,7 +543,9 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
         raise ValueError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
     if dtype != torch.float32 and device.type != "cuda":
         raise ValueError(f"{dtype} is supported on CUDA only; use float32 on {device.type}")
-    sd = read_checkpoint(ckpt) if isinstance(ckpt, (str, Path)) else extract_state_dict(ckpt)
+    # CRC checks only of the storages loaded below (not the unused raw/EMA twin, the
+    # cond_stage_model duplicate or optimizer state)
+    sd = read_checkpoint(ckpt, verify=False) if isinstance(ckpt, (str, Path)) else extract_state_dict(ckpt)
     if not _looks_like_ldmvfi(sd):
         raise CheckpointError("this is not an LDMVFI checkpoint: it has no 'model.diffusion_model.*' and "
                               f"'first_stage_model.*' weights (first keys: {list(sd)[:4]})")
@@ -356,6 +562,9 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
         if unexpected:
             parts.append(_fmt("unexpected keys", unexpected))
         raise CheckpointError(f"checkpoint does not fit the config '{cfg.name}': " + " | ".join(parts))
+    if isinstance(sd, CheckpointStateDict):
+        want, _, _ = _plan_keys(sd, model, weights == "ema")
+        sd.verify(k for k in want if k in sd)
     model.load_state_dict(mapped, strict=True, assign=True)
     model.unet_weights = weights
     model.eval().requires_grad_(False)
@@ -365,7 +574,8 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
 
 def checkpoint_info(path: str | Path) -> dict:
     """Summary of a checkpoint: config detected, parameter counts, EMA present."""
-    sd = read_checkpoint(path)
+    sd = read_checkpoint(path, verify=False)
+    sd.verify([k for k in SCHEDULE_BUFFERS if k in sd])  # the only values read (config inference)
     groups = {"unet (model.diffusion_model.*)": UNET_PREFIX, "unet EMA (model_ema.*)": EMA_PREFIX,
               "autoencoder (first_stage_model.*)": AE_PREFIX, "cond stage duplicate (cond_stage_model.*)": COND_PREFIX}
     counts = {g: sum(t.numel() for k, t in sd.items() if k.startswith(p) and k not in EMA_META)

@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import struct
+import time
+import zipfile
 
 import pytest
 import torch
 
-from ldmvfi_fast.checkpoint import (CheckpointError, checkpoint_info, ema_key, expected_checkpoint_keys, infer_config,
-                                    load_model, read_checkpoint)
+from ldmvfi_fast import checkpoint as ckpt_mod
+from ldmvfi_fast.checkpoint import (EMA_META, CheckpointError, checkpoint_info, ema_key, expected_checkpoint_keys,
+                                    infer_config, is_ignored, load_model, map_state_dict, read_checkpoint)
 from ldmvfi_fast.config import ConfigError, load_yaml_config, official_config, tiny_config
+from ldmvfi_fast.models.ldmvfi import LDMVFI
 
 
 def _official_listing(fixtures_dir):
@@ -82,9 +89,25 @@ def test_missing_and_unexpected_keys_listed(tiny_sd):
 
 
 def test_known_unused_keys_are_ignored(tiny_sd):
-    sd = {k: v for k, v in tiny_sd.items() if not k.startswith("cond_stage_model.") and ".out_conv." not in k}
+    ignored = [k for k in tiny_sd if k.startswith("cond_stage_model.") or ".out_conv." in k or k in EMA_META]
+    assert len(ignored) > 100 and all(is_ignored(k) for k in ignored)
+    sd = {k: v for k, v in tiny_sd.items() if k not in ignored}
     sd["first_stage_model.loss.discriminator.main.0.weight"] = torch.zeros(2)
-    load_model(sd, "tiny")  # neither the absence of the ignored keys nor loss weights matter
+    assert is_ignored("first_stage_model.loss.discriminator.main.0.weight")
+    # neither the absence of the ignored keys nor the loss weights matter ...
+    with torch.device("meta"):
+        meta = LDMVFI(tiny_config())
+    mapped, weights, missing, unexpected, mismatched = map_state_dict(sd, meta)
+    assert (weights, missing, unexpected, mismatched) == ("ema", [], [], [])
+    assert len(mapped) == len(meta.state_dict())
+    # ... and the model is the one loaded from the complete checkpoint
+    full, stripped = load_model(tiny_sd, "tiny").state_dict(), load_model(sd, "tiny").state_dict()
+    assert full.keys() == stripped.keys()
+    assert all(torch.equal(full[k], stripped[k]) for k in full)
+    # an unknown key beside them is still refused
+    sd["first_stage_model.decoder.something_new"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="unexpected keys \\(1\\): first_stage_model.decoder.something_new"):
+        load_model(sd, "tiny")
 
 
 def test_missing_ema_falls_back_to_raw_with_warning(tiny_sd, caplog):
@@ -139,3 +162,123 @@ def test_unsupported_dtype_and_device(fixtures_dir):
         load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", dtype=torch.float16)
     with pytest.raises(ValueError, match="unsupported dtype"):
         load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", dtype=torch.float64)
+
+
+class _RunsACommand:
+    """Pickles as a call of os.system (``posix.system`` on Linux) that would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+class _HParams(dict):
+    """A dict subclass, like Lightning's AttributeDict (filled by SETITEMS when unpickled)."""
+
+
+def test_foreign_globals_are_named_in_a_warning(tmp_path, caplog):
+    marker = tmp_path / "executed"
+    hparams = _HParams(lr=1e-4, callback=_RunsACommand(marker))
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(3.0)}, "hyper_parameters": hparams, "epoch": 2}, path)
+    with caplog.at_level(logging.WARNING):
+        sd = read_checkpoint(path)
+    assert not marker.exists(), "the pickled os.system call was executed"
+    assert torch.equal(sd["w"], torch.arange(3.0))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    system = f"{os.system.__module__}.system"  # posix.system
+    assert any(system in m and "_HParams" in m for m in warnings), warnings
+    assert any("placeholder" in m and str(path) in m for m in warnings), warnings
+
+
+@pytest.mark.parametrize("kind, looks_like", [
+    ("png", "PNG image"), ("text", "text file"), ("jpeg", "JPEG image"), ("html", "HTML"),
+])
+def test_not_a_checkpoint_says_what_it_looks_like(tmp_path, kind, looks_like):
+    content = {"png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200),
+               "text": b"model:\n  base_learning_rate: 1.0e-06\n" * 5,
+               "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100),
+               "html": b"<!DOCTYPE html><html><body>Sign in</body></html>"}[kind]
+    path = tmp_path / f"model.{kind}"
+    path.write_bytes(content)
+    for fn in (checkpoint_info, read_checkpoint, load_model):
+        with pytest.raises(CheckpointError, match=f"is not a PyTorch checkpoint \\(it looks like an? {looks_like}"):
+            fn(path)
+
+
+def _member_span(path, member):
+    """(offset, size) of the stored (uncompressed) bytes of a zip member."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_STORED
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        header = fh.read(30)
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_len + extra_len, info.file_size
+
+
+def _flip_byte(path, member, at=0):
+    off, size = _member_span(path, member)
+    assert size > at
+    with open(path, "r+b") as fh:
+        fh.seek(off + at)
+        b = fh.read(1)
+        fh.seek(off + at)
+        fh.write(bytes([b[0] ^ 0x5A]))
+
+
+@pytest.fixture(scope="module")
+def lightning_ckpt(tmp_path_factory, tiny_sd):
+    """The tiny checkpoint saved like a Lightning file: every tensor in its own storage (the
+    cond_stage_model duplicate too) and an optimizer state outside the state dict."""
+    path = tmp_path_factory.mktemp("ckpt") / "lightning.ckpt"
+    sd = {k: v.clone() for k, v in tiny_sd.items()}
+    torch.save({"state_dict": sd, "optimizer_states": [{"state": {0: {"exp_avg": torch.ones(1000)}}}],
+                "epoch": 7}, path)
+    return path
+
+
+def _copy_with_flipped(src, dst, keys=(), members=()):
+    shutil.copyfile(src, dst)
+    sd = read_checkpoint(src, verify=False)
+    for m in [sd.members[k] for k in keys] + list(members):
+        _flip_byte(dst, m)
+    return sd
+
+
+def test_corrupt_used_tensor_is_detected(tmp_path, lightning_ckpt):
+    key = "first_stage_model.decoder.conv_out.weight"
+    sd = _copy_with_flipped(lightning_ckpt, tmp_path / "bad.ckpt", keys=[key])
+    with pytest.raises(CheckpointError, match=f"corrupt: member {sd.members[key]} fails its CRC"):
+        load_model(tmp_path / "bad.ckpt")
+    with pytest.raises(CheckpointError, match="CRC"):
+        read_checkpoint(tmp_path / "bad.ckpt")  # verify=True checks the whole state dict
+
+
+def test_unused_members_are_not_read(tmp_path, lightning_ckpt, monkeypatch):
+    """Corruption in what inference does not use (cond_stage_model duplicate, raw U-Net
+    beside the EMA one, optimizer state) costs no read and no error; only the storages of
+    the loaded tensors are CRC-checked."""
+    unused = ["cond_stage_model.decoder.conv_out.weight", "model.diffusion_model.out.2.weight"]
+    with zipfile.ZipFile(lightning_ckpt) as zf:
+        sd0 = read_checkpoint(lightning_ckpt, verify=False)
+        optimizer = sorted(set(n for n in zf.namelist() if "/data/" in n) - set(sd0.members.values()))
+    assert len(optimizer) == 1  # the exp_avg tensor
+    _copy_with_flipped(lightning_ckpt, tmp_path / "c.ckpt", keys=unused, members=optimizer)
+    checked = []
+    real = ckpt_mod._crc_check
+    monkeypatch.setattr(ckpt_mod, "_crc_check", lambda zf, m, p: (checked.append(m), real(zf, m, p)))
+    model = load_model(tmp_path / "c.ckpt")
+    assert model.unet_weights == "ema"
+    skipped = {sd0.members[k] for k in unused} | set(optimizer)
+    assert not skipped & set(checked)
+    loaded = {sd0.members[k] for k in sd0 if k.startswith(("first_stage_model.", "model_ema.")) and not is_ignored(k)}
+    assert loaded <= set(checked) and len(checked) == len(set(checked))
+    assert len(checked) < len(sd0.members) * 0.6  # neither the raw U-Net nor the duplicate
+    checked.clear()
+    checkpoint_info(tmp_path / "c.ckpt")  # reads only the schedule values
+    assert 0 < len(checked) <= 12
+
