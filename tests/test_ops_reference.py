@@ -198,3 +198,100 @@ def test_attention_bad_args():
         maxvit_attention_reference(q, q, q, torch.zeros(9, 1), 2, "diagonal", 1)
     with pytest.raises(ValueError, match="bias table"):
         maxvit_attention_reference(q, q, q, torch.zeros(9, 2), 2, "block", 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# backend scope (use_backend / current_backend)
+
+
+def _auto_choice(op, args):
+    """What the automatic order picks for these tensors (first backend that accepts)."""
+    from ldmvfi_fast.ops import _dispatch
+
+    for name in _dispatch.BACKENDS:
+        prov = _dispatch._provider(name)
+        if not isinstance(prov, str) and prov.check(op, args) is None:
+            return prov.get(op)
+    raise AssertionError("reference accepts everything")
+
+
+def test_use_backend_scope_nests_and_restores(monkeypatch):
+    from ldmvfi_fast.ops import current_backend, pick_backend, use_backend
+
+    monkeypatch.delenv("LDMVFI_FAST_BACKEND", raising=False)
+    args = _args(dtype=torch.float32)
+    assert current_backend() is None
+    auto = pick_backend("dsepconv", args)
+    assert auto is _auto_choice("dsepconv", args)
+    with use_backend("ref") as name:
+        assert name == current_backend() == "reference"
+        assert pick_backend("dsepconv", args) is dsepconv_reference
+        with use_backend(None):
+            assert current_backend() is None
+            assert pick_backend("dsepconv", args) is auto
+        assert pick_backend("dsepconv", args) is dsepconv_reference  # restored after the inner scope
+        # an op's own backend= still wins over the scope
+        assert pick_backend("dsepconv", args, "reference") is dsepconv_reference
+    assert current_backend() is None and pick_backend("dsepconv", args) is auto
+    with pytest.raises(ValueError, match="unknown backend"):
+        with use_backend("tensorrt"):
+            pass
+
+
+def test_use_backend_is_strict(monkeypatch):
+    from ldmvfi_fast.ops import dsepconv, use_backend
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # CPU tensors: Triton refuses
+    args = _args(dtype=torch.float32)
+    with use_backend("triton"):
+        with pytest.raises(RuntimeError, match=r"'triton' \(asked for by use_backend\(\)\) cannot run dsepconv"):
+            dsepconv(*args)
+    with use_backend("reference"):  # the scope reaches ops called without backend=
+        torch.testing.assert_close(dsepconv(*args), dsepconv_reference(*args), rtol=0, atol=0)
+
+
+def test_environment_sets_only_the_default(monkeypatch, caplog):
+    from ldmvfi_fast.ops import _dispatch, current_backend, pick_backend, use_backend
+
+    args = _args(dtype=torch.float32)
+    monkeypatch.setenv("LDMVFI_FAST_BACKEND", "reference")
+    assert current_backend() == "reference"
+    assert pick_backend("dsepconv", args) is dsepconv_reference
+    with use_backend(None):  # the scope asks for auto: the environment does not apply
+        assert current_backend() is None
+        assert pick_backend("dsepconv", args) is _auto_choice("dsepconv", args)
+    # outside a scope the environment is a preference: an impossible one falls back, with a warning
+    monkeypatch.setenv("LDMVFI_FAST_BACKEND", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(_dispatch, "_logged", set())
+    with caplog.at_level("WARNING"):
+        assert pick_backend("dsepconv", args) is _auto_choice("dsepconv", args)
+    assert "skipping triton backend" in caplog.text
+
+
+def test_use_backend_is_per_thread(monkeypatch):
+    import threading
+
+    from ldmvfi_fast.ops import current_backend, use_backend
+
+    monkeypatch.delenv("LDMVFI_FAST_BACKEND", raising=False)
+    barrier = threading.Barrier(2, timeout=10)
+    seen = {}
+
+    def worker(name):
+        with use_backend(name):
+            barrier.wait()  # both threads are inside their scopes now
+            seen[name] = current_backend()
+            barrier.wait()
+        seen[f"{name} after"] = current_backend()
+
+    with use_backend("reference"):
+        threads = [threading.Thread(target=worker, args=(n,)) for n in ("native", "triton")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert current_backend() == "reference"  # untouched by the threads' scopes
+    assert seen["native"] == "native" and seen["triton"] == "triton"
+    # a new thread starts outside any scope (contextvars), whatever its parent's scope was
+    assert seen["native after"] is None and seen["triton after"] is None

@@ -8,20 +8,23 @@ Public entry points (shapes in each docstring):
 
 Each call goes through :func:`ldmvfi_fast.ops._dispatch.pick_backend`, which picks the
 compiled kernel, then Triton, then the pure-PyTorch reference, and logs why a backend
-was skipped. The references live beside this file (``*_ref.py``).
+was skipped. Forcing a backend: an op's ``backend=`` argument, or a scope
+``with use_backend("reference"): ...`` (both strict: an impossible request raises);
+``LDMVFI_FAST_BACKEND`` sets only the default, as a preference; :func:`current_backend`
+says what is asked for (see :mod:`._dispatch`). The references live beside this file (``*_ref.py``).
 """
 from __future__ import annotations
 
 from torch import Tensor
 
-from ._dispatch import BACKENDS, available_backends, pick_backend
+from ._dispatch import BACKENDS, available_backends, current_backend, pick_backend, use_backend
 from .decoder_output_ref import decoder_output_reference
 from .dsepconv_ref import dsepconv_reference
 from .maxvit_ref import maxvit_attention_reference
 
 __all__ = ["dsepconv", "decoder_output", "maxvit_attention", "dsepconv_reference",
            "decoder_output_reference", "maxvit_attention_reference", "pick_backend",
-           "available_backends", "BACKENDS"]
+           "available_backends", "BACKENDS", "use_backend", "current_backend"]
 
 
 def dsepconv(input: Tensor, vertical: Tensor, horizontal: Tensor, offset_x: Tensor, offset_y: Tensor,
@@ -33,8 +36,8 @@ def dsepconv(input: Tensor, vertical: Tensor, horizontal: Tensor, offset_x: Tens
         vertical, horizontal: (B, K, H, W) per-pixel 1-D kernels.
         offset_x: (B, K*K, H, W) row displacement per tap; offset_y: column displacement.
         mask: (B, K*K, H, W) per-tap modulation.
-        backend: force ``"cuda"``, ``"cpp"``, ``"triton"`` or ``"reference"`` (default: auto,
-            or ``LDMVFI_FAST_BACKEND``).
+        backend: force ``"cuda"``, ``"cpp"``, ``"triton"`` or ``"reference"`` (default: the
+            :func:`use_backend` scope, else auto with ``LDMVFI_FAST_BACKEND`` as a preference).
 
     Returns:
         (B, C, H, W) in the dtype of ``input``.

@@ -6,15 +6,28 @@ always available). Each backend is a *provider* that says why it refuses a call
 (device, dtype, shape, missing extension, autograd needed but no backward); the reason is
 logged once per (backend, op, reason).
 
-Override: the ``backend=`` argument of each op (strict: an impossible request raises) or
-the environment variable ``LDMVFI_FAST_BACKEND`` (a preference: when that backend cannot
-run a call, a warning is logged and the usual order is used).
+Choosing a backend, strongest first:
+
+1. the ``backend=`` argument of an op: **strict** (a backend that cannot run the call
+   raises ``RuntimeError`` with the reason);
+2. a :func:`use_backend` scope: **strict** like ``backend=``, for every op called inside
+   it; ``use_backend(None)`` asks for the automatic order (no preference, whatever the
+   environment says). Scopes nest (the innermost wins) and are per thread / per asyncio
+   task (a ``contextvars.ContextVar``: a new thread starts outside any scope; carry a
+   scope into one with ``contextvars.copy_context().run``);
+3. the environment variable ``LDMVFI_FAST_BACKEND``, the default outside any scope: a
+   **preference** (when that backend cannot run a call, a warning is logged once and the
+   usual order is used), so one setting can serve a whole run of mixed calls.
+
+:func:`current_backend` says what is asked for at this point (scope, else environment).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import logging
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -73,6 +86,45 @@ def available_backends(op: str, tensors: Sequence[Tensor], **kw) -> dict[str, st
     return out
 
 
+#: the innermost use_backend() scope: None outside any scope, else a 1-tuple holding the
+#: canonical backend name or None (= automatic order)
+_SCOPE: contextvars.ContextVar[tuple[str | None] | None] = contextvars.ContextVar("ldmvfi_fast_backend_scope",
+                                                                                 default=None)
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[str | None]:
+    """Run the custom ops of this scope on backend ``name`` (strict), or automatically (None).
+
+    Args:
+        name: ``"native"`` (aliases ``cuda``, ``cpp``), ``"triton"``, ``"reference"``, or None
+            for the automatic order (also ignoring ``LDMVFI_FAST_BACKEND``).
+
+    Yields:
+        The canonical name (or None). An op's own ``backend=`` argument still wins.
+
+    Raises:
+        ValueError: unknown backend name (at entry). Inside the scope, an op that the
+            backend cannot run raises ``RuntimeError`` with the reason.
+    """
+    value = None if name is None else canonical(name)
+    token = _SCOPE.set((value,))
+    try:
+        yield value
+    finally:
+        _SCOPE.reset(token)
+
+
+def current_backend() -> str | None:
+    """The backend asked for here: the innermost :func:`use_backend` scope's (None = automatic),
+    else the canonical name of ``LDMVFI_FAST_BACKEND`` (a preference), else None."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        return scope[0]
+    env = _env.backend_override()
+    return canonical(env) if env else None
+
+
 def _note(level: int, key: tuple, msg: str, *args) -> None:
     if torch.compiler.is_compiling() or key in _logged:
         return
@@ -87,19 +139,25 @@ def pick_backend(op: str, tensors: Sequence[Tensor], backend: str | None = None,
         op: one of :data:`OPS`.
         tensors: the tensor arguments (device, dtype, shape and requires_grad are read).
         backend: explicit choice; raises ``RuntimeError`` if that backend cannot run the call.
+            None: the :func:`use_backend` scope (strict too), else the automatic order with
+            ``LDMVFI_FAST_BACKEND`` as a preference.
         **kw: non-tensor arguments the providers check (window, mode, num_heads, ...).
     """
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}")
+    source = "backend="
+    scope = _SCOPE.get()
+    if backend is None and scope is not None:
+        backend, source = scope[0], "use_backend()"
     if backend is not None:
         name = canonical(backend)
         prov = _provider(name)
         reason = prov if isinstance(prov, str) else prov.check(op, tensors, **kw)
         if reason is not None:
-            raise RuntimeError(f"backend {name!r} cannot run {op}: {reason}")
+            raise RuntimeError(f"backend {name!r} (asked for by {source}) cannot run {op}: {reason}")
         return prov.get(op)
     order = list(BACKENDS)
-    preferred = _env.backend_override()
+    preferred = None if scope is not None else _env.backend_override()
     if preferred:
         preferred = canonical(preferred)
         order.remove(preferred)
