@@ -1,20 +1,35 @@
-"""Image and video input/output with PyAV (FFmpeg), and tensor conversion.
+"""Image and video input/output with PyAV (FFmpeg), tensor conversion, and IO threads.
 
-Writers never leave partial output: they write to a temporary file beside the target and
-rename it into place only when complete; an existing target is replaced only with
+Writers never leave partial output: they write to a temporary file (or folder) beside the
+target and move it into place only when complete; an existing target is replaced only with
 ``overwrite=True``.
+
+Folder outputs (:func:`frame_folder_output`) never delete anything: the frames
+(``frame_NNNNNN.png``) are written into a fresh temporary folder beside the target and then
+moved in one by one. A target folder that holds anything but such frame files is refused,
+existing frame files are replaced only with ``overwrite=True``, and a target holding frame
+files that this run would not replace (a longer earlier run) is refused too, so that a
+folder never mixes two runs.
+
+IO overlap: :func:`prefetch` decodes ahead in a thread into a bounded queue and
+:class:`BackgroundWriter` converts and encodes in a thread from a bounded queue, so the
+model does not wait on file IO. Errors in either thread surface in the caller as the
+original exception.
 """
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import re
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +41,13 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+#: the image extensions :func:`write_image` can write (.webp is read only)
+WRITABLE_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: the file names of a folder output: frame_000000.png, frame_000001.png, ...
+FRAME_NAME = "frame_{:06d}.png"
+_FRAME_RE = re.compile(r"frame_(\d{6})\.png")
+
+T = TypeVar("T")
 
 
 def to_tensor(img: np.ndarray) -> Tensor:
@@ -45,41 +67,144 @@ def to_image(x: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).cpu().numpy()
 
 
-def check_output(path: Path, overwrite: bool) -> None:
+# ---------------------------------------------------------------------------------------------
+# output paths
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise MediaError(f"output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise MediaError(f"output directory {parent} is not a folder")
+
+
+def check_output(path: str | Path, overwrite: bool) -> None:
+    """Raise :class:`MediaError` unless ``path`` can become an output FILE: its folder exists,
+    and ``path`` does not exist (or ``overwrite`` and it is a file, not a folder)."""
+    path = Path(path)
+    _check_parent(path)
+    if path.is_dir():
+        raise MediaError(f"output {path} is a folder; give a file name (e.g. {path / 'out.mp4'})")
     if path.exists() and not overwrite:
         raise MediaError(f"output {path} already exists; pass --overwrite (overwrite=True) to replace it")
-    if not path.parent.exists():
-        raise MediaError(f"output directory {path.parent} does not exist")
+
+
+def check_writable(folder: str | Path) -> None:
+    """Raise :class:`MediaError` unless a file can be created in ``folder`` (a probe temporary
+    file is created and removed: this catches read-only folders and file systems, also for
+    root, for whom permission bits alone say little)."""
+    folder = Path(folder)
+    try:
+        fd, name = tempfile.mkstemp(prefix=".ldmvfi-write-probe.", dir=folder)
+    except OSError as exc:
+        raise MediaError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def frame_index(name: str) -> int | None:
+    """The index of a folder-output frame file name (``frame_000012.png`` -> 12), else None."""
+    m = _FRAME_RE.fullmatch(name)
+    return int(m.group(1)) if m else None
+
+
+def _names(paths: list[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def check_frame_folder(path: str | Path, overwrite: bool, count: int | None = None) -> None:
+    """Raise :class:`MediaError` unless ``path`` can receive a folder output of ``count``
+    frames (``None``: not known yet) without losing anything.
+
+    Accepted: a path that does not exist (its parent must), an empty folder, or (with
+    ``overwrite``) a folder holding only ``frame_NNNNNN.png`` files that this run replaces.
+    Refused, naming what is there: a file, a folder holding anything else, existing frames
+    without ``overwrite``, existing frames beyond ``count`` (they would not be replaced).
+    """
+    path = Path(path)
+    _check_parent(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise MediaError(f"output {path} exists and is not a folder (a folder of frames is written)")
+    entries = sorted(os.listdir(path))
+    others = [n for n in entries if frame_index(n) is None or not (path / n).is_file() or (path / n).is_symlink()]
+    if others:
+        raise MediaError(f"output folder {path} holds other things than frame files (frame_NNNNNN.png): "
+                         f"{_names(others)}; nothing is deleted or replaced there: use an empty or new folder")
+    if entries and not overwrite:
+        raise MediaError(f"output folder {path} already holds {len(entries)} frame file(s) ({_names(entries, 2)}); "
+                         "pass --overwrite (overwrite=True) to replace them")
+    if count is not None:
+        stale = [n for n in entries if frame_index(n) >= count]
+        if stale:
+            raise MediaError(f"output folder {path} holds {len(stale)} frame file(s) beyond the {count} this run "
+                             f"writes ({_names(stale, 2)}); they would not be replaced and nothing is deleted: "
+                             "remove them or use another folder")
+
+
+@contextmanager
+def frame_folder_output(path: str | Path, overwrite: bool = False, count: int | None = None):
+    """Yield a fresh temporary folder beside ``path``; on success move the files written there
+    (which must be ``frame_NNNNNN.png``) into ``path``. Nothing already in ``path`` is ever
+    deleted; see :func:`check_frame_folder` for what is refused. On an error the temporary
+    folder is removed and ``path`` is untouched. A new folder gets the usual mode (0777 less
+    the umask), not the 0700 of a temporary folder.
+    """
+    path = Path(path)
+    check_frame_folder(path, overwrite, count)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        tmp.chmod(0o777 & ~_umask())
+        yield tmp
+        written = sorted(os.listdir(tmp))
+        bad = [n for n in written if frame_index(n) is None]
+        if bad:
+            raise MediaError(f"internal: unexpected files in the temporary folder {tmp}: {_names(bad)}")
+        if not path.exists():
+            os.rename(tmp, path)  # fails (ENOTEMPTY) if something was put there meanwhile
+            return
+        check_frame_folder(path, overwrite, len(written))  # again: it may have changed while computing
+        for n in written:
+            os.replace(tmp / n, path / n)
+        tmp.rmdir()
+    except BaseException:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False, is_dir: bool = False):
-    """Yield a temporary path next to ``path``; move it onto ``path`` on success only."""
+    """Yield a temporary path next to ``path``; move it onto ``path`` on success only.
+
+    ``is_dir=True`` is :func:`frame_folder_output` (frames moved into the folder; nothing
+    deleted). For a file, an existing file is replaced (``overwrite``) by an atomic rename.
+    """
+    if is_dir:
+        with frame_folder_output(path, overwrite) as tmp:
+            yield tmp
+        return
     path = Path(path)
     check_output(path, overwrite)
-    suffix = "" if is_dir else path.suffix
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the final file the usual mode
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
+        tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the final file the usual mode
         yield tmp
-        if path.exists():  # overwrite was checked above
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a file only (check_output refused a folder)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -203,14 +328,21 @@ class VideoWriter:
     """H.264 writer to a temporary file, renamed onto the target by :meth:`close`.
 
     Odd frame sizes are encoded as yuv444p (4:2:0 needs even sizes). ``audio_from``
-    copies that file's first audio stream (no re-encoding) into the output.
+    copies that file's first audio stream (no re-encoding) into the output; with
+    ``trim_audio`` only the audio packets that start before the end of the written video
+    (``frames / fps`` after the source video's start) are copied, so a video cut short
+    (``--max-frames``) does not carry the whole soundtrack; the audio then ends within one
+    audio frame (e.g. 1024 AAC samples) of the video.
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, *, crf: int = 17,
-                 overwrite: bool = False, audio_from: str | Path | None = None):
+                 overwrite: bool = False, audio_from: str | Path | None = None, trim_audio: bool = False):
         import av
 
         self.path = Path(path)
+        self.fps = Fraction(fps)
+        self.trim_audio = trim_audio
+        self.audio_packets = 0
         self._ctx = atomic_output(self.path, overwrite)
         self._tmp = self._ctx.__enter__()
         self.audio_from = audio_from
@@ -246,11 +378,19 @@ class VideoWriter:
             self._c.mux(pkt)
         if self._audio_in is not None:
             ain = self._audio_in.streams.audio[0]
+            end = None
+            if self.trim_audio:
+                vin = self._audio_in.streams.video[0] if self._audio_in.streams.video else None
+                start = (vin.start_time * vin.time_base) if vin is not None and vin.start_time is not None else 0
+                end = start + Fraction(self.frames) / self.fps
             for pkt in self._audio_in.demux(ain):
                 if pkt.dts is None:
                     continue
+                if end is not None and pkt.pts is not None and pkt.pts * pkt.time_base >= end:
+                    break  # packets are in presentation order within an audio stream
                 pkt.stream = self._a
                 self._c.mux(pkt)
+                self.audio_packets += 1
             self._audio_in.close()
         self._c.close()
 
@@ -287,3 +427,165 @@ class VideoWriter:
 def _container_format(path: Path) -> str | None:
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
             ".avi": "avi"}.get(path.suffix.lower())
+
+
+# ---------------------------------------------------------------------------------------------
+# IO threads
+
+_DONE = object()
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def prefetch(iterable: Iterable[T], maxsize: int = 4, *, name: str = "ldmvfi-prefetch") -> Iterator[T]:
+    """Iterate ``iterable`` in a daemon thread, up to ``maxsize`` items ahead of the consumer.
+
+    The items come out in order. An exception raised by the source is raised in the consumer
+    (the original exception object, its traceback including the source's frames) after the
+    items produced before it. When the consumer stops early (``break``, an exception,
+    ``close()`` of this generator), the thread stops after the item it is producing, closes
+    the source (``close()`` of a generator: its ``finally``/``with`` blocks run there, so a
+    decoder's file is closed) and is joined.
+
+    Args:
+        iterable: any iterable; it is iterated (and closed) in the thread only.
+        maxsize: bound of the queue (>= 1): at most this many decoded items wait in memory.
+    """
+    if maxsize < 1:
+        raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+    q: queue.Queue = queue.Queue(maxsize)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = None
+        try:
+            it = iter(iterable)
+            for item in it:
+                if not put(item):
+                    break
+            else:
+                put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_Failure(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - the consumer has its own outcome already
+                    log.debug("closing the prefetched source failed", exc_info=True)
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        if thread.is_alive():
+            log.warning("the prefetch thread %s did not stop within 60 s", name)
+
+
+class BackgroundWriter(Generic[T]):
+    """Call ``write(item)`` for every :meth:`put` item, in order, in one daemon thread.
+
+    At most ``maxsize`` items wait in the queue (:meth:`put` blocks when it is full, so
+    memory stays bounded). If ``write`` raises, the next :meth:`put` or :meth:`close`
+    raises that same exception in the caller, and later items are dropped. Use it as a
+    context manager: a normal exit waits for every item to be written (:meth:`close`); an
+    exception drops what is queued and stops the thread (:meth:`abort`).
+
+    ``write`` must not touch what the caller changes afterwards: hand over tensors that are
+    not modified in place later (the pipeline's outputs are fresh tensors).
+
+    Attributes:
+        written: the number of items written so far.
+    """
+
+    def __init__(self, write: Callable[[T], None], maxsize: int = 4, *, name: str = "ldmvfi-writer"):
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self._write = write
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self._error: BaseException | None = None
+        self._aborted = threading.Event()
+        self._closed = False
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _DONE:
+                return
+            if self._error is not None or self._aborted.is_set():
+                continue  # drain, so that put() never blocks on a dead writer
+            try:
+                self._write(item)
+                self.written += 1
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                self._error = exc
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` (blocks while the queue is full); raises the writer's exception if
+        an earlier write failed."""
+        if self._closed:
+            raise RuntimeError("BackgroundWriter is closed")
+        self._raise_if_failed()
+        while True:
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                self._raise_if_failed()
+
+    def _finish(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._q.put(_DONE)  # the thread drains the queue, so this returns
+        self._thread.join()
+
+    def close(self) -> None:
+        """Wait until every queued item is written; raise the writer's exception if any."""
+        self._finish()
+        self._raise_if_failed()
+
+    def abort(self) -> None:
+        """Drop the queued items and stop the thread (after the write in progress)."""
+        self._aborted.set()
+        self._finish()
+
+    def __enter__(self) -> "BackgroundWriter[T]":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
