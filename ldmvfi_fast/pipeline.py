@@ -1,105 +1,90 @@
 """Frame interpolation pipeline: padding, encoding once per frame, sampling, decoding.
 
 Frames are float tensors (B, 3, H, W) in [-1, 1]. :class:`Interpolator` pads them,
-encodes each frame ONCE (latent + the five decoder features), samples the middle latent
-with DDIM (or DDPM) conditioned on both neighbours' latents, decodes it against both
-neighbours' features and frames, crops and clamps. In a video every inner frame serves two
-pairs but is encoded once; recursive x4/x8 encodes each new middle frame once too.
+encodes each frame ONCE (latent + the decoder features), samples the middle latent with a
+sampler of the registry (:data:`ldmvfi_fast.sampling.SAMPLERS`) conditioned on both
+neighbours' latents, decodes it against both neighbours' features and frames, crops and
+clamps. In a video every inner frame serves two pairs but is encoded once; recursive x4/x8
+encodes each new middle frame once too; across a scene cut the earlier frame is repeated.
 
-Padding:
-* ``reference`` (default): as the original. The unit is 256 when H <= 256, else 512,
-  for both dimensions; reflect padding at the bottom and right; a pad equal to the size
-  is skipped. Sizes the original cannot process (reflect pad >= the size, e.g. 100 px
-  high) raise :class:`PaddingError` suggesting ``minimal``.
-* ``minimal``: to multiples of 256 (what the architecture needs), reflect padding
-  repeated as needed so tiny frames work too. Faster on large frames (1080p: 1280x2048
-  instead of 1536x2048 pixels); its quality cost against ``reference`` needs trained
-  weights to measure and has not been measured yet.
+The model is reached only through the :class:`~ldmvfi_fast.runtime.base.Backbone` seam
+(``encode`` / ``denoise`` / ``decode`` plus a few facts), so the eager PyTorch model,
+exported programs and engines all run the same pipeline. Padding rules are in
+:mod:`ldmvfi_fast.padding`.
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import InputError, PaddingError  # noqa: F401 - re-exported
-from .models.ldmvfi import LDMVFI
-from .sampling import SAMPLERS, ddim_schedule
+from .errors import InputError, OptionError, PaddingError  # noqa: F401 - PaddingError re-exported
+from .padding import PADDING_MODES, check_padding_mode, pad_amounts, reflect_pad  # noqa: F401 - re-exported
+from .runtime import Backbone, as_backbone
+from .sampling import Callback, check_sampling_options, eps_from
+from .scene import SceneDetector
 
 log = logging.getLogger(__name__)
 
-PADDING_MODES = ("reference", "minimal")
 MULTI = (2, 4, 8)
+#: frames may exceed [-1, 1] by this much (rounding of a conversion) before they are refused
+RANGE_TOLERANCE = 1e-3
+
+__all__ = ["Interpolator", "Encoded", "check_frames", "pad_amounts", "reflect_pad", "PADDING_MODES", "MULTI",
+           "InputError", "PaddingError"]
 
 
-def pad_amounts(H: int, W: int, mode: str, arch_unit: int = 256) -> tuple[int, int]:
-    """Bottom and right padding for an H x W frame."""
-    if mode == "reference":
-        unit = 256 if H <= 256 else 512
-
-        def amount(n: int) -> int:
-            p = (unit - n % unit) % unit
-            return 0 if p == n else p
-
-        ph, pw = amount(H), amount(W)
-        for n, p, axis in ((H, ph, "height"), (W, pw, "width")):
-            if p >= n:
-                raise PaddingError(f"frame {axis} {n} is too small for the original's reflect padding to {unit} "
-                                   f"(pad {p} >= {n}); use padding='minimal' (--padding minimal)")
-            if (n + p) % arch_unit:
-                raise PaddingError(f"the original's padding leaves the {axis} at {n + p}, not a multiple of "
-                                   f"{arch_unit} that the model needs (the original fails here too); "
-                                   "use padding='minimal' (--padding minimal)")
-        return ph, pw
-    if mode == "minimal":
-        return (-H) % arch_unit, (-W) % arch_unit
-    raise ValueError(f"padding must be one of {PADDING_MODES}, got {mode!r}")
+def _label(i: int, first_index: int, what: str) -> str:
+    return f"{what} {first_index + i}"
 
 
-def reflect_pad(x: Tensor, ph: int, pw: int) -> Tensor:
-    """Reflect-pad bottom/right; pads larger than the frame are applied in several reflections."""
-    while ph > 0 or pw > 0:
-        sh, sw = min(ph, x.shape[-2] - 1), min(pw, x.shape[-1] - 1)
-        if (ph and sh <= 0) or (pw and sw <= 0):  # 1-pixel dimension: nothing to reflect
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-            break
-        x = F.pad(x, (0, sw, 0, sh), mode="reflect")
-        ph, pw = ph - sh, pw - sw
-    return x
-
-
-def check_frames(*frames: Tensor, values: bool = True) -> None:
+def check_frames(*frames: Tensor, values: bool = True, first_index: int = 0, what: str = "frame") -> None:
     """Raise :class:`InputError` unless all frames are (B, 3, H, W) float tensors of one shape
-    and (with ``values``) finite. The value check reads every pixel (and syncs on CUDA)."""
+    and (with ``values``) finite and within [-1, 1]. Frames are named ``{what} {first_index + i}``
+    in messages. The value check reads every pixel once (one host sync on CUDA)."""
     ref = frames[0]
     for i, f in enumerate(frames):
+        name = _label(i, first_index, what)
         if not isinstance(f, Tensor):
-            raise InputError(f"frame {i} is a {type(f).__name__}, expected a torch.Tensor")
+            raise InputError(f"{name} is a {type(f).__name__}, expected a torch.Tensor")
         if f.dim() != 4:
-            raise InputError(f"frame {i} must be (B, 3, H, W), got shape {tuple(f.shape)}")
+            raise InputError(f"{name} must be (B, 3, H, W), got shape {tuple(f.shape)}")
         if f.shape[1] != 3:
-            raise InputError(f"frame {i} has {f.shape[1]} channels; LDMVFI needs RGB (3 channels)")
+            raise InputError(f"{name} has {f.shape[1]} channels; LDMVFI needs RGB (3 channels)")
         if not f.is_floating_point():
-            raise InputError(f"frame {i} has dtype {f.dtype}; expected floats in [-1, 1] "
+            raise InputError(f"{name} has dtype {f.dtype}; expected floats in [-1, 1] "
                              "(use ldmvfi_fast.video.to_tensor for uint8 images)")
         if f.shape != ref.shape:
-            raise InputError(f"frame sizes differ: {tuple(ref.shape)} vs {tuple(f.shape)}")
+            raise InputError(f"frame sizes differ: {_label(0, first_index, what)} is {tuple(ref.shape)}, "
+                             f"{name} is {tuple(f.shape)}")
         if f.shape[0] == 0 or f.shape[2] == 0 or f.shape[3] == 0:
-            raise InputError(f"frame {i} is empty: shape {tuple(f.shape)}")
-        if values and not torch.isfinite(f).all():
-            raise InputError(f"frame {i} contains NaN or infinite values")
+            raise InputError(f"{name} is empty: shape {tuple(f.shape)}")
+        if values:
+            lo, hi = torch.aminmax(f.detach())
+            lo, hi = (float(v) for v in torch.stack([lo, hi]).float().cpu())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise InputError(f"{name} contains NaN or infinite values")
+            if lo < -1.0 - RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+                hint = (" (it looks like 0..255 pixel values: divide by 127.5 and subtract 1, or use "
+                        "ldmvfi_fast.video.to_tensor)" if hi > 2.0 else
+                        " (0..1 images: multiply by 2 and subtract 1)" if lo >= -RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE
+                        else "")
+                raise InputError(f"{name} has values in [{lo:.4g}, {hi:.4g}]; frames must be in [-1, 1]{hint}")
 
 
 @dataclass
 class Encoded:
-    """One batch of frames, padded and encoded once.
+    """One batch of frames, padded and encoded once: what :meth:`Interpolator.decode` needs.
 
-    frame: (B, 3, Hp, Wp) padded frame; z: (B, 3, Hp/32, Wp/32) latent (not quantised);
-    phi: five feature maps at 1/2 ... 1/32; size: the unpadded (H, W).
+    Attributes:
+        frame: (B, 3, Hp, Wp) the padded frame, in [-1, 1];
+        z: (B, C, Hp/32, Wp/32) latent (not quantised);
+        phi: the feature maps, one per level (1/2 ... 1/32);
+        size: the unpadded (H, W).
     """
     frame: Tensor
     z: Tensor
@@ -108,102 +93,125 @@ class Encoded:
 
 
 class Interpolator:
-    """Interpolates middle frames with an :class:`LDMVFI` model.
+    """Interpolates middle frames with a :class:`~ldmvfi_fast.runtime.base.Backbone`.
 
     Args:
-        model: a loaded model (eval mode, on its device and dtype).
-        steps: DDIM steps (the paper: 200); ignored by the ``ddpm`` sampler (all T steps).
-        eta: DDIM stochasticity (the paper: 1.0).
-        sampler: ``ddim`` or ``ddpm``.
-        padding: ``reference`` or ``minimal`` (see the module docstring).
+        backbone: a loaded :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI` (wrapped in a
+            :class:`~ldmvfi_fast.runtime.torch.TorchBackbone`) or any backbone (exported
+            programs, engines, a distilled student).
+        steps: sampling steps (the paper: 200 DDIM steps); ignored by samplers that do not use it.
+        eta: DDIM stochasticity in [0, 1] (the paper: 1.0).
+        sampler: a name of :data:`ldmvfi_fast.sampling.SAMPLERS` (``ddim``, ``ddpm``).
+        padding: ``reference`` or ``minimal`` (see :mod:`ldmvfi_fast.padding`).
+
+    Bad options raise :class:`~ldmvfi_fast.errors.OptionError` here, before anything runs.
     """
 
-    def __init__(self, model: LDMVFI, steps: int = 200, eta: float = 1.0, sampler: str = "ddim",
+    def __init__(self, backbone, steps: int = 200, eta: float = 1.0, sampler: str = "ddim",
                  padding: str = "reference"):
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-        if padding not in PADDING_MODES:
-            raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding!r}")
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        self.model = model
-        self.sampler, self.padding, self.eta = sampler, padding, float(eta)
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
-        self.arch_unit = model.cfg.min_pad_unit()
-        self.ddim = ddim_schedule(model.alphas_cumprod, steps, eta, device=self.device) if sampler == "ddim" else None
+        self.backbone: Backbone = as_backbone(backbone)
+        num_train = int(self.backbone.alphas_cumprod.shape[0])
+        self.sampler_spec = check_sampling_options(sampler, steps, eta, num_train)
+        self.padding = check_padding_mode(padding)
+        self.sampler, self.steps, self.eta = sampler, int(steps), float(eta)
+        self.device, self.dtype = self.backbone.device, self.backbone.dtype
+        self.arch_unit = self.backbone.pad_unit
+        self.schedule = self.sampler_spec.make_schedule(self.backbone.alphas_cumprod, self.steps, self.eta,
+                                                        self.device)
+
+    @property
+    def model(self):
+        """The eager :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI` behind a torch backbone (None otherwise)."""
+        return getattr(self.backbone, "model", None)
+
+    @property
+    def ddim(self):
+        """The DDIM schedule (when the sampler is ``ddim``)."""
+        return self.schedule if self.sampler == "ddim" else None
 
     # -- building blocks -------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, frames: Tensor) -> Encoded:
+    def encode(self, frames: Tensor, *, first_index: int = 0) -> Encoded:
         """(B, 3, H, W) frames in [-1, 1] -> :class:`Encoded` (padded, encoded once)."""
-        check_frames(frames)
+        check_frames(frames, first_index=first_index)
         H, W = frames.shape[-2:]
         ph, pw = pad_amounts(H, W, self.padding, self.arch_unit)
+        self.backbone.check_size(H + ph, W + pw, frames.shape[0])
         x = reflect_pad(frames.to(self.device, self.dtype), ph, pw)
-        z, phi = self.model.encode(x)
-        return Encoded(x, z, phi, (H, W))
+        z, phi = self.backbone.encode(x)
+        return Encoded(x, z, list(phi), (H, W))
 
     def new_generator(self, seed: int | None) -> torch.Generator:
         g = torch.Generator(device=self.device)
         if seed is None:
             g.seed()
         else:
-            g.manual_seed(int(seed))
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+                raise OptionError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+            g.manual_seed(seed)
         return g
+
+    def _eps_fn(self, cond: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        bb = self.backbone
+        if bb.prediction == "eps":
+            return lambda x, t: bb.denoise(x, t, cond)
+        return lambda x, t: eps_from(bb.denoise(x, t, cond), x, t, bb.alphas_cumprod, bb.prediction)
 
     @torch.no_grad()
     def sample_latent(self, e0: Encoded, e1: Encoded, generator: torch.Generator | None = None,
-                      x_T: Tensor | None = None, return_intermediates: bool = False):
-        """Sample the middle latent (B, 3, h, w) conditioned on two encoded frames."""
+                      x_T: Tensor | None = None, return_intermediates: bool = False,
+                      callback: Callback | None = None):
+        """Sample the middle latent (B, C, h, w) conditioned on two encoded frames.
+
+        ``callback(done, total)`` is called after each step (ints only: no host sync)."""
         cond = torch.cat([e0.z, e1.z], dim=1)
-        shape = (cond.shape[0], self.model.cfg.diffusion.channels) + tuple(cond.shape[2:])
+        shape = (cond.shape[0], self.backbone.latent_channels) + tuple(cond.shape[2:])
         if x_T is None:
             x_T = torch.randn(shape, generator=generator, device=self.device, dtype=torch.float32).to(self.dtype)
         elif tuple(x_T.shape) != shape:
             raise InputError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
         else:
             x_T = x_T.to(self.device, self.dtype)
-
-        def eps_fn(x: Tensor, t: Tensor) -> Tensor:
-            return self.model.eps(x, t, cond)
-
-        if self.sampler == "ddim":
-            return SAMPLERS["ddim"](eps_fn, x_T, self.ddim, generator=generator,
-                                    return_intermediates=return_intermediates)
-        return SAMPLERS["ddpm"](eps_fn, x_T, self.model.schedule, generator=generator,
-                                return_intermediates=return_intermediates)
+        return self.sampler_spec.sample(self._eps_fn(cond), x_T, self.schedule, generator=generator,
+                                        callback=callback, return_intermediates=return_intermediates)
 
     @torch.no_grad()
     def decode(self, z: Tensor, e0: Encoded, e1: Encoded, quantize: bool = True) -> Tensor:
-        """Latent -> (B, 3, H, W) frame cropped to the input size, NOT clamped."""
-        out = self.model.decode(z, e0.phi, e1.phi, e0.frame, e1.frame, quantize=quantize)
+        """Latent -> (B, 3, H, W) frame cropped to the input size, NOT clamped.
+
+        ``quantize=False`` (skip the codebook; parity checks) needs the torch backbone."""
+        if e0.frame.shape != e1.frame.shape:
+            raise InputError(f"frame sizes differ: {tuple(e0.frame.shape)} vs {tuple(e1.frame.shape)}")
+        kw = {} if quantize else {"quantize": False}
+        out = self.backbone.decode(z, e0.phi, e1.phi, e0.frame, e1.frame, **kw)
         H, W = e0.size
         return out[:, :, :H, :W]
 
     @torch.no_grad()
     def interpolate_encoded(self, e0: Encoded, e1: Encoded, generator: torch.Generator | None = None,
-                            x_T: Tensor | None = None) -> Tensor:
+                            x_T: Tensor | None = None, callback: Callback | None = None) -> Tensor:
         """Middle frame (B, 3, H, W) in [-1, 1] between two encoded frames."""
         if e0.frame.shape != e1.frame.shape:
             raise InputError(f"frame sizes differ: {tuple(e0.frame.shape)} vs {tuple(e1.frame.shape)}")
-        z = self.sample_latent(e0, e1, generator, x_T)
+        z = self.sample_latent(e0, e1, generator, x_T, callback=callback)
         return self.decode(z, e0, e1).clamp(-1.0, 1.0)
 
     # -- user-facing -----------------------------------------------------------------------
     @torch.no_grad()
     def interpolate(self, frame0: Tensor, frame1: Tensor, *, seed: int | None = None,
-                    generator: torch.Generator | None = None, x_T: Tensor | None = None) -> Tensor:
+                    generator: torch.Generator | None = None, x_T: Tensor | None = None,
+                    callback: Callback | None = None) -> Tensor:
         """Middle frame between ``frame0`` and ``frame1``.
 
         Args:
             frame0, frame1: (B, 3, H, W) or (3, H, W) float frames in [-1, 1] (a batch of pairs
                 when B > 1), any size the padding mode supports.
-            seed / generator / x_T: reproducibility: a seed, a ``torch.Generator`` on the model's
-                device, or the explicit initial noise (B, 3, Hp/32, Wp/32).
+            seed / generator / x_T: reproducibility: a seed, a ``torch.Generator`` on the
+                backbone's device, or the explicit initial noise (B, C, Hp/32, Wp/32).
+            callback: ``callback(done, total)`` after each sampling step (progress; ints only).
 
         Returns:
-            (B, 3, H, W) (or (3, H, W)) in [-1, 1], on the model's device and dtype.
+            (B, 3, H, W) (or (3, H, W)) in [-1, 1], on the backbone's device and dtype.
         """
         squeeze = isinstance(frame0, Tensor) and isinstance(frame1, Tensor) and frame0.dim() == frame1.dim() == 3
         if squeeze:
@@ -211,7 +219,9 @@ class Interpolator:
         check_frames(frame0, frame1, values=False)  # fail fast on shapes; encode() checks the values
         if generator is None and x_T is None:
             generator = self.new_generator(seed)
-        out = self.interpolate_encoded(self.encode(frame0), self.encode(frame1), generator, x_T)
+        e0 = self.encode(frame0, first_index=0)
+        e1 = self.encode(frame1, first_index=1)
+        out = self.interpolate_encoded(e0, e1, generator, x_T, callback=callback)
         return out[0] if squeeze else out
 
     @torch.no_grad()
@@ -220,7 +230,7 @@ class Interpolator:
         """The ``multi - 1`` frames between two encoded frames, in temporal order (recursive
         bisection for x4/x8; every new middle frame is encoded once)."""
         if multi not in MULTI:
-            raise ValueError(f"multi must be one of {MULTI}, got {multi}")
+            raise OptionError(f"multi must be one of {MULTI}, got {multi}")
         mid = self.interpolate_encoded(e0, e1, generator)
         if multi == 2:
             return [mid]
@@ -230,32 +240,51 @@ class Interpolator:
 
     @torch.no_grad()
     def interpolate_sequence(self, frames: Iterable[Tensor], multi: int = 2, *, seed: int | None = None,
-                             generator: torch.Generator | None = None) -> Iterator[Tensor]:
+                             generator: torch.Generator | None = None, scene_threshold: float | None = None,
+                             on_scene_cut: Callable[[int], None] | None = None) -> Iterator[Tensor]:
         """Frame-rate up-conversion of a sequence.
 
         Args:
             frames: iterable of (1, 3, H, W) (or (3, H, W)) frames in [-1, 1], all one size.
             multi: 2, 4 or 8.
+            scene_threshold: detect scene cuts (see :mod:`ldmvfi_fast.scene`; e.g.
+                :data:`~ldmvfi_fast.scene.DEFAULT_SCENE_THRESHOLD`); None: no detection.
+            on_scene_cut: called with ``i`` when a cut between inputs ``i`` and ``i + 1`` is found.
 
         Yields:
             (1, 3, H, W) frames in [-1, 1]: each input frame followed by the ``multi - 1`` new
-            frames before the next one; N inputs give ``multi * (N - 1) + 1`` outputs.
-            Each input frame is encoded once and reused for both pairs it belongs to.
+            frames before the next one (copies of the earlier frame across a scene cut); N inputs
+            give ``multi * (N - 1) + 1`` outputs. Each input frame is encoded once and reused for
+            both pairs it belongs to.
         """
         if multi not in MULTI:
-            raise ValueError(f"multi must be one of {MULTI}, got {multi}")
+            raise OptionError(f"multi must be one of {MULTI}, got {multi}")
         if generator is None:
             generator = self.new_generator(seed)
-        prev_frame, prev_enc = None, None
-        for f in frames:
-            f = f[None] if f.dim() == 3 else f
+        detector = SceneDetector(scene_threshold) if scene_threshold is not None else None
+        prev_frame, prev_enc, first_shape = None, None, None
+        for i, f in enumerate(frames):
+            if isinstance(f, Tensor) and f.dim() == 3:
+                f = f[None]
+            check_frames(f, values=False, first_index=i)
+            if first_shape is None:
+                first_shape = tuple(f.shape)
+            elif tuple(f.shape) != first_shape:
+                raise InputError(f"frame sizes differ within the sequence: frame 0 is {first_shape}, "
+                                 f"frame {i} is {tuple(f.shape)}")
             f = f.to(self.device, self.dtype)
-            enc = self.encode(f)
+            enc = self.encode(f, first_index=i)
+            cut = detector is not None and detector.is_cut(f)
             if prev_enc is not None:
-                if enc.frame.shape != prev_enc.frame.shape:
-                    raise InputError(f"frame sizes differ within the sequence: {prev_enc.size} vs {enc.size}")
                 yield prev_frame
-                yield from self.interpolate_multi(prev_enc, enc, multi, generator)
+                if cut:
+                    log.info("scene cut between input frames %d and %d: repeating frame %d", i - 1, i, i - 1)
+                    if on_scene_cut is not None:
+                        on_scene_cut(i - 1)
+                    for _ in range(multi - 1):
+                        yield prev_frame
+                else:
+                    yield from self.interpolate_multi(prev_enc, enc, multi, generator)
             prev_frame, prev_enc = f, enc
         if prev_frame is not None:
             yield prev_frame

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ldmvfi_fast.checkpoint import load_model
-from ldmvfi_fast.exportable import export_specs
+from ldmvfi_fast.export.specs import export_specs
 
 
 @pytest.fixture(scope="module")

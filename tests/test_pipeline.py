@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ldmvfi_fast.checkpoint import load_model
+from ldmvfi_fast.errors import OptionError
 from ldmvfi_fast.pipeline import InputError, Interpolator, PaddingError, pad_amounts, reflect_pad
 from ldmvfi_fast.sampling import ddim_schedule, ddim_timesteps
 
@@ -137,22 +138,24 @@ def test_bad_inputs(model, bad, match):
 
 
 class _Counting:
-    def __init__(self, model):
-        self.model, self.calls = model, 0
+    """A backbone that counts the frames it encodes (and forwards everything else)."""
+
+    def __init__(self, backbone):
+        self.backbone, self.calls = backbone, 0
 
     def __getattr__(self, name):
-        return getattr(self.model, name)
+        return getattr(self.backbone, name)
 
     def encode(self, x):
         self.calls += x.shape[0]
-        return self.model.encode(x)
+        return self.backbone.encode(x)
 
 
 @pytest.mark.parametrize("multi", [2, 4])
 def test_sequence_encodes_each_frame_once(model, multi):
     it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
-    counting = _Counting(model)
-    it.model = counting
+    counting = _Counting(it.backbone)
+    it.backbone = counting
     g = torch.Generator().manual_seed(3)
     frames = [torch.rand(1, 3, 24, 24, generator=g) * 2 - 1 for _ in range(3 if multi == 2 else 2)]
     out = list(it.interpolate_sequence(iter(frames), multi, seed=0))
@@ -161,3 +164,147 @@ def test_sequence_encodes_each_frame_once(model, multi):
         assert torch.equal(out[i * multi], f)  # inputs pass through untouched
     pairs = len(frames) - 1
     assert counting.calls == len(frames) + pairs * (multi // 2 - 1)  # inputs once; recursive middles once
+
+
+# -- the padding rule's boundary --------------------------------------------------------------
+
+@pytest.mark.parametrize("h,w,want", [(256, 600, (0, 168)), (256, 300, (0, 212)), (257, 600, (255, 424)),
+                                      (257, 300, (255, 212)), (256, 256, (0, 0)), (256, 257, (0, 255))])
+def test_reference_padding_boundary_at_256(h, w, want):
+    """H <= 256 pads to multiples of 256, H > 256 to 512 (a `<` for `<=` moves 256x600 to 424)."""
+    assert pad_amounts(h, w, "reference") == want == _orig_pad(h, w)
+
+
+# -- samplers --------------------------------------------------------------------------------
+
+def test_ddim_eta_one_follows_the_hand_written_loop(model):
+    """DDIM at the paper's eta = 1: x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z,
+    written out from the formula with the same noise draws."""
+    from ldmvfi_fast.sampling import ddim_sample
+
+    s = ddim_schedule(model.alphas_cumprod, 10, 1.0)
+    eps_fn = lambda x, t: 0.2 * x + 1e-3 * t.float()[:, None, None, None]  # noqa: E731
+    xT = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = ddim_sample(eps_fn, xT, s, generator=torch.Generator().manual_seed(1))
+    ac = model.alphas_cumprod.double()
+    ts = list(range(1, 1000, 100))
+    g, x = torch.Generator().manual_seed(1), xT.double()
+    for i in reversed(range(len(ts))):
+        a = ac[ts[i]]
+        ap = ac[ts[i - 1]] if i > 0 else ac[0]
+        sigma = 1.0 * ((1 - ap) / (1 - a) * (1 - a / ap)).sqrt()
+        e = eps_fn(x, torch.full((2,), ts[i]))
+        x0 = (x - (1 - a).sqrt() * e) / a.sqrt()
+        x = ap.sqrt() * x0 + (1 - ap - sigma ** 2).sqrt() * e + sigma * torch.randn(x.shape, generator=g).double()
+    assert float(sigma) > 0.01  # the stochastic term is really exercised
+    torch.testing.assert_close(out.double(), x, rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_options_are_validated_before_anything_runs(model):
+    for kw, match in [({"eta": float("nan")}, "eta"), ({"eta": -0.1}, "eta"), ({"eta": 1.5}, "eta"),
+                      ({"steps": 0}, "steps"), ({"steps": 3}, "divid"), ({"sampler": "euler"}, "ddim"),
+                      ({"padding": "zero"}, "padding")]:
+        with pytest.raises(OptionError, match=match):
+            Interpolator(model, **{"steps": 2, **kw})
+    it = Interpolator(model, steps=2, padding="minimal")
+    with pytest.raises(OptionError, match="seed"):
+        it.interpolate(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), seed=-1)
+
+
+def test_progress_callback_counts_steps_and_reads_no_tensor(model):
+    it = Interpolator(model, steps=5, eta=1.0, padding="minimal")
+    calls = []
+    f = torch.zeros(1, 3, 16, 16)
+    it.interpolate(f, f, seed=0, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(1, 6)]
+    assert all(type(a) is int and type(b) is int for a, b in calls)
+
+
+def test_a_new_sampler_is_one_registry_entry(model):
+    """What adding a sampler takes: one Sampler in the registry; the pipeline (and the CLI's
+    --sampler choices, read from the same registry) pick it up by name."""
+    from ldmvfi_fast import sampling
+
+    def x0_only(eps_fn, x_T, sched, *, generator=None, callback=None, return_intermediates=False):
+        t = sched["t"].expand(x_T.shape[0])
+        return (x_T - sched["s1a"] * eps_fn(x_T, t)) / sched["sa"]
+
+    def make(ac, steps, eta, device=None):
+        return {"t": torch.tensor(999, device=device), "sa": ac[999].sqrt().to(device),
+                "s1a": (1 - ac[999]).sqrt().to(device)}
+
+    spec = sampling.register_sampler(sampling.Sampler("one_shot_test", "test only", make, x0_only))
+    try:
+        assert "one_shot_test" in sampling.sampler_names()
+        it = Interpolator(model, steps=1, sampler="one_shot_test", padding="minimal")
+        f = torch.zeros(1, 3, 16, 16)
+        e = it.encode(f)
+        xT = torch.randn(1, 3, 8, 8)
+        want = (xT - (1 - model.alphas_cumprod[999]).sqrt() * model.eps(xT, torch.tensor([999]), torch.cat([e.z, e.z], 1))) \
+            / model.alphas_cumprod[999].sqrt()
+        torch.testing.assert_close(it.sample_latent(e, e, x_T=xT), want)
+    finally:
+        del sampling.SAMPLERS[spec.name]
+
+
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_eps_from_other_prediction_types(model, prediction):
+    from ldmvfi_fast.sampling import eps_from
+
+    ac = model.alphas_cumprod
+    t = torch.tensor([10, 500, 990])
+    a = ac[t].view(-1, 1, 1, 1)
+    x0, eps = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    pred = x0 if prediction == "x0" else a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(eps_from(pred, x_t, t, ac, prediction), eps, rtol=1e-4, atol=1e-4)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+def test_frames_outside_minus_one_one_are_refused_with_a_hint(model):
+    it = Interpolator(model, steps=2, padding="minimal")
+    ok = torch.zeros(1, 3, 16, 16)
+    with pytest.raises(InputError, match=r"frame 1 .*0\.\.255"):
+        it.interpolate(ok, torch.full((1, 3, 16, 16), 200.0), seed=0)
+    with pytest.raises(InputError, match=r"frame 0 .*\[-1, 1\]"):
+        it.interpolate(ok - 1.5, ok, seed=0)
+    with pytest.raises(InputError, match="frame 1 contains NaN"):
+        it.interpolate(ok, ok.clone().index_fill_(3, torch.tensor([0]), float("nan")), seed=0)
+
+
+@pytest.mark.parametrize("padding", ["minimal", "reference"])
+def test_sequence_of_mixed_sizes_is_refused_naming_the_frame(model, padding):
+    it = Interpolator(model, steps=2, padding=padding)
+    frames = [torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 200, 256)]
+    with pytest.raises(InputError, match=r"frame 2 is \(1, 3, 200, 256\)") as ei:
+        list(it.interpolate_sequence(frames, seed=0))
+    assert not isinstance(ei.value, PaddingError)
+    bad = [torch.zeros(1, 3, 16, 16), torch.full((1, 3, 16, 16), float("nan"))]
+    with pytest.raises(InputError, match="frame 1 contains NaN"):
+        list(Interpolator(model, steps=2, padding="minimal").interpolate_sequence(bad, seed=0))
+
+
+# -- scene cuts ------------------------------------------------------------------------------
+
+def test_scene_cut_repeats_the_earlier_frame(model):
+    from ldmvfi_fast.scene import DEFAULT_SCENE_THRESHOLD, scene_change_score
+
+    g = torch.Generator().manual_seed(4)
+    base = torch.rand(1, 3, 1, 32, generator=g).expand(1, 3, 32, 32) * 0.2 - 0.6  # a dark shot
+    other = torch.rand(1, 3, 32, 1, generator=g).expand(1, 3, 32, 32) * 0.2 + 0.5  # a bright one
+    shot_a = [base, base + 0.01]
+    shot_b = [other, other - 0.01]
+    assert float(scene_change_score(shot_a[0], shot_a[1])) < DEFAULT_SCENE_THRESHOLD
+    assert float(scene_change_score(shot_a[1], shot_b[0])) > DEFAULT_SCENE_THRESHOLD
+    it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+    cuts = []
+    out = list(it.interpolate_sequence(shot_a + shot_b, 2, seed=0, scene_threshold=DEFAULT_SCENE_THRESHOLD,
+                                       on_scene_cut=cuts.append))
+    assert len(out) == 7 and cuts == [1]
+    assert torch.equal(out[3], shot_a[1])  # across the cut: the earlier frame again, no blend
+    assert not torch.equal(out[1], shot_a[0]) and not torch.equal(out[5], shot_b[0])  # elsewhere: the model
+    plain = list(it.interpolate_sequence(shot_a + shot_b, 2, seed=0))
+    assert not torch.equal(plain[3], shot_a[1])
+    with pytest.raises(OptionError, match="threshold"):
+        list(it.interpolate_sequence(shot_a, 2, scene_threshold=0))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .models.ldmvfi import LDMVFI
+from ..models.ldmvfi import LDMVFI
 
 
 class EncoderExport(nn.Module):
@@ -51,15 +51,31 @@ class DecoderExport(nn.Module):
         return self.model.decode(z, phi0, phi1, f0, f1, quantize=self.quantize)
 
 
+#: smallest frame side (in pad units) the exported graphs accept: torch.export specialises a
+#: MaxViT window count of 1, so a 256-pixel side would need a graph of its own
+MIN_UNITS = 2
+MAX_BATCH = 64
+
+
 @dataclass
 class ExportSpec:
-    """One sub-model's contract: module, example inputs, names and dynamic shapes."""
+    """One sub-model's contract: module, example inputs, names and dynamic shapes.
+
+    ``dynamic_shapes`` is in ``torch.export``'s form; ``axes`` the same in words for the
+    manifest: per input, ``{axis: symbol}`` with symbols ``batch``, ``H``/``W`` (frame) or
+    ``H/n``/``W/n`` (a level n times smaller).
+    """
     name: str
     module: nn.Module
     inputs: tuple[Tensor, ...]
     input_names: list[str]
     output_names: list[str]
     dynamic_shapes: tuple
+    axes: dict[str, dict[int, str]] | None = None
+
+
+def _sym(div: int) -> dict[int, str]:
+    return {0: "batch", 2: "H" if div == 1 else f"H/{div}", 3: "W" if div == 1 else f"W/{div}"}
 
 
 def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int = 2,
@@ -79,8 +95,10 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
     p = next(model.parameters())
     dev, dt = p.device, p.dtype
     ae = model.cfg.autoencoder
-    kh, kw = Dim("kh", min=2, max=max_units), Dim("kw", min=2, max=max_units)
-    b = Dim("batch", min=1, max=64)
+    if not (MIN_UNITS * unit <= height <= max_units * unit and MIN_UNITS * unit <= width <= max_units * unit):
+        raise ValueError(f"example size {height}x{width} outside [{MIN_UNITS * unit}, {max_units * unit}]")
+    kh, kw = Dim("kh", min=MIN_UNITS, max=max_units), Dim("kw", min=MIN_UNITS, max=max_units)
+    b = Dim("batch", min=1, max=MAX_BATCH)
     H, W = unit * kh, unit * kw
     frame = torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1
     enc = EncoderExport(model)
@@ -88,14 +106,18 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
         z, *phi = enc(frame)
     lat = {0: b, 2: (unit // f) * kh, 3: (unit // f) * kw}
     phi_names = [f"phi{i}" for i in range(len(phi))]
-    specs = [ExportSpec("encoder", enc, (frame,), ["frame"], ["z"] + phi_names, ({0: b, 2: H, 3: W},))]
+    specs = [ExportSpec("encoder", enc, (frame,), ["frame"], ["z"] + phi_names, ({0: b, 2: H, 3: W},),
+                        {"frame": _sym(1)})]
     cond = torch.cat([z, z], 1)
     t = torch.full((batch,), 500, device=dev, dtype=torch.long)
     specs.append(ExportSpec("unet_step", UNetStepExport(model), (z, t, cond), ["x_t", "t", "cond"], ["eps"],
-                            (lat, {0: b}, lat)))
+                            (lat, {0: b}, lat), {"x_t": _sym(f), "t": {0: "batch"}, "cond": _sym(f)}))
     phi_dyn = tuple({0: b, 2: (unit >> (i + 1)) * kh, 3: (unit >> (i + 1)) * kw} for i in range(len(ae.ch_mult)))
     dec_inputs = (z, *phi, *phi, frame, frame)
     names = ["z"] + [f"phi0_{i}" for i in range(len(phi))] + [f"phi1_{i}" for i in range(len(phi))] + ["frame0", "frame1"]
+    axes = {"z": _sym(f), "frame0": _sym(1), "frame1": _sym(1)}
+    for j in (0, 1):
+        axes.update({f"phi{j}_{i}": _sym(2 ** (i + 1)) for i in range(len(phi))})
     specs.append(ExportSpec("decoder", DecoderExport(model), dec_inputs, names, ["frame"],
-                            (lat, (*phi_dyn, *phi_dyn, {0: b, 2: H, 3: W}, {0: b, 2: H, 3: W}))))
+                            (lat, (*phi_dyn, *phi_dyn, {0: b, 2: H, 3: W}, {0: b, 2: H, 3: W})), axes))
     return specs

@@ -1,0 +1,110 @@
+"""Export the three sub-models with ``torch.export`` to ``.pt2`` files plus a manifest.
+
+``export_pt2(model, out_dir)`` writes ``encoder.pt2``, ``unet_step.pt2``, ``decoder.pt2`` and
+``manifest.json`` (see :mod:`.manifest`); :class:`~ldmvfi_fast.runtime.exported.ExportedBackbone`
+loads them back and runs the whole pipeline from them. The graphs take dynamic batch, height
+and width (multiples of the pad unit, from 2 units up: see :data:`.specs.MIN_UNITS`).
+
+Custom ops are traced as whatever backend the op dispatcher picks inside the export (the
+compiled ``ldmvfi_fast::*`` ops when the extension is built, else their PyTorch reference);
+``backend=`` forces one for the whole export and the manifest records what was asked for and
+which ``ldmvfi_fast`` ops the graphs call (a runtime then loads the extension first).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import EngineError
+from ..models.ldmvfi import LDMVFI
+from ..ops import current_backend, use_backend
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, describe_tensor, weights_hash, write_manifest
+from .specs import MAX_BATCH, MIN_UNITS, export_specs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["export_pt2", "PT2_FILES"]
+
+PT2_FILES = {"encoder": "encoder.pt2", "unet_step": "unet_step.pt2", "decoder": "decoder.pt2"}
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EngineError(f"output {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise EngineError(f"the folder {out.parent} of the output does not exist")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EngineError(f"output folder {out} is not empty; pass --overwrite (overwrite=True) to replace the "
+                          f"engine files in it ({', '.join(sorted(PT2_FILES.values()))}, {MANIFEST_NAME}; "
+                          "nothing else is touched)")
+    if not os.access(out if out.is_dir() else out.parent, os.W_OK):
+        raise EngineError(f"cannot write to {out if out.is_dir() else out.parent}")
+
+
+def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, height: int = 512,
+               width: int = 768, max_units: int = 16, backend: str | None = None) -> Path:
+    """Export ``model``'s encoder, U-Net step and decoder as ``.pt2`` programs into ``out_dir``.
+
+    Args:
+        model: a loaded :class:`LDMVFI` (its device and dtype are the programs').
+        out_dir: a new or empty folder (with ``overwrite``, an existing one: only the engine
+            files are replaced, nothing else in it is touched).
+        height, width: example frame size (multiples of the pad unit, >= 2 units).
+        max_units: largest side, in pad units, the graphs accept.
+        backend: op backend for the whole export (default: the dispatcher's choice).
+
+    Returns:
+        the folder. Files are written to a temporary folder beside it and moved in only when
+        all are complete: an error leaves the target as it was.
+    """
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    unit = model.cfg.min_pad_unit()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        graphs, ops_used = {}, set()
+        with use_backend(backend):
+            asked = current_backend() or "auto"
+            for spec in export_specs(model, height, width, max_units=max_units):
+                t0 = time.perf_counter()
+                ep = torch.export.export(spec.module, spec.inputs, dynamic_shapes=spec.dynamic_shapes, strict=False)
+                torch.export.save(ep, str(tmp / PT2_FILES[spec.name]))
+                ops_used |= {str(n.target).split(".")[1] for n in ep.graph.nodes
+                             if n.op == "call_function" and str(n.target).startswith("ldmvfi_fast.")}
+                with torch.no_grad():
+                    outs = spec.module(*spec.inputs)
+                outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+                graphs[spec.name] = {
+                    "file": PT2_FILES[spec.name],
+                    "inputs": [describe_tensor(n, t, (spec.axes or {}).get(n)) for n, t in
+                               zip(spec.input_names, spec.inputs)],
+                    "outputs": [describe_tensor(n, t, None) for n, t in zip(spec.output_names, outs)],
+                }
+                log.info("exported %s in %.1f s", spec.name, time.perf_counter() - t0)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__,
+            "runtime": "exported", "config": model.cfg.to_dict(), "pad_unit": unit,
+            "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
+            "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
+            "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
+            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "device": next(model.parameters()).device.type, "op_backend": asked,
+            "custom_ops": sorted(ops_used), "graphs": graphs,
+            "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,
+                      "max_width": max_units * unit, "multiple": unit, "max_batch": MAX_BATCH},
+        }
+        write_manifest(tmp, manifest)
+        out.mkdir(exist_ok=True)
+        for name in list(PT2_FILES.values()) + [MANIFEST_NAME]:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
+    log.info("wrote %s", out)
+    return out

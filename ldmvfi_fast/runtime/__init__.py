@@ -1,0 +1,59 @@
+"""Runtimes: implementations of the :class:`~.base.Backbone` seam under the pipeline.
+
+* ``torch``: the eager PyTorch model (:class:`~.torch.TorchBackbone`);
+* ``exported``: ``torch.export`` programs from an engine folder (:class:`~.exported.ExportedBackbone`).
+
+:func:`load_backbone` makes one by name, as the command line's ``--runtime`` does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import OptionError
+from .base import Backbone
+from .torch import TorchBackbone
+
+__all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone"]
+
+RUNTIMES = ("torch", "exported")
+
+
+def as_backbone(model_or_backbone) -> Backbone:
+    """A :class:`Backbone` as is; an :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI` wrapped in a
+    :class:`TorchBackbone`."""
+    from ..models.ldmvfi import LDMVFI
+
+    if isinstance(model_or_backbone, LDMVFI):
+        return TorchBackbone(model_or_backbone)
+    if isinstance(model_or_backbone, Backbone):
+        return model_or_backbone
+    raise TypeError(f"expected an LDMVFI model or a Backbone, got {type(model_or_backbone).__name__}")
+
+
+def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | None = None, config=None,
+                  use_ema: bool | None = None, device=None, dtype=None) -> Backbone:
+    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported`` loads the
+    engine folder ``engines`` (and, when ``ckpt`` is given too, checks they were made from it)."""
+    import torch
+
+    if runtime not in RUNTIMES:
+        raise OptionError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "torch":
+        from ..checkpoint import load_model
+
+        return TorchBackbone(load_model(ckpt, config, use_ema=use_ema, device=device or "cpu",
+                                        dtype=dtype or torch.float32))
+    if engines is None:
+        raise OptionError(f"the {runtime} runtime needs an engine folder (--engines DIR)")
+    from .exported import ExportedBackbone
+
+    expect = None
+    if ckpt is not None:
+        from ..checkpoint import load_model
+        from ..export.manifest import weights_hash
+
+        expect = weights_hash(load_model(ckpt, config, use_ema=use_ema))
+    bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
+    if dtype is not None and dtype != bb.dtype:
+        raise OptionError(f"the engines in {engines} are {bb.dtype}; export them again for {dtype}")
+    return bb
