@@ -19,9 +19,11 @@ import torch  # noqa: E402
 
 from ldmvfi_fast import ops  # noqa: E402
 from ldmvfi_fast.ops.decoder_output_ref import decoder_output_reference  # noqa: E402
-from ldmvfi_fast.ops.dsepconv_ref import dsepconv_reference  # noqa: E402
+from ldmvfi_fast.ops.dsepconv_ref import dsepconv_reference, tap_position  # noqa: E402
 from ldmvfi_fast.ops.maxvit_ref import maxvit_attention_reference  # noqa: E402
 from ldmvfi_fast.ops.triton_kernels import IMPLS  # noqa: E402
+
+from _builders import decoder_args, dsepconv_args  # noqa: E402  (tests/ is sys.path[0])
 
 tri_dsepconv = IMPLS["dsepconv"]
 tri_decoder_output = IMPLS["decoder_output"]
@@ -49,27 +51,16 @@ def low_precision_tol(out, ref32, ref_low) -> float:
 
 
 def dsepconv_inputs(B, C, H, W, K=5, dtype=torch.float32, noncontig=True, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    Hin, Win = H + K - 1, W + K - 1
-    if noncontig:  # channel-last storage viewed as (B, C, Hin, Win)
-        inp = torch.randn(B, Hin, Win, C, generator=g).permute(0, 3, 1, 2)
-    else:
-        inp = torch.randn(B, C, Hin, Win, generator=g)
-    v = torch.randn(B, K, H, W, generator=g) / K
-    h = torch.randn(B, K, H, W, generator=g) / K
-    ox = torch.rand(B, K * K, H, W, generator=g) * 6 - 3  # offsets in [-3, 3]: clamping happens
-    oy = torch.rand(B, K * K, H, W, generator=g) * 6 - 3
-    m = torch.rand(B, K * K, H, W, generator=g)
-    return [t.to(dtype) for t in (inp, v, h, ox, oy, m)]
+    """The shared builder (tests/_builders.py): channel-last input, heads ~ N(0, 1/K^2)."""
+    return list(dsepconv_args(B, C, K, H, W, dtype=dtype, seed=seed, channels_last=noncontig, kernel_scale=1 / K))
 
 
 def count_clamped(ox, oy, H, W, K):
-    half = (K - 1) // 2
     taps = torch.arange(K, dtype=torch.float32)
     ys = torch.arange(H, dtype=torch.float32).view(1, 1, 1, H, 1)
     xs = torch.arange(W, dtype=torch.float32).view(1, 1, 1, 1, W)
-    uy = ox.float().view(-1, K, K, H, W) + ys + taps.view(1, K, 1, 1, 1) - half + 1
-    ux = oy.float().view(-1, K, K, H, W) + xs + taps.view(1, 1, K, 1, 1) - half + 1
+    uy = tap_position(ox.float().view(-1, K, K, H, W), ys, taps.view(1, K, 1, 1, 1), K)
+    ux = tap_position(oy.float().view(-1, K, K, H, W), xs, taps.view(1, 1, K, 1, 1), K)
     return int(((uy < 0) | (uy > H + K - 2)).sum() + ((ux < 0) | (ux > W + K - 2)).sum())
 
 
@@ -111,16 +102,8 @@ def check_dsepconv_backward():
 
 
 def decoder_inputs(B, C, H, W, K=5, dtype=torch.float32, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    f0 = torch.randn(B, H, W, C, generator=g).permute(0, 3, 1, 2)  # non-contiguous
-    f1 = torch.randn(B, C, H, W + 3, generator=g)[..., 1:W + 1]  # non-contiguous
-    heads = []
-    for _ in range(2):
-        heads += [torch.randn(B, K, H, W, generator=g) / K, torch.randn(B, K, H, W, generator=g) / K,
-                  torch.rand(B, K * K, H, W, generator=g) * 6 - 3, torch.rand(B, K * K, H, W, generator=g) * 6 - 3]
-    m = torch.rand(B, K * K, H, W, generator=g)
-    r = torch.randn(B, C, H, W, generator=g)
-    return [t.to(dtype) for t in (f0, f1, *heads, m, r)]
+    """The shared builder: non-contiguous frames, heads ~ N(0, 1/K^2)."""
+    return list(decoder_args(B, C, K, H, W, dtype=dtype, seed=seed, noncontig_frames=True, kernel_scale=1 / K))
 
 
 def check_decoder_output():

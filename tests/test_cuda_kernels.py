@@ -26,6 +26,7 @@ import torch
 from ldmvfi_fast.ops.decoder_output_ref import decoder_output_reference
 from ldmvfi_fast.ops.dsepconv_ref import dsepconv_reference
 from ldmvfi_fast.ops.maxvit_ref import maxvit_attention_reference
+from _builders import decoder_args, dsepconv_args
 
 pytestmark = pytest.mark.cuda
 
@@ -54,49 +55,15 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
-def _uniform(g, shape, lo=-1.0, hi=1.0):
-    return torch.rand(*shape, generator=g, dtype=torch.float64) * (hi - lo) + lo
-
-
-def _offsets(g, shape, scale, away_from_integers):
-    off = _uniform(g, shape, -scale, scale)
-    if away_from_integers:  # fractional part in [0.2, 0.8]: no floor jumps under perturbation
-        off = torch.floor(off) + 0.2 + 0.6 * torch.rand(*shape, generator=g, dtype=torch.float64)
-    return off
-
-
 def dsepconv_inputs(B, C, K, H, W, dtype=torch.float32, seed=0, offset_scale=3.0, away_from_integers=False):
-    """(input, vertical, horizontal, offset_x, offset_y, mask) on CUDA; offsets large enough
-    to clamp at the borders."""
-    g = _gen(seed)
-    ts = [
-        _uniform(g, (B, C, H + K - 1, W + K - 1)),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _offsets(g, (B, K * K, H, W), offset_scale, away_from_integers),
-        _offsets(g, (B, K * K, H, W), offset_scale, away_from_integers),
-        _uniform(g, (B, K * K, H, W), 0.0, 1.0),
-    ]
-    return [t.to(device="cuda", dtype=dtype) for t in ts]
+    """The shared builder (tests/_builders.py) on CUDA; offsets large enough to clamp at the borders."""
+    return list(dsepconv_args(B, C, K, H, W, dtype=dtype, device="cuda", seed=seed, offset=offset_scale,
+                              away_from_integers=away_from_integers))
 
 
 def decoder_inputs(B, C, K, H, W, dtype=torch.float32, seed=0, offset_scale=3.0):
-    g = _gen(seed)
-    ts = [
-        _uniform(g, (B, C, H, W)),
-        _uniform(g, (B, C, H, W)),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _uniform(g, (B, K * K, H, W), -offset_scale, offset_scale),
-        _uniform(g, (B, K * K, H, W), -offset_scale, offset_scale),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _uniform(g, (B, K, H, W), 0.0, 1.0),
-        _uniform(g, (B, K * K, H, W), -offset_scale, offset_scale),
-        _uniform(g, (B, K * K, H, W), -offset_scale, offset_scale),
-        _uniform(g, (B, K * K, H, W), 0.0, 1.0),
-        _uniform(g, (B, C, H, W), -0.1, 0.1),
-    ]
-    return [t.to(device="cuda", dtype=dtype) for t in ts]
+    """The shared builder on CUDA."""
+    return list(decoder_args(B, C, K, H, W, dtype=dtype, device="cuda", seed=seed, offset=offset_scale))
 
 
 def assert_within_ref_error(out, ref_hi, ref_same_dtype, what, floor=0.0):

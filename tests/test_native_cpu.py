@@ -32,50 +32,12 @@ except Exception as exc:  # not built
 from ldmvfi_fast.ops import (available_backends, decoder_output, decoder_output_reference, dsepconv,
                              dsepconv_reference, maxvit_attention_reference, pick_backend)
 from ldmvfi_fast.ops import _native
+from _builders import decoder_args, dsepconv_args
 
 OPS = torch.ops.ldmvfi_fast
 
 
 # ----------------------------------------------------------------------------- inputs
-def dsepconv_args(B=2, C=3, K=5, H=7, W=9, dtype=torch.float64, device="cpu", offset=3.0, seed=0,
-                  away_from_integers=False):
-    """(input, vertical, horizontal, offset_x, offset_y, mask); offsets uniform in [-offset, offset].
-
-    ``away_from_integers``: fractional part of offsets in [0.2, 0.8], so that finite
-    differences never cross a floor() or clamp boundary (gradcheck).
-    """
-    g = torch.Generator().manual_seed(seed)
-
-    def offsets():
-        if away_from_integers:
-            whole = torch.randint(-int(offset), int(offset), (B, K * K, H, W), generator=g).double()
-            return whole + 0.2 + 0.6 * torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64)
-        return (torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64) * 2 - 1) * offset
-
-    t = (torch.randn(B, C, H + K - 1, W + K - 1, generator=g, dtype=torch.float64),
-         torch.randn(B, K, H, W, generator=g, dtype=torch.float64),
-         torch.randn(B, K, H, W, generator=g, dtype=torch.float64),
-         offsets(), offsets(),
-         torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64))
-    return tuple(x.to(device=device, dtype=dtype) for x in t)
-
-
-def decoder_args(B=2, C=3, K=5, H=7, W=9, dtype=torch.float64, device="cpu", seed=1):
-    """Arguments of decoder_output (frames, two sets of heads, mask, residual)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*s):
-        return torch.randn(*s, generator=g, dtype=torch.float64)
-
-    def off():
-        return (torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64) * 2 - 1) * 3
-
-    t = (r(B, C, H, W), r(B, C, H, W), r(B, K, H, W), r(B, K, H, W), off(), off(),
-         r(B, K, H, W), r(B, K, H, W), off(), off(),
-         torch.rand(B, K * K, H, W, generator=g, dtype=torch.float64), r(B, C, H, W))
-    return tuple(x.to(device=device, dtype=dtype) for x in t)
-
-
 def non_contiguous(t):
     """Same values, transposed memory layout (strides not C-contiguous)."""
     out = t.transpose(-1, -2).contiguous().transpose(-1, -2)
@@ -265,6 +227,61 @@ def test_opcheck_maxvit_attention_cpu():
     q, k, v, table = _maxvit_args(torch.float32, 2, 2, 8, B=1, nh=2, nw=3, seed=0, device="cpu")
     for grid in (False, True):
         torch.library.opcheck(OPS.maxvit_attention.default, (q, k, v, table, 2, grid, 2, 0.25))
+
+
+# ----------------------------------------------------------------------------- limits (Python vs C++)
+def _cpp_accepts(device, window, head_dim, heads=1):
+    """Whether the C++ op accepts a maxvit_attention call with this window / head_dim."""
+    w = max(window, 1)
+    q = torch.randn(1, w, 2 * w, heads * head_dim, device=device)
+    table = torch.randn(max(2 * window - 1, 1) ** 2, heads, device=device)
+    try:
+        OPS.maxvit_attention(q, q, q, table, window, False, heads, 0.5)
+    except RuntimeError as exc:
+        assert "window" in str(exc) or "head_dim" in str(exc), exc
+        return False
+    return True
+
+
+def test_maxvit_window_limit_agrees_with_cpp_check():
+    """The shared C++ argument check (csrc/ops/maxvit_attention.h) and limits.MAXVIT_NATIVE
+    agree at the window boundaries (run on CPU: the check is common to CPU and CUDA)."""
+    from ldmvfi_fast.ops.limits import MAXVIT_NATIVE
+
+    top = MAXVIT_NATIVE.max_window
+    for window in (0, 1, 2, top - 1, top, top + 1):
+        assert _cpp_accepts("cpu", window, 8) == MAXVIT_NATIVE.window_ok(window), window
+
+
+def test_maxvit_limits_match_the_cuda_sources():
+    """The CUDA-only checks are compiled out here: read their constants from csrc/."""
+    import re
+    from pathlib import Path
+
+    from ldmvfi_fast.ops.limits import MAXVIT_NATIVE
+
+    csrc = Path(__file__).resolve().parents[1] / "csrc"
+    header = (csrc / "ops/maxvit_attention.h").read_text()
+    lo, hi = map(int, re.search(r"window >= (\d+) && window <= (\d+)", header).groups())
+    assert (lo, hi) == (1, MAXVIT_NATIVE.max_window) and MAXVIT_NATIVE.windows is None
+    glue = (csrc / "ops/cuda/maxvit_attention_cuda.cu").read_text()
+    (mult,) = map(int, re.search(r"\(C / num_heads\) % (\d+) == 0", glue).groups())
+    kernel = (csrc / "kernels/maxvit_attention.cuh").read_text()
+    k_win, k_mult = map(int, re.search(r"window > (\d+) \|\| \(C / heads\) % (\d+) != 0", kernel).groups())
+    assert mult == k_mult == MAXVIT_NATIVE.head_dim_multiple and MAXVIT_NATIVE.head_dims is None
+    assert k_win == MAXVIT_NATIVE.max_window
+
+
+@pytest.mark.cuda
+def test_cuda_maxvit_limits_agree_with_cpp_check():
+    from ldmvfi_fast.ops.limits import MAXVIT_NATIVE
+
+    _require_cuda_kernel("maxvit_attention")
+    m = MAXVIT_NATIVE.head_dim_multiple
+    for head_dim in (m // 2, m, m + m // 2, 2 * m, 8 * m):
+        assert _cpp_accepts("cuda", 8, head_dim) == MAXVIT_NATIVE.head_dim_ok(head_dim), head_dim
+    for window in (1, MAXVIT_NATIVE.max_window, MAXVIT_NATIVE.max_window + 1):
+        assert _cpp_accepts("cuda", window, m) == MAXVIT_NATIVE.window_ok(window), window
 
 
 # ----------------------------------------------------------------------------- dispatcher

@@ -1,13 +1,14 @@
 """The pure-PyTorch reference ops against independent brute-force definitions."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
 from ldmvfi_fast.ops import decoder_output_reference, dsepconv_reference, maxvit_attention_reference
+from ldmvfi_fast.ops.dsepconv_ref import tap_corners, tap_position
 from ldmvfi_fast.ops.maxvit_ref import relative_position_index, window_partition, window_unpartition
+from _builders import dsepconv_args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -15,7 +16,9 @@ from ldmvfi_fast.ops.maxvit_ref import relative_position_index, window_partition
 
 
 def _dsepconv_loop(inp, ver, hor, ox, oy, mask):
-    """Scalar loop written from the kernel's definition (see ldmvfi-model.md)."""
+    """Scalar loop over pixels, taps and channels; the tap geometry is the one definition
+    (``tap_position`` / ``tap_corners``, pinned by literal values in
+    :func:`test_dsepconv_quirks_individually`)."""
     B, C, Hin, Win = inp.shape
     _, K, H, W = ver.shape
     out = torch.zeros(B, C, H, W, dtype=torch.float64)
@@ -25,15 +28,11 @@ def _dsepconv_loop(inp, ver, hor, ox, oy, mask):
                 for i in range(K):
                     for j in range(K):
                         t = i * K + j
-                        # tap origin pixel + tap - (K-1)//2 + 1; alpha (offset_x) moves rows
-                        uy = y + i - (K - 1) // 2 + 1 + float(ox[b, t, y, x])
-                        ux = x + j - (K - 1) // 2 + 1 + float(oy[b, t, y, x])
-                        py, px = min(max(uy, 0.0), Hin - 1), min(max(ux, 0.0), Win - 1)
-                        t0, l0 = math.floor(uy), math.floor(ux)
-                        rows = (min(max(t0, 0), Hin - 1), min(max(t0 + 1, 0), Hin - 1))
-                        cols = (min(max(l0, 0), Win - 1), min(max(l0 + 1, 0), Win - 1))
-                        wy = (1 + (rows[0] - py), 1 - (rows[1] - py))
-                        wx = (1 + (cols[0] - px), 1 - (cols[1] - px))
+                        # alpha (offset_x) moves rows, beta (offset_y) columns
+                        top, bottom, wt, wb = tap_corners(tap_position(ox[b, t, y, x], y, i, K), Hin)
+                        left, right, wl, wr = tap_corners(tap_position(oy[b, t, y, x], x, j, K), Win)
+                        rows, cols = (int(top), int(bottom)), (int(left), int(right))
+                        wy, wx = (float(wt), float(wb)), (float(wl), float(wr))
                         wk = float(ver[b, i, y, x] * hor[b, j, y, x] * mask[b, t, y, x])
                         for c in range(C):
                             s = sum(float(inp[b, c, rows[a], cols[d]]) * wy[a] * wx[d] for a in range(2) for d in range(2))
@@ -41,19 +40,8 @@ def _dsepconv_loop(inp, ver, hor, ox, oy, mask):
     return out
 
 
-def _args(B=2, C=3, H=5, W=6, K=5, spread=3.0, dtype=torch.float64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
-    inp = r(B, C, H + K - 1, W + K - 1)
-    ver, hor = r(B, K, H, W), r(B, K, H, W)
-    ox = (torch.rand(B, K * K, H, W, generator=g, dtype=dtype) * 2 - 1) * spread
-    oy = (torch.rand(B, K * K, H, W, generator=g, dtype=dtype) * 2 - 1) * spread
-    mask = torch.rand(B, K * K, H, W, generator=g, dtype=dtype)
-    return inp, ver, hor, ox, oy, mask
-
-
 def test_dsepconv_matches_brute_force_loop():
-    args = _args(spread=4.0)  # large offsets: many samples clamped at the border
+    args = dsepconv_args(2, 3, 5, 5, 6, offset=4.0)  # large offsets: many samples clamped at the border
     torch.testing.assert_close(dsepconv_reference(*args), _dsepconv_loop(*args), rtol=1e-10, atol=1e-10)
 
 
@@ -79,24 +67,47 @@ def test_dsepconv_quirks_individually():
     v = dsepconv_reference(inp, ver, hor, far, zero, one_tap(0))[0, 0, 2, 3]
     assert v == 2 * inp[0, 0, 0, 2]
     assert dsepconv_reference(inp, ver, hor, far, far, one_tap(0))[0, 0, 0, 0] == 4 * inp[0, 0, 0, 0]
-    assert Wp == inp.shape[-1]
+    # the shifted origin never reaches the last padded row/column without an offset: the last
+    # tap (K-1, K-1) of the last pixel reads padded (H+2, W+2) = (Hp-2, Wp-2), not (Hp-1, Wp-1)
+    Hp = H + 4
+    ver_last, hor_last = torch.zeros_like(ver), torch.zeros_like(hor)
+    ver_last[:, K - 1], hor_last[:, K - 1] = 1, 1
+    last = dsepconv_reference(inp, ver_last, hor_last, zero, zero, one_tap(K * K - 1))
+    assert last[0, 0, H - 1, W - 1] == inp[0, 0, Hp - 2, Wp - 2] != inp[0, 0, Hp - 1, Wp - 1]
+    # fractional offsets: bilinear weights 0.75 / 0.25 between the two rows
+    quarter = torch.full_like(zero, 0.25)
+    got = dsepconv_reference(inp, ver, hor, quarter, zero, one_tap(0))[0, 0, 2, 3]
+    assert got == 0.75 * inp[0, 0, 1, 2] + 0.25 * inp[0, 0, 2, 2]
+    # the helpers themselves, at literal values (K=5: origin shift -2 + 1 = -1)
+    assert tap_position(0.0, 3, 0, 5) == 2.0 and tap_position(0.5, 3, 4, 5) == 6.5
+    lo, hi, wlo, whi = tap_corners(torch.tensor([-3.0, 2.25, 9.5]), 8)
+    assert lo.tolist() == [0, 2, 7] and hi.tolist() == [0, 3, 7]
+    assert wlo.tolist() == [1.0, 0.75, 1.0] and whi.tolist() == [1.0, 0.25, 1.0]
 
 
 def test_dsepconv_gradcheck():
-    args = [a.requires_grad_() for a in _args(B=1, C=2, H=3, W=3, spread=2.5, seed=1)]
+    args = [a.requires_grad_() for a in dsepconv_args(1, 2, 5, 3, 3, offset=2.5, seed=1)]
     assert torch.autograd.gradcheck(dsepconv_reference, args, eps=1e-6, atol=1e-5, fast_mode=True)
 
 
-def test_dsepconv_float32_and_half_upcast():
-    args = _args(dtype=torch.float32)
+def test_dsepconv_float32_and_low_precision_values():
+    args = dsepconv_args(2, 3, 5, 5, 6, dtype=torch.float32)
     ref = dsepconv_reference(*[a.double() for a in args])
     torch.testing.assert_close(dsepconv_reference(*args).double(), ref, rtol=1e-5, atol=1e-5)
-    out = dsepconv_reference(*[a.bfloat16() for a in args])
-    assert out.dtype == torch.bfloat16
+    for low in (torch.bfloat16, torch.float16):
+        lp = [a.to(low) for a in args]
+        out = dsepconv_reference(*lp)
+        assert out.dtype == low
+        # computed in float32 from the rounded inputs, rounded once at the end: within half
+        # an ulp (relative) of the float64 result on the same rounded inputs
+        exact = dsepconv_reference(*[a.double() for a in lp])
+        assert ((out.double() - exact).abs() <= torch.finfo(low).eps * exact.abs() / 2 + 1e-6).all()
+        # and off by no more than input rounding from the float64 result on the original inputs
+        assert (out.double() - ref).abs().max() < 50 * torch.finfo(low).eps * ref.abs().max()
 
 
 def test_dsepconv_bad_shapes():
-    inp, ver, hor, ox, oy, mask = _args()
+    inp, ver, hor, ox, oy, mask = dsepconv_args(2, 3, 5, 5, 6)
     with pytest.raises(ValueError, match="padded by K-1"):
         dsepconv_reference(inp[..., 1:, :], ver, hor, ox, oy, mask)
     with pytest.raises(ValueError, match="offset_x must have shape"):
@@ -104,8 +115,8 @@ def test_dsepconv_bad_shapes():
 
 
 def test_decoder_output_reference_is_two_warps_plus_residual():
-    a0 = _args(B=1, seed=2)
-    a1 = _args(B=1, seed=3)
+    a0 = dsepconv_args(1, 3, 5, 5, 6, seed=2)
+    a1 = dsepconv_args(1, 3, 5, 5, 6, seed=3)
     mask = a0[5]
     f0, f1 = a0[0][..., 2:-2, 2:-2], a1[0][..., 2:-2, 2:-2]
     res = torch.randn(1, 3, 5, 6, dtype=torch.float64)
@@ -219,7 +230,7 @@ def test_use_backend_scope_nests_and_restores(monkeypatch):
     from ldmvfi_fast.ops import current_backend, pick_backend, use_backend
 
     monkeypatch.delenv("LDMVFI_FAST_BACKEND", raising=False)
-    args = _args(dtype=torch.float32)
+    args = dsepconv_args(2, 3, 5, 5, 6, dtype=torch.float32)
     assert current_backend() is None
     auto = pick_backend("dsepconv", args)
     assert auto is _auto_choice("dsepconv", args)
@@ -242,7 +253,7 @@ def test_use_backend_is_strict(monkeypatch):
     from ldmvfi_fast.ops import dsepconv, use_backend
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # CPU tensors: Triton refuses
-    args = _args(dtype=torch.float32)
+    args = dsepconv_args(2, 3, 5, 5, 6, dtype=torch.float32)
     with use_backend("triton"):
         with pytest.raises(RuntimeError, match=r"'triton' \(asked for by use_backend\(\)\) cannot run dsepconv"):
             dsepconv(*args)
@@ -253,7 +264,7 @@ def test_use_backend_is_strict(monkeypatch):
 def test_environment_sets_only_the_default(monkeypatch, caplog):
     from ldmvfi_fast.ops import _dispatch, current_backend, pick_backend, use_backend
 
-    args = _args(dtype=torch.float32)
+    args = dsepconv_args(2, 3, 5, 5, 6, dtype=torch.float32)
     monkeypatch.setenv("LDMVFI_FAST_BACKEND", "reference")
     assert current_backend() == "reference"
     assert pick_backend("dsepconv", args) is dsepconv_reference

@@ -23,6 +23,7 @@ from ldmvfi_fast.ops import _triton
 from ldmvfi_fast.ops.decoder_output_ref import decoder_output_reference
 from ldmvfi_fast.ops.dsepconv_ref import dsepconv_reference
 from ldmvfi_fast.ops.maxvit_ref import maxvit_attention_reference
+from _builders import decoder_args, dsepconv_args
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
@@ -63,9 +64,9 @@ def test_provider_refuses_when_triton_missing():
 
 
 def _dsep_args(dtype=torch.float32, device="cpu", B=1, C=3, H=4, W=5, K=5):
-    return (torch.zeros(B, C, H + K - 1, W + K - 1, dtype=dtype, device=device),
-            *(torch.zeros(B, K, H, W, dtype=dtype, device=device) for _ in range(2)),
-            *(torch.zeros(B, K * K, H, W, dtype=dtype, device=device) for _ in range(3)))
+    if device == "meta":
+        return tuple(t.to("meta") for t in dsepconv_args(B, C, K, H, W, dtype=dtype))
+    return dsepconv_args(B, C, K, H, W, dtype=dtype, device=device)
 
 
 @needs_triton
@@ -133,13 +134,7 @@ def _tol(out, ref32, ref_low):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_dsepconv_forward(dtype):
-    g = torch.Generator(device="cuda").manual_seed(0)
-    B, C, H, W, K = 2, 3, 33, 47, 5
-    inp = torch.randn(B, H + K - 1, W + K - 1, C, device="cuda", generator=g).permute(0, 3, 1, 2)
-    heads = [torch.randn(B, K, H, W, device="cuda", generator=g) / K for _ in range(2)]
-    heads += [torch.rand(B, K * K, H, W, device="cuda", generator=g) * 6 - 3 for _ in range(2)]
-    heads += [torch.rand(B, K * K, H, W, device="cuda", generator=g)]
-    args = [t.to(dtype) for t in (inp, *heads)]
+    args = dsepconv_args(2, 3, 5, 33, 47, dtype=dtype, device="cuda", seed=0, channels_last=True, kernel_scale=1 / 5)
     assert _triton.PROVIDER.check("dsepconv", args) is None
     out = _gpu_impl("dsepconv")(*args)
     ref32 = dsepconv_reference(*[t.float() for t in args])
@@ -150,12 +145,7 @@ def test_cuda_dsepconv_forward(dtype):
 @needs_triton
 @pytest.mark.cuda
 def test_cuda_dsepconv_backward():
-    g = torch.Generator(device="cuda").manual_seed(1)
-    B, C, H, W, K = 2, 3, 17, 23, 5
-    args = [torch.randn(B, C, H + K - 1, W + K - 1, device="cuda", generator=g)]
-    args += [torch.randn(B, K, H, W, device="cuda", generator=g) / K for _ in range(2)]
-    args += [torch.rand(B, K * K, H, W, device="cuda", generator=g) * 6 - 3 for _ in range(2)]
-    args += [torch.rand(B, K * K, H, W, device="cuda", generator=g)]
+    args = dsepconv_args(2, 3, 5, 17, 23, dtype=torch.float32, device="cuda", seed=1, kernel_scale=1 / 5)
     ref_args = [t.clone().requires_grad_() for t in args]
     tri_args = [t.clone().requires_grad_() for t in args]
     ref = dsepconv_reference(*ref_args)
@@ -171,16 +161,7 @@ def test_cuda_dsepconv_backward():
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_decoder_output(dtype):
-    g = torch.Generator(device="cuda").manual_seed(2)
-    B, C, H, W, K = 2, 3, 31, 45, 5
-    frames = [torch.rand(B, C, H, W, device="cuda", generator=g) * 2 - 1 for _ in range(2)]
-    heads = []
-    for _ in range(2):
-        heads += [torch.randn(B, K, H, W, device="cuda", generator=g) / K for _ in range(2)]
-        heads += [torch.rand(B, K * K, H, W, device="cuda", generator=g) * 6 - 3 for _ in range(2)]
-    mask = torch.rand(B, K * K, H, W, device="cuda", generator=g)
-    res = torch.randn(B, C, H, W, device="cuda", generator=g)
-    args = [t.to(dtype) for t in (*frames, *heads, mask, res)]
+    args = decoder_args(2, 3, 5, 31, 45, dtype=dtype, device="cuda", seed=2, kernel_scale=1 / 5)
     out = _gpu_impl("decoder_output")(*args)
     ref32 = decoder_output_reference(*[t.float() for t in args])
     err = (out.float() - ref32).abs().max().item()

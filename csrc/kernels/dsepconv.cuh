@@ -2,7 +2,8 @@
 // torch-free CUDA templates. Used by the CMake library (csrc/kernels/c_api.cu) and by the
 // torch ops (csrc/ops/cuda/*.cu); both instantiate the same code.
 //
-// Semantics: ldmvfi_fast/ops/dsepconv_ref.py and decoder_output_ref.py, including the
+// Semantics: ldmvfi_fast/ops/dsepconv_ref.py (the tap geometry is defined once there, in
+// tap_position / tap_corners) and decoder_output_ref.py, including the
 // quirks of the original kernel (tap origin pixel + tap - (K-1)/2 + 1; offset_x displaces
 // rows, offset_y columns; the position is clamped into the input; the corners come from
 // the floor of the UNclamped position, then are clamped; the bilinear weights use the

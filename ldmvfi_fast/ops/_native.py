@@ -8,7 +8,7 @@ with CUDA, and the autograd of ``dsepconv``. This module adds:
   them (registered only when the extension loaded);
 * :data:`PROVIDER`, the dispatch provider (protocol in :mod:`._dispatch`): ``check`` says
   why a call cannot run natively (extension not built, no kernel for the device, dtype,
-  shape limits, gradients needed from a forward-only kernel); ``get`` returns a callable
+  shape limits of :data:`.limits.MAXVIT_NATIVE`, gradients needed from a forward-only kernel); ``get`` returns a callable
   with the reference's signature.
 
 A missing extension is not an error: ``check`` refuses every call with the reason and the
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .decoder_output_ref import decoder_output_reference
 from .dsepconv_ref import check_dsepconv_args
+from .limits import MAXVIT_NATIVE
 from .maxvit_ref import MODES, check_attention_args
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,6 @@ NAMESPACE = "ldmvfi_fast"
 OPS = ("dsepconv", "decoder_output", "maxvit_attention")
 #: dtypes of the kernels per dispatch key
 DTYPES = {"CPU": (torch.float32, torch.float64), "CUDA": (torch.float32, torch.float16, torch.bfloat16)}
-#: shape limits of the CUDA maxvit_attention kernel
-MAXVIT_WINDOWS = (2, 8)
-MAXVIT_HEAD_DIMS = (32, 256)
 #: ops whose native kernels are forward only (no autograd formula)
 FORWARD_ONLY = ("decoder_output", "maxvit_attention")
 
@@ -165,14 +163,12 @@ class _Native:
             window, mode, num_heads = kw.get("window"), kw.get("mode"), kw.get("num_heads")
             if mode not in MODES:
                 return f"mode {mode!r} not in {MODES}"
-            if window not in MAXVIT_WINDOWS:
-                return f"window {window} not in {MAXVIT_WINDOWS}"
             q = tensors[0]
             if not num_heads or q.dim() != 4 or q.shape[-1] % num_heads:
                 return f"channels {tuple(q.shape)[-1:]} not divisible by num_heads={num_heads}"
-            head_dim = q.shape[-1] // num_heads
-            if head_dim not in MAXVIT_HEAD_DIMS:
-                return f"head_dim {head_dim} not in {MAXVIT_HEAD_DIMS}"
+            reason = MAXVIT_NATIVE.refusal(window, q.shape[-1] // num_heads)
+            if reason is not None:
+                return reason
         return None
 
     def get(self, op: str) -> Callable:

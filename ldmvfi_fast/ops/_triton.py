@@ -12,7 +12,7 @@ Refusals (each with its reason, logged once by :mod:`._dispatch`):
   import time whether a kernel is interpreted); devices other than CUDA and CPU;
 * storage dtypes other than float32 / float16 / bfloat16; tensors whose element offsets
   do not fit in int32;
-* ``maxvit_attention``: window not in (2, 8), head_dim not in (32, 64, 128, 256), q/k/v of
+* ``maxvit_attention``: window or head_dim outside :data:`.limits.MAXVIT_TRITON`, q/k/v of
   different dtypes, or autograd needed (the attention kernel is forward-only).
 
 ``dsepconv`` has a Triton backward (autograd works); ``decoder_output`` with autograd pads
@@ -28,12 +28,11 @@ import torch
 from torch import Tensor
 
 from .. import _env
+from .limits import MAXVIT_TRITON
 
 __all__ = ["PROVIDER"]
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-WINDOWS = (2, 8)
-HEAD_DIMS = (32, 64, 128, 256)
 _INT32_MAX = 2 ** 31 - 1
 _OPS = ("dsepconv", "decoder_output", "maxvit_attention")
 
@@ -104,16 +103,16 @@ class _Triton:
     @staticmethod
     def _check_attention(tensors: Sequence[Tensor], needs_grad: bool, window=None, mode=None,
                          num_heads=None, **_) -> str | None:
-        if window not in WINDOWS:
-            return f"window {window} is not supported (windows {WINDOWS})"
+        if not MAXVIT_TRITON.window_ok(window):
+            return MAXVIT_TRITON.refusal(window, MAXVIT_TRITON.head_dim_multiple)
         if mode not in ("block", "grid"):
             return f"mode {mode!r} is not 'block' or 'grid'"
         q = tensors[0]
         if q.dim() != 4 or not isinstance(num_heads, int) or num_heads <= 0 or q.shape[-1] % num_heads:
             return f"q of shape {tuple(q.shape)} cannot be split into {num_heads} heads"
-        head_dim = q.shape[-1] // num_heads
-        if head_dim not in HEAD_DIMS:
-            return f"head_dim {head_dim} is not supported (head dims {HEAD_DIMS})"
+        reason = MAXVIT_TRITON.refusal(window, q.shape[-1] // num_heads)
+        if reason is not None:
+            return reason
         if len({t.dtype for t in tensors[:3]}) > 1:
             return "q, k and v must share one dtype"
         if needs_grad:

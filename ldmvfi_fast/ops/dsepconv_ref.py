@@ -14,13 +14,45 @@ documentation of the semantics. It reproduces the original CUDA kernel of LDMVFI
 
 The position is computed in the same order of float operations as the original
 (``((delta + x) + tap) - (K - 1) // 2 + 1``) so that the floor never disagrees with it.
+
+**The one definition** of this tap geometry is :func:`tap_position` (where a tap samples)
+and :func:`tap_corners` (clamping and bilinear weights); the reference and the Python test
+oracles use them. The kernels restate it in their own languages and point here: the
+Triton ``_tap_geometry`` (``triton_kernels/dsepconv.py``), the C++ ``make_tap``
+(``csrc/ops/cpu/dsepconv_tap.h``) and the CUDA kernel (``csrc/kernels/dsepconv.cuh``).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["dsepconv_reference", "check_dsepconv_args"]
+__all__ = ["dsepconv_reference", "check_dsepconv_args", "tap_position", "tap_corners"]
+
+
+def tap_position(delta, pixel, tap: int, K: int):
+    """Sample coordinate of tap ``tap`` (0..K-1) of output pixel ``pixel`` along one axis.
+
+    ``((delta + pixel) + tap) - (K - 1) // 2 + 1``, in this float-op order (the original's),
+    in coordinates of the padded input. Rows use the tap row ``i`` and ``delta = offset_x``;
+    columns use the tap column ``j`` and ``delta = offset_y``. Works on tensors and floats.
+    """
+    return (((delta + pixel) + tap) - (K - 1) // 2) + 1
+
+
+def tap_corners(u: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Clamping rule and bilinear weights of a sample coordinate ``u`` on an axis of ``size``.
+
+    Returns ``(lo, hi, w_lo, w_hi)``: the integer corners ``floor(u)`` and ``floor(u) + 1``
+    of the *unclamped* position, each clamped into ``[0, size - 1]``, and the weights
+    ``1 + (lo - p)``, ``1 - (hi - p)`` computed with the *clamped* position
+    ``p = clamp(u, 0, size - 1)`` (so a clamped sample weights the edge pixel twice). The
+    corners are detached (no gradient through floor); ``u``'s gradient flows through ``p``.
+    """
+    p = u.clamp(0, size - 1)
+    lo = torch.floor(u).detach()
+    hi = (lo + 1).clamp(0, size - 1)
+    lo = lo.clamp(0, size - 1)
+    return lo, hi, 1 + (lo - p), 1 - (hi - p)
 
 
 def check_dsepconv_args(input: Tensor, vertical: Tensor, horizontal: Tensor,
@@ -79,7 +111,6 @@ def dsepconv_reference(input: Tensor, vertical: Tensor, horizontal: Tensor,
     dev = inp.device
     if B == 0 or C == 0 or H == 0 or W == 0:
         return inp.new_zeros((B, C, H, W)).to(out_dtype)
-    half = (K - 1) // 2
     ys = torch.arange(H, device=dev, dtype=cdtype).view(1, H, 1)
     xs = torch.arange(W, device=dev, dtype=cdtype).view(1, 1, W)
     flat = inp.reshape(B, C, Hin * Win)
@@ -87,21 +118,8 @@ def dsepconv_reference(input: Tensor, vertical: Tensor, horizontal: Tensor,
     for i in range(K):
         for j in range(K):
             tap = i * K + j
-            # same float-op order as the original kernel
-            ux = (((offset_y[:, tap] + xs) + j) - half) + 1
-            uy = (((offset_x[:, tap] + ys) + i) - half) + 1
-            px = ux.clamp(0, Win - 1)
-            py = uy.clamp(0, Hin - 1)
-            left = torch.floor(ux).detach()
-            top = torch.floor(uy).detach()
-            right = (left + 1).clamp(0, Win - 1)
-            bottom = (top + 1).clamp(0, Hin - 1)
-            left = left.clamp(0, Win - 1)
-            top = top.clamp(0, Hin - 1)
-            wl = 1 + (left - px)
-            wr = 1 - (right - px)
-            wt = 1 + (top - py)
-            wb = 1 - (bottom - py)
+            left, right, wl, wr = tap_corners(tap_position(offset_y[:, tap], xs, j, K), Win)
+            top, bottom, wt, wb = tap_corners(tap_position(offset_x[:, tap], ys, i, K), Hin)
 
             def gather(r: Tensor, c: Tensor) -> Tensor:
                 idx = (r * Win + c).long().view(B, 1, H * W).expand(B, C, H * W)

@@ -1,7 +1,8 @@
 // Geometry of one DSepConv tap, shared by the CPU kernels (dsepconv, decoder_output).
 //
-// Reproduces ldmvfi_fast/ops/dsepconv_ref.py operation for operation, in the same float
-// order, so the CPU kernels match the reference to rounding:
+// The one documented definition is tap_position / tap_corners in
+// ldmvfi_fast/ops/dsepconv_ref.py; this restates it operation for operation, in the same
+// float order, so the CPU kernels match the reference to rounding:
 //   ux = (((offset_y + x) + j) - half) + 1      (offset_y displaces columns)
 //   uy = (((offset_x + y) + i) - half) + 1      (offset_x displaces rows)
 //   px = clamp(ux, 0, Win-1); left = clamp(floor(ux)), right = clamp(floor(ux) + 1)

@@ -48,7 +48,10 @@ NUM_WARPS = 4
 @triton.jit
 def _tap_geometry(offx_ptr, offy_ptr, head_off, xf, yf, Hin, Win, pmask,
                   I: tl.constexpr, J: tl.constexpr, HALF: tl.constexpr):
-    """Sample position of tap (I, J) for a block of pixels: clamped corners and weights."""
+    """Sample position of tap (I, J) for a block of pixels: clamped corners and weights.
+
+    Restates ``dsepconv_ref.tap_position`` / ``tap_corners`` (the one definition), plus the
+    in-range flags the backward needs (clamp's gradient is zero outside the range)."""
     dy = tl.load(offx_ptr + head_off, mask=pmask, other=0.0).to(tl.float32)
     dx = tl.load(offy_ptr + head_off, mask=pmask, other=0.0).to(tl.float32)
     # same float-op order as the original kernel: ((delta + x) + tap) - half + 1

@@ -24,7 +24,8 @@ PyTorch reference's default fp32 matmul. Under the Triton interpreter (whose bfl
 ``tl.dot`` returns garbage in Triton 3.x) bfloat16 operands are upcast to float32 first,
 which is exact for the products.
 
-Limits: windows 2 and 8, head dims 32 / 64 / 128 / 256 (the provider refuses others);
+Limits: :data:`ldmvfi_fast.ops.limits.MAXVIT_TRITON` (windows, head dims; checked here and
+by the provider);
 q, k, v of one dtype among float32 / float16 / bfloat16; forward only (no backward);
 int32 index arithmetic.
 """
@@ -35,6 +36,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..limits import MAXVIT_TRITON
 from ..maxvit_ref import check_attention_args
 
 __all__ = ["maxvit_attention"]
@@ -113,7 +115,7 @@ def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window
     Args:
         q, k, v: (B, H, W, C), any strides, one dtype; C = num_heads * head_dim.
         bias_table: ((2w-1)^2, num_heads) relative-position bias.
-        window: 2 or 8; mode: ``"block"`` or ``"grid"``; num_heads: heads.
+        window: see ``MAXVIT_TRITON``; mode: ``"block"`` or ``"grid"``; num_heads: heads.
         scale: softmax scale applied to q (default head_dim ** -0.5).
 
     Returns:
@@ -124,8 +126,9 @@ def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window
         raise TypeError(f"maxvit_attention (triton): q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     B, H, W, C = q.shape
     d = C // num_heads
-    if d < 16 or d & (d - 1):
-        raise ValueError(f"maxvit_attention (triton): head_dim must be a power of two >= 16, got {d}")
+    reason = MAXVIT_TRITON.refusal(window, d)
+    if reason is not None:
+        raise ValueError(f"maxvit_attention (triton): {reason}")
     if scale is None:
         scale = d ** -0.5
     out = torch.empty((B, H, W, C), dtype=q.dtype, device=q.device)
