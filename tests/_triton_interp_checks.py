@@ -173,9 +173,95 @@ def check_dispatch():
     report("dispatch: triton refuses maxvit with autograd", float(not reason or "backward" not in reason), 0.0)
 
 
+KERNELS = {  # module -> its @triton.jit kernels
+    "ldmvfi_fast.ops.triton_kernels.dsepconv": ("_dsepconv_fwd_kernel", "_dsepconv_bwd_kernel",
+                                                "_decoder_output_kernel"),
+    "ldmvfi_fast.ops.triton_kernels.maxvit_attention": ("_maxvit_attn_kernel",),
+}
+REFERENCES = {  # module -> reference functions that a Triton path must not call
+    "ldmvfi_fast.ops.dsepconv_ref": ("dsepconv_reference",),
+    "ldmvfi_fast.ops.decoder_output_ref": ("decoder_output_reference", "dsepconv_reference"),
+    "ldmvfi_fast.ops.maxvit_ref": ("maxvit_attention_reference",),
+    "ldmvfi_fast.ops": ("dsepconv_reference", "decoder_output_reference", "maxvit_attention_reference"),
+}
+
+
+def _instrument() -> tuple[dict, dict, list]:
+    """Count launches of every @triton.jit kernel (their ``run``, which ``kernel[grid](...)``
+    calls) and calls of the reference functions. Returns (launches, ref_calls, undo list)."""
+    import importlib
+    from collections import Counter
+
+    launches, ref_calls, undo = Counter(), Counter(), []
+    for modname, names in KERNELS.items():
+        mod = importlib.import_module(modname)
+        for name in names:
+            kernel = getattr(mod, name)
+            orig = kernel.run
+
+            def run(*a, _orig=orig, _name=name, **kw):
+                launches[_name] += 1
+                return _orig(*a, **kw)
+
+            kernel.run = run
+            undo.append((kernel, "run", orig))
+    for modname, names in REFERENCES.items():
+        mod = importlib.import_module(modname)
+        for name in names:
+            orig = getattr(mod, name)
+
+            def ref(*a, _orig=orig, _name=name, **kw):
+                ref_calls[_name] += 1
+                return _orig(*a, **kw)
+
+            setattr(mod, name, ref)
+            undo.append((mod, name, orig))
+    return launches, ref_calls, undo
+
+
+def check_kernels_really_run():
+    """Each Triton entry point launches its kernel and never calls the reference: a
+    wrapper that quietly returned the reference would pass every accuracy check."""
+    d_args = dsepconv_inputs(1, 3, 4, 5)
+    o_args = decoder_inputs(1, 3, 4, 5)
+    q = torch.randn(1, 4, 4, 64)
+    m_args = (q, q, q, torch.randn(9, 2), 2, "block", 2)
+    expected = {"dsepconv": dsepconv_reference(*d_args), "decoder_output": decoder_output_reference(*o_args),
+                "maxvit_attention": maxvit_attention_reference(*m_args)}
+    cases = [  # (label, call, kernels that must run, reference output)
+        ("dsepconv", lambda: tri_dsepconv(*d_args), ("_dsepconv_fwd_kernel",), "dsepconv"),
+        ("dsepconv via ops.dsepconv(backend='triton')", lambda: ops.dsepconv(*d_args, backend="triton"),
+         ("_dsepconv_fwd_kernel",), "dsepconv"),
+        ("decoder_output", lambda: tri_decoder_output(*o_args), ("_decoder_output_kernel",), "decoder_output"),
+        ("maxvit_attention", lambda: tri_maxvit(*m_args), ("_maxvit_attn_kernel",), "maxvit_attention"),
+    ]
+    launches, ref_calls, undo = _instrument()
+    try:
+        for label, call, kernels, ref_name in cases:
+            launches.clear()
+            ref_calls.clear()
+            with torch.no_grad():
+                out = call()
+            missing = [k for k in kernels if launches[k] == 0]
+            report(f"launch: {label} ran {'+'.join(kernels)}", float(len(missing)), 0.0)
+            report(f"launch: {label} called no reference ({dict(ref_calls) or 'none'})", float(sum(ref_calls.values())), 0.0)
+            report(f"launch: {label} output = reference", max_err(out, expected[ref_name]), 1e-5)
+        # backward: the Triton backward kernel runs, the reference does not
+        launches.clear()
+        ref_calls.clear()
+        leaves = [t.clone().requires_grad_() for t in d_args]
+        tri_dsepconv(*leaves).sum().backward()
+        report("launch: dsepconv backward ran _dsepconv_bwd_kernel", float(launches["_dsepconv_bwd_kernel"] == 0), 0.0)
+        report("launch: dsepconv backward called no reference", float(sum(ref_calls.values())), 0.0)
+    finally:
+        for obj, name, orig in reversed(undo):
+            setattr(obj, name, orig)
+
+
 def main() -> int:
     t_all = time.perf_counter()
-    for check in (check_dsepconv_forward, check_dsepconv_backward, check_decoder_output, check_maxvit, check_dispatch):
+    for check in (check_kernels_really_run, check_dsepconv_forward, check_dsepconv_backward, check_decoder_output,
+                  check_maxvit, check_dispatch):
         t0 = time.perf_counter()
         try:
             with torch.no_grad() if check in (check_dsepconv_forward, check_maxvit) else torch.enable_grad():
