@@ -13,19 +13,17 @@ Without the extension the module is skipped, unless ``LDMVFI_FAST_REQUIRE_NATIVE
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-REQUIRE_NATIVE = os.environ.get("LDMVFI_FAST_REQUIRE_NATIVE", "").strip().lower() in ("1", "true", "yes")
+from _requirements import missing_native, require_native
 
 try:
     import ldmvfi_fast._C  # noqa: F401
 except Exception as exc:  # not built
     _msg = (f"native extension ldmvfi_fast._C not importable ({type(exc).__name__}: {exc}); build it with "
             "`pip install --no-build-isolation .` or `python setup.py build_ext --inplace`")
-    if REQUIRE_NATIVE:
+    if require_native():
         pytest.fail(_msg + " [LDMVFI_FAST_REQUIRE_NATIVE=1]", pytrace=False)
     pytest.skip(_msg, allow_module_level=True)
 
@@ -372,10 +370,7 @@ LOW_ATOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 def _require_cuda_kernel(op):
     if not _native.has_kernel(op, "CUDA"):
-        msg = f"extension built without a CUDA kernel for {op}"
-        if REQUIRE_NATIVE:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_native(f"extension built without a CUDA kernel for {op}")
 
 
 def _check_low_precision(out, ref_fp32, ref_dtype, dtype):
