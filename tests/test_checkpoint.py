@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import struct
-import time
 import zipfile
 
 import pytest

@@ -257,11 +257,11 @@ def test_native_kernel_really_runs(op, monkeypatch):
     import ldmvfi_fast.ops as ops_pkg
 
     if op == "dsepconv":
-        args, kw = dsepconv_args(dtype=torch.float32), {}
+        args = dsepconv_args(dtype=torch.float32)
         expected = dsepconv_reference(*args)
         calls = [lambda: ops_pkg.dsepconv(*args, backend="native"), lambda: _native.dsepconv(*args)]
     elif op == "decoder_output":
-        args, kw = decoder_args(dtype=torch.float32), {}
+        args = decoder_args(dtype=torch.float32)
         expected = decoder_output_reference(*args)
         calls = [lambda: ops_pkg.decoder_output(*args, backend="native"), lambda: _native.decoder_output(*args)]
     else:  # not dispatched on CPU (the reference is faster there): the wrapper itself
