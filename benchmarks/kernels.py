@@ -29,18 +29,15 @@ compiled columns run without it). Nothing CUDA is touched at import time.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import math
 import re
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import RESULTS, git_info, now, time_cuda_events, write_json
 
 
 @dataclass
@@ -51,16 +48,6 @@ class Case:
     make: Callable  # (dtype) -> (args tuple, kernel fn, reference fn)
     bytes_moved: Callable | None = None  # (dtype) -> bytes the op must read + write
     extra: dict = field(default_factory=dict)
-
-
-def _git_commit() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True, timeout=10).stdout.strip()
-        except Exception:
-            return ""
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
 
 
 def _device_slug(name: str) -> str:
@@ -157,24 +144,6 @@ def build_cases(torch, which: set[str]) -> list[Case]:
     return cases
 
 
-def time_fn(torch, fn, args, warmup: int, repeats: int, flush) -> list[float]:
-    for _ in range(warmup):
-        fn(*args)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        if flush is not None:
-            flush.zero_()
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(*args)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -196,7 +165,6 @@ def main(argv=None) -> int:
         print("benchmarks/kernels.py: CUDA is not available (no GPU or a CPU build of torch); nothing to do.",
               file=sys.stderr)
         return 2
-    sys.path.insert(0, str(REPO))
     try:
         import ldmvfi_fast._C  # noqa: F401  (registers torch.ops.ldmvfi_fast.*)
         have_kernels = torch._C._dispatch_has_kernel_for_dispatch_key("ldmvfi_fast::dsepconv", "CUDA")
@@ -208,7 +176,7 @@ def main(argv=None) -> int:
 
     props = torch.cuda.get_device_properties(0)
     device_name = props.name
-    out_path = args.out or REPO / "benchmarks" / "results" / f"kernels_{_device_slug(device_name)}.json"
+    out_path = args.out or RESULTS / f"kernels_{_device_slug(device_name)}.json"
     flush = None
     if not args.no_flush:
         l2 = getattr(props, "L2_cache_size", 50 * 2**20) or 50 * 2**20
@@ -220,8 +188,8 @@ def main(argv=None) -> int:
         "multiprocessors": props.multi_processor_count,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git": _git_commit(),
+        "date": now(),
+        "git": git_info(),
         "repeats": args.repeats,
         "warmup": args.warmup,
         "l2_flush": flush is not None,
@@ -264,7 +232,7 @@ def main(argv=None) -> int:
                         elif ref_out is not None:
                             row["max_abs_diff_vs_reference"] = (out.float() - ref_out).abs().max().item()
                         del out
-                        times = time_fn(torch, fn, inputs, args.warmup, args.repeats, flush)
+                        times = time_cuda_events(fn, inputs, args.warmup, args.repeats, flush)
                 except Exception as exc:  # one failing backend must not stop the run
                     row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
                     results.append(row)
@@ -289,8 +257,7 @@ def main(argv=None) -> int:
             del inputs, ref_out
             torch.cuda.empty_cache()
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    write_json(out_path, {"meta": meta, "results": results})
     print(f"\nwrote {out_path}")
     return 0
 

