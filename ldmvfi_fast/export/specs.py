@@ -100,20 +100,24 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
     kh, kw = Dim("kh", min=MIN_UNITS, max=max_units), Dim("kw", min=MIN_UNITS, max=max_units)
     b = Dim("batch", min=1, max=MAX_BATCH)
     H, W = unit * kh, unit * kw
+    # two different frames: identical example tensors passed as two inputs are taken by
+    # torch.export as one aliased input, and the graph would read the first for both
     frame = torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1
+    frame1 = torch.rand(batch, 3, height, width, device=dev, dtype=dt) * 2 - 1
     enc = EncoderExport(model)
     with torch.no_grad():
         z, *phi = enc(frame)
+        z1, *phi1 = enc(frame1)
     lat = {0: b, 2: (unit // f) * kh, 3: (unit // f) * kw}
     phi_names = [f"phi{i}" for i in range(len(phi))]
     specs = [ExportSpec("encoder", enc, (frame,), ["frame"], ["z"] + phi_names, ({0: b, 2: H, 3: W},),
                         {"frame": _sym(1)})]
-    cond = torch.cat([z, z], 1)
+    cond = torch.cat([z, z1], 1)
     t = torch.full((batch,), 500, device=dev, dtype=torch.long)
-    specs.append(ExportSpec("unet_step", UNetStepExport(model), (z, t, cond), ["x_t", "t", "cond"], ["eps"],
+    specs.append(ExportSpec("unet_step", UNetStepExport(model), (torch.randn_like(z), t, cond), ["x_t", "t", "cond"], ["eps"],
                             (lat, {0: b}, lat), {"x_t": _sym(f), "t": {0: "batch"}, "cond": _sym(f)}))
     phi_dyn = tuple({0: b, 2: (unit >> (i + 1)) * kh, 3: (unit >> (i + 1)) * kw} for i in range(len(ae.ch_mult)))
-    dec_inputs = (z, *phi, *phi, frame, frame)
+    dec_inputs = (torch.randn_like(z), *phi, *phi1, frame, frame1)
     names = ["z"] + [f"phi0_{i}" for i in range(len(phi))] + [f"phi1_{i}" for i in range(len(phi))] + ["frame0", "frame1"]
     axes = {"z": _sym(f), "frame0": _sym(1), "frame1": _sym(1)}
     for j in (0, 1):

@@ -45,14 +45,17 @@ def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | No
                                         dtype=dtype or torch.float32))
     if engines is None:
         raise OptionError(f"the {runtime} runtime needs an engine folder (--engines DIR)")
+    from ..export.manifest import read_manifest
     from .exported import ExportedBackbone
 
     expect = None
-    if ckpt is not None:
+    if ckpt is not None:  # engines made from other weights are refused
         from ..checkpoint import load_model
         from ..export.manifest import weights_hash
 
-        expect = weights_hash(load_model(ckpt, config, use_ema=use_ema))
+        m = read_manifest(engines)
+        model = load_model(ckpt, config, use_ema=False if m.get("unet_weights") == "raw" else use_ema)
+        expect = weights_hash(model.to(getattr(torch, m["dtype"])))
     bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     if dtype is not None and dtype != bb.dtype:
         raise OptionError(f"the engines in {engines} are {bb.dtype}; export them again for {dtype}")

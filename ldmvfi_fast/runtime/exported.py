@@ -31,6 +31,7 @@ class ExportedBackbone:
 
     def __init__(self, folder: str | Path, manifest: dict, programs: dict, device: torch.device):
         self.folder, self.manifest = Path(folder), manifest
+        self.programs = programs  # name -> torch.export.ExportedProgram
         self._mods = {k: p.module() for k, p in programs.items()}
         if device.type != manifest.get("device", "cpu"):
             for m in self._mods.values():
@@ -63,11 +64,12 @@ class ExportedBackbone:
                 raise EngineError(f"the engines in {folder} call the compiled ops {m['custom_ops']}, but the "
                                   f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR}); "
                                   "export again with backend='reference'")
-        progs = {}
-        for name, g in m["graphs"].items():
-            path = Path(folder) / g["file"]
+        paths = {name: Path(folder) / g["file"] for name, g in m["graphs"].items()}
+        for path in paths.values():  # all present before the slow loading starts
             if not path.is_file():
                 raise EngineError(f"engine file missing: {path} (named in the manifest)")
+        progs = {}
+        for name, path in paths.items():
             try:
                 progs[name] = torch.export.load(str(path))
             except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
