@@ -77,22 +77,25 @@ def test_quantizer_indices_exact(model, case):
     _report("decode_zq", _err(zq, case["decode_zq"]), 1e-6)
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference"])
-def test_decoder(encoded, case, backend, monkeypatch):
-    """The decoder with the dispatching ops (auto: the compiled CPU kernels when built) and with
-    the pure-PyTorch reference forced."""
-    if backend != "auto":
-        monkeypatch.setenv("LDMVFI_FAST_BACKEND", backend)
+@pytest.mark.parametrize("backend", [None, "reference"])
+def test_decoder(encoded, case, backend):
+    """The decoder with the dispatching ops (None: the automatic choice, the compiled CPU
+    kernels when built) and with the pure-PyTorch reference forced for the scope."""
+    from ldmvfi_fast.ops import use_backend
+
     it, e0, e1 = encoded
     # decoder alone, on the original's features (codebook ties cannot interfere)
     P0 = [case[f"phi_prev_{i}"] for i in range(5)]
     P1 = [case[f"phi_next_{i}"] for i in range(5)]
     H, W = case["frame0"].shape[-2:]
-    with torch.no_grad():
+    with torch.no_grad(), use_backend(backend):
         unq = it.model.decode(case["decode_z"], P0, P1, e0.frame, e1.frame, quantize=False)[..., :H, :W]
         full = it.decode(case["decode_z"], e0, e1)
+        unq_pipeline = it.decode(case["decode_z"], e0, e1, quantize=False)
     _report("decode_image_unquantized", _err(unq, case["decode_image_unquantized"]), ATOL)
     _report("decode_image", _err(full, case["decode_image"]), ATOL)
+    torch.testing.assert_close(unq_pipeline, it.model.decode(case["decode_z"], e0.phi, e1.phi, e0.frame, e1.frame,
+                                                             quantize=False)[..., :H, :W], rtol=0, atol=0)
 
 
 def test_ddim_trajectory_and_image(encoded, case):
