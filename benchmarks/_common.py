@@ -135,7 +135,7 @@ def run_info(device=None) -> dict:
     """What every result file records: date, commit (+dirty), command, machine, software."""
     import torch
 
-    info = {"date": now(), "commit": commit(), **{"git": git_info()}, "command": command(),
+    info = {"date": now(), "commit": commit(), "git": git_info(), "command": command(),
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count()},
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -167,6 +167,8 @@ def run_video(args) -> dict:
                                                overlap=overlap, progress=False)
         return fn
 
+    info_at_start = run_info(device)  # the commit measured (others may commit while this runs)
+    load_before = os.getloadavg()
     fns = {"sequential": variant("sequential", interp, False), "overlapped": variant("overlapped", interp, True),
            "io only (no model)": variant("io", _NoModel(), False)}
     try:
@@ -181,7 +183,8 @@ def run_video(args) -> dict:
     results["summary"] = {"saved_ms": seq - ovl, "speedup": seq / ovl,
                           "io_only_ms": results["io only (no model)"]["median_ms"],
                           "note": "io only bounds what overlapping can save (decode + convert + encode)"}
-    meta = {**run_info(device), "mode": "video", "clip": src.name, "clip_size": [info.width, info.height],
+    meta = {**info_at_start, "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
+            "mode": "video", "clip": src.name, "clip_size": [info.width, info.height],
             "clip_fps": float(info.fps), "input_frames": min(args.video_frames, info.frames or args.video_frames),
             "output_frames": r.frames, "multi": args.multi, "crf": args.crf, "config": model.cfg.name,
             "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype, "padding": args.padding,
