@@ -461,9 +461,9 @@ def test_pair_and_folder_outputs_equal_the_library(tmp_path, ckpt, capsys):
 
 
 def _default_threshold() -> float:
-    from ldmvfi_fast.cli import _default_scene_threshold
+    from ldmvfi_fast.scene import DEFAULT_SCENE_THRESHOLD
 
-    return _default_scene_threshold()
+    return DEFAULT_SCENE_THRESHOLD
 
 
 def test_video_final_line_and_io_threads_equal(tmp_path, ckpt, capsys):
