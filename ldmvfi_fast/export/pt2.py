@@ -30,12 +30,13 @@ from .specs import MAX_BATCH, MIN_UNITS, export_specs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_pt2", "PT2_FILES"]
+__all__ = ["export_pt2", "check_export_target", "PT2_FILES"]
 
 PT2_FILES = {"encoder": "encoder.pt2", "unet_step": "unet_step.pt2", "decoder": "decoder.pt2"}
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """Raise :class:`EngineError` unless ``out`` can receive an export (new, empty, or ``overwrite``)."""
     if out.exists() and not out.is_dir():
         raise EngineError(f"output {out} exists and is not a folder")
     if not out.parent.is_dir():
@@ -65,7 +66,7 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
         all are complete: an error leaves the target as it was.
     """
     out = Path(out_dir)
-    _check_target(out, overwrite)
+    check_export_target(out, overwrite)
     unit = model.cfg.min_pad_unit()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
