@@ -1,0 +1,359 @@
+"""Export the three sub-models to ONNX (``encoder.onnx``, ``unet_step.onnx``, ``decoder.onnx``).
+
+``export_onnx(model, out_dir)`` writes the graphs and a ``manifest.json`` (the schema of
+:mod:`.manifest`, runtime ``onnxruntime``, plus ``opset``, ``custom_ops_mode``, the exporter
+used and TensorRT-style min/opt/max shape profiles per graph input);
+:class:`~ldmvfi_fast.runtime.onnxruntime.OrtBackbone` runs the pipeline from them.
+
+Exporter: ``torch.onnx.export(..., dynamo=True)`` (needs ``onnxscript``) over the
+``torch.export`` programs of :func:`.specs.export_specs`, opsets 18-23 (20 by default). The
+graphs keep batch, height and width symbolic (multiples of the pad unit from
+:data:`.specs.MIN_UNITS` units up). The dynamo exporter can freeze a dimension silently, so
+every export is checked: ``onnx.checker.check_model(full_check=True)`` (strict shape
+inference), the graph inputs must keep the named axes symbolic, and with ``verify=True``
+(default) each graph runs in ONNX Runtime at a second size and batch (not the example's)
+and is compared with PyTorch.
+
+Custom ops (``custom_ops=``):
+
+* ``"decompose"``: the export runs under ``use_backend("reference")``, so DSepConv, the
+  fused decoder output and MaxViT attention become standard ONNX ops (Gather, MatMul,
+  Softmax, ...); any ONNX runtime can run them.
+* ``"domain"`` (nodes of an ``ldmvfi_fast`` ONNX domain for TensorRT plugins): not built yet,
+  refused with :class:`~ldmvfi_fast.errors.OptionError`.
+
+Cost (tiny model, 2 CPU cores): the decoder is the slow graph (~13 800 nodes: DSepConv's
+25 taps x 4 bilinear gathers, twice); ``optimize=True`` (onnxscript's optimizer: constant
+folding, dead code, ...) adds about 3.5 minutes to it, so it is off by default and ONNX
+Runtime / TensorRT do their own graph optimisation when the session / engine is built.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import EngineError, OptionError
+from ..models.ldmvfi import LDMVFI
+from ..ops import use_backend
+from ..padding import padded_size
+from .manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    describe_tensor,
+    weights_hash,
+    write_manifest,
+)
+from .specs import MAX_BATCH, MIN_UNITS, ExportSpec, _sym, export_specs
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CUSTOM_OPS_MODES",
+    "DEFAULT_PROFILE",
+    "ONNX_FILES",
+    "OPSETS",
+    "check_graph",
+    "export_graph",
+    "export_onnx",
+    "onnx_manifest",
+    "shape_profiles",
+]
+
+ONNX_FILES = {"encoder": "encoder.onnx", "unet_step": "unet_step.onnx", "decoder": "decoder.onnx"}
+#: opsets the dynamo exporter writes (torch 2.13 + onnxscript 0.7); 20 is its default
+OPSETS = range(18, 24)
+CUSTOM_OPS_MODES = ("decompose", "domain")
+#: frame sizes (height, width) of the shape profiles before padding and clipping: from
+#: 256x256 to 4K UHD, optimal at 1080p (padded "minimal": 1280x2048); batch 1..4, optimal 1
+DEFAULT_PROFILE = {"min": (256, 256), "opt": (1080, 1920), "max": (2160, 3840), "batch": (1, 1, 4)}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise EngineError(f"ONNX export needs the packages onnx and onnxscript ({exc}): "
+                          "pip install onnx onnxscript onnxruntime  (or: pip install 'ldmvfi_fast[export]')") from None
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EngineError(f"output {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise EngineError(f"the folder {out.parent} of the output does not exist")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EngineError(f"output folder {out} is not empty; pass --overwrite (overwrite=True) to replace the "
+                          f"engine files in it ({', '.join(sorted(ONNX_FILES.values()))}, {MANIFEST_NAME}; "
+                          "nothing else is touched)")
+    if not os.access(out if out.is_dir() else out.parent, os.W_OK):
+        raise EngineError(f"cannot write to {out if out.is_dir() else out.parent}")
+
+
+def _check_options(opset: int, custom_ops: str, dtype) -> None:
+    if custom_ops not in CUSTOM_OPS_MODES:
+        raise OptionError(f"custom_ops must be one of {CUSTOM_OPS_MODES}, got {custom_ops!r}")
+    if custom_ops == "domain":
+        raise OptionError("custom_ops='domain' (ldmvfi_fast ONNX domain nodes for TensorRT plugins) is not built "
+                          "yet; use 'decompose' (standard ONNX ops)")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
+        raise OptionError(f"ONNX opset {opset!r} is not supported: the exporter writes opsets "
+                          f"{OPSETS.start}..{OPSETS.stop - 1}")
+    if dtype is not None and dtype not in _DTYPES.values():
+        raise OptionError(f"dtype must be one of {list(_DTYPES)}, got {dtype}")
+
+
+def output_axes(spec: ExportSpec, latent_factor: int) -> dict[str, dict[int, str]]:
+    """Named dynamic axes of a spec's outputs (the specs name only the inputs')."""
+    if spec.name == "encoder":
+        return {n: _sym(latent_factor if n == "z" else 2 ** (int(n[3:]) + 1)) for n in spec.output_names}
+    if spec.name == "unet_step":
+        return {"eps": _sym(latent_factor)}
+    return {"frame": _sym(1)}
+
+
+def export_graph(spec: ExportSpec, path: str | Path, *, opset: int = 20, optimize: bool = False) -> None:
+    """Export one sub-model (a :class:`.specs.ExportSpec`) to an ONNX file with the dynamo
+    exporter; batch, height and width stay dynamic as ``spec.dynamic_shapes`` says.
+    Custom ops are traced as whatever backend is in scope (see :func:`export_onnx`)."""
+    _require_onnx()
+    with warnings.catch_warnings():  # the exporter's chatter about axis renaming and pytree
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        ep = torch.export.export(spec.module, spec.inputs, dynamic_shapes=spec.dynamic_shapes, strict=False)
+        prog = torch.onnx.export(ep, spec.inputs, dynamo=True, input_names=spec.input_names,
+                                 output_names=spec.output_names, opset_version=opset, optimize=optimize,
+                                 verbose=False)
+    prog.save(str(path))
+
+
+def check_graph(path: str | Path, spec: ExportSpec, out_axes: dict[str, dict[int, str]] | None = None) -> list[dict]:
+    """``onnx.checker`` with full (strict) shape inference, and every named dynamic axis of
+    the inputs and outputs still symbolic (not frozen at the example size).
+
+    Returns the outputs described for the manifest (``{"name", "dtype", "shape"}``, dynamic
+    axes named as in ``out_axes``), read from the graph.
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types
+        raise EngineError(f"{path} fails onnx.checker: {type(exc).__name__}: {exc}") from None
+    model = onnx.load(str(path), load_external_data=False)
+    axes = {**(spec.axes or {}), **(out_axes or {})}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        for ax in (axes.get(vi.name) or {}):
+            if ax >= len(dims) or not dims[ax].dim_param:
+                raise EngineError(f"{path}: axis {ax} of {vi.name!r} is fixed at "
+                                  f"{dims[ax].dim_value if ax < len(dims) else '?'} in the ONNX graph; the exporter "
+                                  "froze a dynamic dimension")
+    described = []
+    for vi in model.graph.output:
+        ax = (out_axes or {}).get(vi.name) or {}
+        shape = []
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if i in ax:
+                shape.append(ax[i])
+            elif d.dim_param:
+                raise EngineError(f"{path}: axis {i} of output {vi.name!r} is dynamic ({d.dim_param}) but should be "
+                                  "fixed")
+            else:
+                shape.append(int(d.dim_value))
+        dt = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        described.append({"name": vi.name, "dtype": "bfloat16" if "bfloat16" in str(dt) else str(dt),
+                          "shape": shape})
+    return described
+
+
+def _verify(path: Path, spec: ExportSpec, second: ExportSpec, dtype: torch.dtype) -> None:
+    """Run the graph in ONNX Runtime at another size than the example's and compare with PyTorch."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log.warning("onnxruntime is not installed: %s not run at a second size (verify skipped)", path.name)
+        return
+    import numpy as np
+
+    if dtype == torch.bfloat16:  # numpy has no bfloat16; ORT CPU has few bf16 kernels
+        log.warning("bfloat16 graphs are not verified with ONNX Runtime on CPU")
+        return
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    try:
+        got = sess.run(None, {n: t.detach().cpu().numpy() for n, t in zip(second.input_names, second.inputs)})
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(f"{path.name} does not run in ONNX Runtime at {tuple(second.inputs[0].shape)} "
+                          f"(example {tuple(spec.inputs[0].shape)}): {type(exc).__name__}: {exc}") from None
+    with torch.no_grad():
+        ref = second.module(*second.inputs)
+    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    for name, g, r in zip(second.output_names, got, ref):
+        if tuple(g.shape) != tuple(r.shape):
+            raise EngineError(f"{path.name}: output {name} has shape {tuple(g.shape)} at input "
+                              f"{tuple(second.inputs[0].shape)}, PyTorch {tuple(r.shape)}: the exporter froze a "
+                              "dimension")
+        if dtype == torch.float32:
+            r = r.float().cpu().numpy()
+            err = float(np.abs(g.astype(np.float32) - r).max()) if r.size else 0.0
+            scale = max(1.0, float(np.abs(r).max()) if r.size else 0.0)
+            if not err <= 1e-3 * scale:
+                raise EngineError(f"{path.name}: output {name} differs from PyTorch by {err:.3g} at a second size")
+
+
+def shape_profiles(spec: ExportSpec, *, unit: int, max_units: int,
+                   profile: dict | None = None) -> dict[str, dict[str, list[int]]]:
+    """TensorRT-style ``{input: {"min", "opt", "max": shape}}`` from frame sizes
+    (``DEFAULT_PROFILE``): padded as the pipeline's ``minimal`` padding does, clipped to the
+    sizes the graphs accept ([MIN_UNITS, max_units] pad units; batch <= MAX_BATCH)."""
+    p = {**DEFAULT_PROFILE, **(profile or {})}
+    lo, hi = MIN_UNITS * unit, max_units * unit
+
+    def frame(hw):
+        h, w = padded_size(int(hw[0]), int(hw[1]), "minimal", unit)
+        return min(max(h, lo), hi), min(max(w, lo), hi)
+
+    sizes = {k: frame(p[k]) for k in ("min", "opt", "max")}
+    batches = dict(zip(("min", "opt", "max"), (max(1, min(int(b), MAX_BATCH)) for b in p["batch"])))
+    out = {}
+    for name, t in zip(spec.input_names, spec.inputs):
+        ax = (spec.axes or {}).get(name, {})
+        shapes = {}
+        for k in ("min", "opt", "max"):
+            H, W = sizes[k]
+            s = []
+            for i, n in enumerate(t.shape):
+                sym = ax.get(i)
+                if sym is None:
+                    s.append(int(n))
+                elif sym == "batch":
+                    s.append(batches[k])
+                else:
+                    side = H if sym[0] == "H" else W
+                    s.append(side // int(sym.split("/")[1]) if "/" in sym else side)
+            shapes[k] = s
+        out[name] = shapes
+    return out
+
+
+def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_ops: str, max_units: int,
+                  profile: dict | None = None, optimize: bool = False, outputs: dict | None = None) -> dict:
+    """The manifest of an ONNX engine folder for ``model`` (graphs described from ``specs``;
+    ``outputs``: graph name -> output descriptions as :func:`check_graph` returns, else the
+    sub-models are run on the example inputs to describe them)."""
+    unit = model.cfg.min_pad_unit()
+    p = next(model.parameters())
+    graphs = {}
+    for spec in specs:
+        oax = output_axes(spec, model.latent_factor)
+        if outputs and spec.name in outputs:
+            described = outputs[spec.name]
+        else:
+            with torch.no_grad():
+                outs = spec.module(*spec.inputs)
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            described = [describe_tensor(n, t, oax.get(n)) for n, t in zip(spec.output_names, outs)]
+        graphs[spec.name] = {
+            "file": ONNX_FILES[spec.name],
+            "inputs": [describe_tensor(n, t, (spec.axes or {}).get(n)) for n, t in zip(spec.input_names, spec.inputs)],
+            "outputs": described,
+            "profiles": shape_profiles(spec, unit=unit, max_units=max_units, profile=profile),
+        }
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__,
+        "runtime": "onnxruntime", "config": model.cfg.to_dict(), "pad_unit": unit,
+        "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
+        "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
+        "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
+        "dtype": str(p.dtype).replace("torch.", ""), "device": "cpu",
+        "op_backend": "reference", "custom_ops": [], "custom_ops_mode": custom_ops,
+        "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__.split('+')[0]}",
+        "opset": opset, "onnx_optimized": bool(optimize), "graphs": graphs,
+        "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,
+                  "max_width": max_units * unit, "multiple": unit, "max_batch": MAX_BATCH},
+    }
+
+
+def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None = None, opset: int = 20,
+                custom_ops: str = "decompose", overwrite: bool = False, height: int = 512, width: int = 768,
+                max_units: int = 16, profile: dict | None = None, optimize: bool = False,
+                verify: bool = True) -> Path:
+    """Export ``model``'s encoder, U-Net step and decoder as ONNX graphs into ``out_dir``.
+
+    Args:
+        model: a loaded :class:`LDMVFI` (not modified; a copy is cast when ``dtype`` differs).
+        out_dir: a new or empty folder (with ``overwrite``, an existing one: only the engine
+            files are replaced, nothing else in it is touched).
+        dtype: float32, float16 or bfloat16 graphs (default: the model's). Exported on CPU.
+        opset: ONNX opset, 18..23.
+        custom_ops: ``"decompose"`` (standard ONNX ops); ``"domain"`` is not built yet.
+        height, width: example frame size (multiples of the pad unit, >= 2 units).
+        max_units: largest side, in pad units, the graphs accept.
+        profile: overrides of :data:`DEFAULT_PROFILE` (frame sizes of the min/opt/max profiles).
+        optimize: run onnxscript's graph optimizer (slow on the decoder; see the module doc).
+        verify: run each graph in ONNX Runtime at a second size and compare with PyTorch.
+
+    Returns:
+        the folder. Files are written to a temporary folder beside it and moved in only when
+        all are complete and checked: an error leaves the target as it was.
+    """
+    _check_options(opset, custom_ops, dtype)
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    _require_onnx()
+    p = next(model.parameters())
+    if p.device.type != "cpu" or (dtype is not None and dtype != p.dtype):
+        model = copy.deepcopy(model).to(device="cpu", dtype=dtype or p.dtype)
+    model.eval()
+    dt = next(model.parameters()).dtype
+    unit = model.cfg.min_pad_unit()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        with use_backend("reference"):
+            specs = export_specs(model, height, width, max_units=max_units)
+            # a second size and batch for the check: frozen dims (example batch 2) show there
+            h2 = MIN_UNITS * unit if height != MIN_UNITS * unit else (MIN_UNITS + 1) * unit
+            seconds = export_specs(model, h2, MIN_UNITS * unit if width != MIN_UNITS * unit else h2,
+                                   batch=1, max_units=max_units)
+            outputs = {}
+            for spec, second in zip(specs, seconds):
+                t0 = time.perf_counter()
+                path = tmp / ONNX_FILES[spec.name]
+                try:
+                    export_graph(spec, path, opset=opset, optimize=optimize)
+                except EngineError:
+                    raise
+                except Exception as exc:
+                    raise EngineError(f"the ONNX exporter failed on {spec.name} (opset {opset}): "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                t1 = time.perf_counter()
+                outputs[spec.name] = check_graph(path, spec, output_axes(spec, model.latent_factor))
+                if verify:
+                    _verify(path, spec, second, dt)
+                log.info("exported %s in %.1f s (checked in %.1f s), %.1f MB", spec.name, t1 - t0,
+                         time.perf_counter() - t1, path.stat().st_size / 1e6)
+            manifest = onnx_manifest(model, specs, opset=opset, custom_ops=custom_ops, max_units=max_units,
+                                     profile=profile, optimize=optimize, outputs=outputs)
+        write_manifest(tmp, manifest)
+        # graphs (and any external-data files), the manifest last: no manifest, no engine folder
+        written = sorted(os.listdir(tmp), key=lambda f: f == MANIFEST_NAME)
+        out.mkdir(exist_ok=True)
+        for name in written:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
+    log.info("wrote %s", out)
+    return out
