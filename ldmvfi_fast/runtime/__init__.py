@@ -1,7 +1,8 @@
 """Runtimes: implementations of the :class:`~.base.Backbone` seam under the pipeline.
 
 * ``torch``: the eager PyTorch model (:class:`~.torch.TorchBackbone`);
-* ``exported``: ``torch.export`` programs from an engine folder (:class:`~.exported.ExportedBackbone`).
+* ``exported``: ``torch.export`` programs from an engine folder (:class:`~.exported.ExportedBackbone`);
+* ``onnxruntime``: ONNX graphs run by ONNX Runtime (:class:`~.onnxruntime.OrtBackbone`).
 
 :func:`load_backbone` makes one by name, as the command line's ``--runtime`` does.
 """
@@ -15,7 +16,7 @@ from .torch import TorchBackbone
 
 __all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone"]
 
-RUNTIMES = ("torch", "exported")
+RUNTIMES = ("torch", "exported", "onnxruntime")
 
 
 def as_backbone(model_or_backbone) -> Backbone:
@@ -32,8 +33,8 @@ def as_backbone(model_or_backbone) -> Backbone:
 
 def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | None = None, config=None,
                   use_ema: bool | None = None, device=None, dtype=None) -> Backbone:
-    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported`` loads the
-    engine folder ``engines`` (and, when ``ckpt`` is given too, checks they were made from it)."""
+    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported`` and ``onnxruntime``
+    load the engine folder ``engines`` (and, when ``ckpt`` is given too, check they were made from it)."""
     import torch
 
     if runtime not in RUNTIMES:
@@ -56,7 +57,12 @@ def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | No
         m = read_manifest(engines)
         model = load_model(ckpt, config, use_ema=False if m.get("unet_weights") == "raw" else use_ema)
         expect = weights_hash(model.to(getattr(torch, m["dtype"])))
-    bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
+    if runtime == "onnxruntime":
+        from .onnxruntime import OrtBackbone
+
+        bb = OrtBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
+    else:
+        bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     if dtype is not None and dtype != bb.dtype:
         raise OptionError(f"the engines in {engines} are {bb.dtype}; export them again for {dtype}")
     return bb
