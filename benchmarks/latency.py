@@ -45,11 +45,16 @@ def build_model(args, device, dtype):
     return model.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
 
-def _set_backend(name: str) -> None:
-    if name == "auto":
-        os.environ.pop("LDMVFI_FAST_BACKEND", None)
-    else:
-        os.environ["LDMVFI_FAST_BACKEND"] = name
+def _scoped(backend: str, fn):
+    """``fn`` run with the op backend fixed (strictly) for its scope; ``auto``: the dispatcher's choice."""
+    from ldmvfi_fast.ops import use_backend
+
+    name = None if backend == "auto" else backend
+
+    def run():
+        with use_backend(name):
+            return fn()
+    return run
 
 
 def run(args) -> dict:
@@ -78,12 +83,11 @@ def run(args) -> dict:
             "decode": lambda: it.decode(z, e0, e1),
         }
         for name, fn in stages.items():
-            results[name] = time_interleaved({b: fn for b in backends}, device, args.repeats, args.warmup,
-                                             _set_backend)
+            results[name] = time_interleaved({b: _scoped(b, fn) for b in backends}, device, args.repeats,
+                                             args.warmup)
         results[f"interpolate ({it.ddim.num_steps} steps)"] = time_interleaved(
-            {b: (lambda: it.interpolate(f0, f1, seed=0)) for b in backends}, device, args.whole_repeats,
-            min(args.warmup, 1), _set_backend)
-    _set_backend("auto")
+            {b: _scoped(b, lambda: it.interpolate(f0, f1, seed=0)) for b in backends}, device, args.whole_repeats,
+            min(args.warmup, 1))
     padded = tuple(e0.frame.shape[-2:])
     meta = {
         **run_info(device),
