@@ -1,0 +1,353 @@
+"""ONNX export (:mod:`ldmvfi_fast.export.onnx`) and the ONNX Runtime backbone
+(:mod:`ldmvfi_fast.runtime.onnxruntime`).
+
+Default suite (about a minute on 2 cores): options and target folder refused before any
+work, the encoder and U-Net step graphs vs PyTorch at two sizes and batches, the manifest's
+profiles, the runtime's refusals and the export script's exit status. ``slow``: whole
+exports (the decoder graph alone takes ~2 minutes to export) of the tiny config and a
+second config with other widths, decoder parity and the whole interpolation through
+:class:`OrtBackbone` vs the PyTorch pipeline.
+
+onnx, onnxscript and onnxruntime are optional: these tests skip without them, except under
+``CI=true`` where they must be installed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from _requirements import ci
+
+for _pkg in ("onnx", "onnxscript", "onnxruntime"):
+    if ci():  # CI images must have them: an ImportError here is a failure, not a skip
+        importlib.import_module(_pkg)
+    else:
+        pytest.importorskip(_pkg)
+
+from ldmvfi_fast.checkpoint import load_model
+from ldmvfi_fast.config import tiny_config
+from ldmvfi_fast.errors import EngineError, InputError, OptionError
+from ldmvfi_fast.export.manifest import (
+    FORMAT_VERSION,
+    read_manifest,
+    weights_hash,
+    write_manifest,
+)
+from ldmvfi_fast.export.onnx import (
+    ONNX_FILES,
+    check_graph,
+    export_graph,
+    export_onnx,
+    onnx_manifest,
+    output_axes,
+    shape_profiles,
+)
+from ldmvfi_fast.export.specs import export_specs
+from ldmvfi_fast.models.ldmvfi import LDMVFI
+from ldmvfi_fast.ops import use_backend
+from ldmvfi_fast.pipeline import Interpolator
+from ldmvfi_fast.runtime import Backbone, load_backbone
+from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
+
+REPO = Path(__file__).resolve().parents[1]
+#: (height, width, batch) other than the export example (512x768, batch 2): one non-square
+SIZES = [(512, 512, 3), (768, 512, 1)]
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def wide_config():
+    """The tiny config with other widths: U-Net 64 channels, autoencoder levels 32-64-64-128-128."""
+    cfg = tiny_config()
+    return dataclasses.replace(cfg, name="wide", unet=dataclasses.replace(cfg.unet, model_channels=64),
+                               autoencoder=dataclasses.replace(cfg.autoencoder, ch_mult=(1, 2, 2, 4, 4)))
+
+
+def random_model(cfg, seed=0) -> LDMVFI:
+    """LDMVFI(cfg) with random weights everywhere (zero-initialised layers too, or the U-Net's
+    output would be 0 and any graph would 'match')."""
+    torch.manual_seed(seed)
+    model = LDMVFI(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.02)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(fixtures_dir):
+    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ckpt):
+    return load_model(tiny_ckpt)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    return random_model(wide_config())
+
+
+def _ort(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _compare(path, model, index, sizes=SIZES):
+    """The ONNX graph ``path`` (spec ``index``) vs the PyTorch sub-model at ``sizes``."""
+    sess = _ort(path)
+    for h, w, b in sizes:
+        spec = export_specs(model, h, w, batch=b)[index]
+        with torch.no_grad():
+            ref = spec.module(*spec.inputs)
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        got = sess.run(None, {n: t.numpy() for n, t in zip(spec.input_names, spec.inputs)})
+        assert len(got) == len(ref)
+        for name, g, r in zip(spec.output_names, got, ref):
+            where = f"{spec.name}.{name} at {h}x{w} batch {b}"
+            torch.testing.assert_close(torch.from_numpy(g), r, **TOL, msg=lambda m, where=where: f"{where}: {m}")
+
+
+@pytest.fixture(scope="module")
+def tiny_enc_unet(tiny, tmp_path_factory):
+    """encoder.onnx and unet_step.onnx of the tiny model (no decoder: the slow one) and a
+    manifest for the three graphs (the decoder's output described, not run: the slow tests
+    check the real one)."""
+    d = tmp_path_factory.mktemp("onnx_parts")
+    outputs = {"decoder": [{"name": "frame", "dtype": "float32", "shape": ["batch", 3, "H", "W"]}]}
+    with use_backend("reference"):
+        specs = export_specs(tiny)
+        for spec in specs[:2]:
+            export_graph(spec, d / ONNX_FILES[spec.name])
+            outputs[spec.name] = check_graph(d / ONNX_FILES[spec.name], spec, output_axes(spec, tiny.latent_factor))
+    manifest = onnx_manifest(tiny, specs, opset=20, custom_ops="decompose", max_units=16, outputs=outputs)
+    return d, specs, manifest
+
+
+# ---------------------------------------------------------------- fast
+
+def test_bad_options_are_refused_before_any_work(tiny, tmp_path):
+    out = tmp_path / "eng"
+    for opset in (17, 24, "20", True):
+        with pytest.raises(OptionError, match="opset"):
+            export_onnx(tiny, out, opset=opset)
+    with pytest.raises(OptionError, match="not built yet"):
+        export_onnx(tiny, out, custom_ops="domain")
+    with pytest.raises(OptionError, match="custom_ops"):
+        export_onnx(tiny, out, custom_ops="plugins")
+    with pytest.raises(OptionError, match="dtype"):
+        export_onnx(tiny, out, dtype=torch.float64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_never_clobbers(tiny, tmp_path):
+    target = tmp_path / "eng"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(EngineError, match="not empty"):
+        export_onnx(tiny, target)
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    with pytest.raises(EngineError, match="does not exist"):
+        export_onnx(tiny, tmp_path / "no" / "eng")
+
+
+def test_failed_export_leaves_nothing(tiny, tmp_path, monkeypatch):
+    import ldmvfi_fast.export.onnx as mod
+
+    def boom(spec, path, **kw):
+        path.write_bytes(b"half")
+        if spec.name == "unet_step":
+            raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(mod, "export_graph", boom)
+    monkeypatch.setattr(mod, "check_graph", lambda *a, **k: None)
+    monkeypatch.setattr(mod, "_verify", lambda *a, **k: None)
+    with pytest.raises(EngineError, match="exporter failed on unet_step"):
+        export_onnx(tiny, tmp_path / "eng")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encoder_and_unet_graphs_match_pytorch(tiny, tiny_enc_unet):
+    """Two sizes (one non-square) and two batches, none the example's (512x768, batch 2)."""
+    d, specs, _ = tiny_enc_unet
+    for i, spec in enumerate(specs[:2]):
+        _compare(d / ONNX_FILES[spec.name], tiny, i)
+
+
+def test_graph_inputs_and_outputs_stay_symbolic(tiny_enc_unet):
+    import onnx
+
+    d, _, _ = tiny_enc_unet
+    m = onnx.load(str(d / "encoder.onnx"))
+    (frame,) = m.graph.input
+    dims = frame.type.tensor_type.shape.dim
+    assert dims[1].dim_value == 3 and all(dims[i].dim_param for i in (0, 2, 3))
+    assert all(o.type.tensor_type.shape.dim[i].dim_param for o in m.graph.output for i in (0, 2, 3))
+
+
+def test_frozen_dimension_is_caught(tiny, tiny_enc_unet, tmp_path):
+    """A graph whose batch axis was fixed (what the exporter does silently) is refused."""
+    import onnx
+
+    d, specs, _ = tiny_enc_unet
+    m = onnx.load(str(d / "unet_step.onnx"))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    onnx.save(m, str(tmp_path / "frozen.onnx"))
+    with pytest.raises(EngineError, match="froze"):
+        check_graph(tmp_path / "frozen.onnx", specs[1])
+
+
+def test_manifest_profiles(tiny, tiny_enc_unet):
+    _, specs, m = tiny_enc_unet
+    assert m["runtime"] == "onnxruntime" and m["opset"] == 20 and m["custom_ops_mode"] == "decompose"
+    assert m["weights_hash"] == weights_hash(tiny) and m["format_version"] == FORMAT_VERSION
+    frame = m["graphs"]["encoder"]["profiles"]["frame"]
+    # 256x256 clipped up to the graphs' 512; 1080p padded minimally; 4K UHD padded
+    assert frame == {"min": [1, 3, 512, 512], "opt": [1, 3, 1280, 2048], "max": [4, 3, 2304, 3840]}
+    unet = m["graphs"]["unet_step"]["profiles"]
+    assert unet["t"] == {"min": [1], "opt": [1], "max": [4]} and unet["cond"]["opt"] == [1, 6, 40, 64]
+    assert m["graphs"]["decoder"]["profiles"]["phi1_0"]["max"] == [4, 32, 1152, 1920]
+    assert m["graphs"]["encoder"]["outputs"][1] == {"name": "phi0", "dtype": "float32",
+                                                    "shape": ["batch", 32, "H/2", "W/2"]}
+    small = shape_profiles(specs[0], unit=256, max_units=4, profile={"batch": (1, 2, 100)})
+    assert small["frame"] == {"min": [1, 3, 512, 512], "opt": [2, 3, 1024, 1024], "max": [64, 3, 1024, 1024]}
+
+
+@pytest.fixture()
+def fake_folder(tiny, tiny_enc_unet, tmp_path):
+    """An ONNX engine folder with real encoder/U-Net graphs and a placeholder decoder file
+    (enough for every refusal that happens before the sessions are made)."""
+    d, _, manifest = tiny_enc_unet
+    out = tmp_path / "eng"
+    out.mkdir()
+    for name in ("encoder", "unet_step"):
+        shutil.copy(d / ONNX_FILES[name], out / ONNX_FILES[name])
+    (out / "decoder.onnx").write_bytes(b"not an onnx file")
+    write_manifest(out, manifest)
+    return out
+
+
+def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
+    d = fake_folder
+    m = json.loads((d / "manifest.json").read_text())
+    with pytest.raises(EngineError, match="not found"):
+        OrtBackbone.from_dir(tmp_path / "nope")
+    with pytest.raises(EngineError, match="other weights"):
+        OrtBackbone.from_dir(d, expect_weights_hash="sha256:" + "0" * 64)
+    with pytest.raises(EngineError, match="cannot load .*decoder.onnx"):
+        OrtBackbone.from_dir(d, expect_weights_hash=weights_hash(tiny))
+    (d / "manifest.json").write_text(json.dumps({**m, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(EngineError, match="newer"):
+        OrtBackbone.from_dir(d)
+    (d / "manifest.json").write_text(json.dumps({**m, "runtime": "exported"}))
+    with pytest.raises(EngineError, match="not ONNX graphs"):
+        OrtBackbone.from_dir(d)
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(EngineError, match="cpu or cuda"):
+        OrtBackbone.from_dir(d, device="meta")
+    (d / "unet_step.onnx").unlink()
+    with pytest.raises(EngineError, match="unet_step.onnx"):
+        OrtBackbone.from_dir(d)
+    assert read_manifest(d)["runtime"] == "onnxruntime"
+
+
+def test_load_backbone_checks_the_weights(tiny_ckpt, fake_folder, tmp_path):
+    other = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    key = "first_stage_model.quant_conv.bias"
+    other["state_dict"][key] = other["state_dict"][key] + 1
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(EngineError, match="other weights"):
+        load_backbone("onnxruntime", engines=fake_folder, ckpt=tmp_path / "other.ckpt")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("export_onnx_script", REPO / "export" / "export_onnx.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_export_script_user_errors_exit_2(tiny_ckpt, tmp_path, capsys):
+    main = _script().main
+    assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--opset", "12"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ONNX opset 12 is not supported") and err.count("\n") == 1
+    assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--custom-ops", "domain"]) == 2
+    assert "not built yet" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "e")]) == 2
+    assert not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------- slow: whole exports
+
+@pytest.fixture(scope="module", params=["tiny", "wide"])
+def exported(request, tmp_path_factory):
+    model = request.getfixturevalue(request.param)
+    out = tmp_path_factory.mktemp("onnx") / f"{request.param}_onnx"
+    export_onnx(model, out)  # checks (onnx.checker full) and verifies at a second size itself
+    return model, out, OrtBackbone.from_dir(out, expect_weights_hash=weights_hash(model))
+
+
+@pytest.mark.slow
+def test_exported_folder(exported):
+    model, out, bb = exported
+    assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx", "manifest.json",
+                                                     "unet_step.onnx"]
+    assert isinstance(bb, Backbone) and bb.name == "onnxruntime"
+    import onnx
+
+    m = read_manifest(out)
+    assert m["config"] == model.cfg.to_dict() and m["opset"] == 20
+    assert m["graphs"]["decoder"]["outputs"] == [{"name": "frame", "dtype": "float32",
+                                                  "shape": ["batch", 3, "H", "W"]}]
+    for name in ONNX_FILES:
+        onnx.checker.check_model(str(out / ONNX_FILES[name]), full_check=True)
+        onnx.shape_inference.infer_shapes_path(str(out / ONNX_FILES[name]), str(out.parent / "inferred.onnx"),
+                                               strict_mode=True)
+    with pytest.raises(InputError, match="outside what the ONNX engines accept"):
+        bb.check_size(256, 512, 1)
+
+
+@pytest.mark.slow
+def test_all_graphs_match_pytorch(exported):
+    model, out, _ = exported
+    for i, name in enumerate(ONNX_FILES.values()):
+        _compare(out / name, model, i)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hw,batch", [((480, 500), 2), ((700, 300), 1)])
+def test_pipeline_same_frames_from_model_and_onnxruntime(exported, hw, batch):
+    model, _, bb = exported
+    g = torch.Generator().manual_seed(7)
+    f0 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
+    f1 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
+    a = Interpolator(model, steps=2, eta=1.0, padding="minimal").interpolate(f0, f1, seed=3)
+    it = Interpolator(bb, steps=2, eta=1.0, padding="minimal")
+    assert it.backbone.name == "onnxruntime"
+    b = it.interpolate(f0, f1, seed=3)
+    assert b.shape == a.shape == (batch, 3, *hw)
+    torch.testing.assert_close(b, a, **TOL)
+    assert (a - f0).abs().mean() > 0.01
+
+
+@pytest.mark.slow
+def test_load_backbone_onnxruntime(tiny_ckpt, exported):
+    model, out, _ = exported
+    if model.cfg.name != "tiny":
+        pytest.skip("the checkpoint is the tiny one")
+    bb = load_backbone("onnxruntime", engines=out, ckpt=tiny_ckpt)
+    assert isinstance(bb, OrtBackbone) and bb.weights_hash == weights_hash(model)
