@@ -1,0 +1,202 @@
+"""Compile the three sub-models ahead of time with AOTInductor (``encoder.pt2``, ``unet_step.pt2``,
+``decoder.pt2`` AOTI packages + ``manifest.json``).
+
+``build_aoti(model_or_engines, out_dir)`` takes either a loaded :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI`
+(exported first with :func:`~.pt2.export_pt2`, into a temporary folder) or an existing
+``torch.export`` engine folder (runtime ``exported``, made by ``ldmvfi-fast export``), and compiles
+each program with ``torch._inductor.aoti_compile_and_package``. The manifest is the source
+folder's (same schema, same dynamic batch / height / width and accepted sizes) with
+``runtime: "aoti"``, the device compiled for, and an ``aoti`` section: torch version, compile
+times and the build machine. :class:`~ldmvfi_fast.runtime.aoti.AotiBackbone` runs the folder.
+
+Custom ops (``ldmvfi_fast::*``, listed in the manifest's ``custom_ops``) are not compiled into
+the packages: they stay calls into the compiled op library ``ldmvfi_fast._C`` (AOTInductor's
+proxy executor), which must be importable where the packages run.
+
+AOTInductor compiles CPU code for the build machine's processor (``-march=native``): the
+manifest records the machine, the vector ISA inductor picked and the processor's instruction-set
+flags, and the runtime refuses a folder whose flags this processor lacks (it would crash with an
+illegal instruction). Build on (a machine like) the one that runs it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import EngineError
+from ..models.ldmvfi import LDMVFI
+from .manifest import MANIFEST_NAME, read_manifest, write_manifest
+from .pt2 import PT2_FILES, check_export_target, export_pt2
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AOTI_FILES", "aoti_device", "build_aoti", "isa_flags", "machine_info", "proxy_ops"]
+
+#: graph -> package file (AOTI packages use the .pt2 suffix too; the manifest's ``runtime`` tells them apart)
+AOTI_FILES = dict(PT2_FILES)
+
+# /proc/cpuinfo flags that name instruction-set extensions -march=native may use
+_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "popcnt", "movbe", "aes", "vaes", "pclmul",
+                 "vpclmul", "gfni", "sha", "adx", "abm", "lzcnt", "xsave", "rdrand", "rdseed", "cx16", "mmx",
+                 "neon", "asimd", "sve", "fp16", "bf16", "i8mm", "dotprod", "fphp", "asimdhp")
+
+
+def isa_flags() -> list[str]:
+    """This processor's instruction-set flags (from ``/proc/cpuinfo``; empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return sorted({f for f in val.split() if f.startswith(_ISA_PREFIXES)})
+    return []
+
+
+def machine_info() -> dict:
+    """What the compiled CPU code depends on: architecture, processor, inductor's vector ISA, ISA flags."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model", "cpu model"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        vec = str(pick_vec_isa()) or "none"
+    except Exception:  # noqa: BLE001 - informative only
+        vec = "unknown"
+    return {"machine": platform.machine(), "system": platform.system(), "cpu": cpu, "vec_isa": vec,
+            "march": torch._inductor.config.cpp.march or "native", "isa_flags": isa_flags()}
+
+
+def aoti_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device AOTInductor can build for here; :class:`EngineError` otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise EngineError(f"device {device!r} is not a torch device: {exc}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise EngineError(f"AOTInductor packages are built for cpu or cuda here, not {dev.type}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EngineError("device cuda asked for, but torch sees no CUDA device here (build on the GPU machine)")
+    return dev
+
+
+def proxy_ops(package: str | Path) -> list[str]:
+    """The ``ldmvfi_fast`` ops an AOTI package calls through the proxy executor (its extern kernel nodes)."""
+    import json
+    import zipfile
+
+    ops = set()
+    with zipfile.ZipFile(package) as z:
+        for name in z.namelist():
+            if "/aotinductor/" in name and name.endswith(".json") and not name.endswith("_metadata.json"):
+                try:
+                    nodes = json.loads(z.read(name)).get("nodes", [])
+                except (ValueError, AttributeError):
+                    continue
+                ops |= {n["node"]["target"].split("::", 1)[1].split(".")[0] for n in nodes
+                        if str(n.get("node", {}).get("target", "")).startswith("ldmvfi_fast::")}
+    return sorted(ops)
+
+
+def _load_programs(folder: Path, paths: dict[str, Path], manifest: dict) -> dict:
+    if manifest.get("custom_ops"):  # the ops must be registered before the programs load
+        from ..ops import _native
+
+        if _native.LOAD_ERROR is not None:
+            raise EngineError(f"the programs in {folder} call the compiled ops {manifest['custom_ops']}, but the "
+                              f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR})")
+    progs = {}
+    for name, path in paths.items():
+        try:
+            progs[name] = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
+            raise EngineError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+    return progs
+
+
+def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, device: str | torch.device = "cpu",
+               overwrite: bool = False, backend: str | None = None) -> Path:
+    """Compile encoder, U-Net step and decoder with AOTInductor into ``out_dir``.
+
+    Args:
+        model_or_engines: a loaded :class:`LDMVFI` (exported with :func:`~.pt2.export_pt2` first, on
+            its own device and dtype, ``backend`` for its custom ops), or the path of a
+            ``torch.export`` engine folder (``ldmvfi-fast export``) whose programs are compiled as they are.
+        out_dir: a new or empty folder (with ``overwrite``, an existing one: only the engine files
+            are replaced, nothing else in it is touched).
+        device: ``cpu`` or ``cuda`` (``cuda:N``): what the packages are compiled for; programs
+            exported on another device are moved with ``torch.export.passes.move_to_device_pass``.
+
+    Returns:
+        the folder. Files are compiled into a temporary folder beside it and moved in only when
+        all are complete: an error leaves the target as it was.
+    """
+    out = Path(out_dir)
+    dev = aoti_device(device)
+    if not isinstance(model_or_engines, LDMVFI):
+        src = Path(model_or_engines)
+        if src.resolve() == out.resolve():
+            raise EngineError(f"the output folder {out} is the source engine folder; choose another --out")
+        read_manifest(src)  # a clear error before anything is written
+    check_export_target(out, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        if isinstance(model_or_engines, LDMVFI):
+            src = export_pt2(model_or_engines, tmp / "programs", backend=backend)
+            source = {"kind": "model"}
+        else:
+            source = {"kind": "engines", "folder": str(src.resolve())}
+        from ..runtime.exported import ExportedBackbone
+
+        m, paths = ExportedBackbone.open_folder(src)  # runtime 'exported', every file present
+        progs = _load_programs(src, paths, m)
+        times, called = {}, set()
+        for name, ep in progs.items():
+            if m.get("device", "cpu") != dev.type:
+                from torch.export.passes import move_to_device_pass
+
+                ep = move_to_device_pass(ep, dev)
+            t0 = time.perf_counter()
+            try:
+                torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp / AOTI_FILES[name]))
+            except Exception as exc:
+                raise EngineError(f"AOTInductor could not compile {name}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            times[name] = round(time.perf_counter() - t0, 1)
+            called |= set(proxy_ops(tmp / AOTI_FILES[name]))
+            log.info("compiled %s in %.1f s (%.1f MB)", name, times[name],
+                     (tmp / AOTI_FILES[name]).stat().st_size / 1e6)
+        if not called <= set(m.get("custom_ops", [])):  # the runtime loads the op library from this list
+            raise EngineError(f"the compiled packages call ldmvfi_fast ops {sorted(called)} that the programs in {src} "
+                              f"do not list ({m.get('custom_ops')}): export them again")
+        manifest = dict(m)
+        manifest.update({
+            "runtime": "aoti", "device": dev.type,
+            "graphs": {k: dict(g, file=AOTI_FILES[k]) for k, g in m["graphs"].items()},
+            "aoti": {"torch_version": torch.__version__, "compile_seconds": times, "source": source,
+                     "proxy_executor_ops": sorted(called),
+                     "build_machine": machine_info()},
+        })
+        write_manifest(tmp, manifest)
+        out.mkdir(exist_ok=True)
+        # packages first, the manifest last: no manifest, no engine folder
+        for name in list(AOTI_FILES.values()) + [MANIFEST_NAME]:
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
+    log.info("wrote %s", out)
+    return out
