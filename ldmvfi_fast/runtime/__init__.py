@@ -2,7 +2,8 @@
 
 * ``torch``: the eager PyTorch model (:class:`~.torch.TorchBackbone`);
 * ``exported``: ``torch.export`` programs from an engine folder (:class:`~.exported.ExportedBackbone`);
-* ``onnxruntime``: ONNX graphs run by ONNX Runtime (:class:`~.onnxruntime.OrtBackbone`).
+* ``onnxruntime``: ONNX graphs run by ONNX Runtime (:class:`~.onnxruntime.OrtBackbone`);
+* ``aoti``: AOTInductor packages from an engine folder (:class:`~.aoti.AotiBackbone`).
 
 :func:`load_backbone` makes one by name, as the command line's ``--runtime`` does.
 """
@@ -16,7 +17,7 @@ from .torch import TorchBackbone
 
 __all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone"]
 
-RUNTIMES = ("torch", "exported", "onnxruntime")
+RUNTIMES = ("torch", "exported", "onnxruntime", "aoti")
 
 
 def as_backbone(model_or_backbone) -> Backbone:
@@ -33,7 +34,7 @@ def as_backbone(model_or_backbone) -> Backbone:
 
 def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | None = None, config=None,
                   use_ema: bool | None = None, device=None, dtype=None) -> Backbone:
-    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported`` and ``onnxruntime``
+    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported``, ``onnxruntime`` and ``aoti``
     load the engine folder ``engines`` (and, when ``ckpt`` is given too, check they were made from it)."""
     import torch
 
@@ -61,6 +62,10 @@ def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | No
         from .onnxruntime import OrtBackbone
 
         bb = OrtBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
+    elif runtime == "aoti":
+        from .aoti import AotiBackbone
+
+        bb = AotiBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     else:
         bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     if dtype is not None and dtype != bb.dtype:
