@@ -61,8 +61,10 @@ def isa_flags() -> list[str]:
     return []
 
 
-def machine_info() -> dict:
-    """What the compiled CPU code depends on: architecture, processor, inductor's vector ISA, ISA flags."""
+def machine_info(device: torch.device | None = None) -> dict:
+    """What the compiled code depends on: architecture, processor, inductor's vector ISA, ISA flags
+    (the host code of CUDA packages is compiled for this processor too), and for a CUDA ``device``
+    the GPU's name and compute capability (the kernels are built for it)."""
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,8 +79,13 @@ def machine_info() -> dict:
         vec = str(pick_vec_isa()) or "none"
     except Exception:  # noqa: BLE001 - informative only
         vec = "unknown"
-    return {"machine": platform.machine(), "system": platform.system(), "cpu": cpu, "vec_isa": vec,
+    info = {"machine": platform.machine(), "system": platform.system(), "cpu": cpu, "vec_isa": vec,
             "march": torch._inductor.config.cpp.march or "native", "isa_flags": isa_flags()}
+    if device is not None and device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        info["gpu"] = {"name": torch.cuda.get_device_name(idx),
+                       "capability": list(torch.cuda.get_device_capability(idx))}
+    return info
 
 
 def aoti_device(device: str | torch.device) -> torch.device:
@@ -189,7 +196,7 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
             "graphs": {k: dict(g, file=AOTI_FILES[k]) for k, g in m["graphs"].items()},
             "aoti": {"torch_version": torch.__version__, "compile_seconds": times, "source": source,
                      "proxy_executor_ops": sorted(called),
-                     "build_machine": machine_info()},
+                     "build_machine": machine_info(dev)},
         })
         write_manifest(tmp, manifest)
         out.mkdir(exist_ok=True)
