@@ -3,9 +3,10 @@ runtime ``aoti``) as a :class:`~.base.Backbone`.
 
 Made by :func:`ldmvfi_fast.export.aoti.build_aoti` (``export/build_aoti.py``); loaded with
 ``torch._inductor.aoti_load_package``. Everything the pipeline needs comes from the manifest.
-The packages run on the device they were compiled for; CPU packages only on a processor with
-the instruction-set extensions of the build machine (checked from the manifest: an illegal
-instruction would kill the process instead of raising).
+The packages run on the device they were compiled for, only on a processor with the
+instruction-set extensions of the build machine (their host code is built with -march=native;
+checked from the manifest: an illegal instruction would kill the process instead of raising)
+and, for CUDA, on a GPU of the build GPU's compute capability.
 """
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ log = logging.getLogger(__name__)
 __all__ = ["AotiBackbone", "check_build_machine"]
 
 
-def check_build_machine(manifest: dict, where: str | Path) -> None:
-    """Raise :class:`EngineError` when CPU packages were compiled for a processor with instruction-set
-    extensions this one lacks (or for another architecture)."""
+def check_build_machine(manifest: dict, where: str | Path, device: torch.device | None = None) -> None:
+    """Raise :class:`EngineError` when the packages were compiled for another architecture, a processor
+    with instruction-set extensions this one lacks, or (CUDA) a GPU of another compute capability."""
     from ..export.aoti import isa_flags, machine_info
 
     built = manifest.get("aoti", {}).get("build_machine", {})
-    if manifest.get("device", "cpu") != "cpu" or not built:
+    if not built:
         return
-    here = machine_info()
+    here = machine_info(device)
+    if "gpu" in built and "gpu" in here and built["gpu"]["capability"] != here["gpu"]["capability"]:
+        raise EngineError(f"the AOTInductor packages in {where} were compiled for {built['gpu']['name']} (compute "
+                          f"capability {built['gpu']['capability']}), this GPU is {here['gpu']['name']} "
+                          f"({here['gpu']['capability']}): build them again here (export/build_aoti.py)")
     if built.get("machine") and built["machine"] != here["machine"]:
         raise EngineError(f"the AOTInductor packages in {where} were compiled for {built['machine']}, this machine "
                           f"is {here['machine']}: build them again here (export/build_aoti.py)")
@@ -66,9 +71,12 @@ class AotiBackbone(EngineBackbone):
         if dev.type != built_for:
             raise EngineError(f"the AOTInductor packages in {folder} are compiled for {built_for}, not {dev.type}: "
                               f"build them again with --device {dev.type}")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError(f"the AOTInductor packages in {folder} are compiled for cuda, and torch sees no CUDA "
+                              "device here")
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
-        check_build_machine(m, folder)
+        check_build_machine(m, folder, dev)
         if m.get("custom_ops"):  # the proxy executor finds the ops by schema: register them first
             from ..ops import _native
 
