@@ -113,7 +113,17 @@ def _compare(path, model, index, sizes=SIZES):
         assert len(got) == len(ref)
         for name, g, r in zip(spec.output_names, got, ref):
             where = f"{spec.name}.{name} at {h}x{w} batch {b}"
-            torch.testing.assert_close(torch.from_numpy(g), r, **TOL, msg=lambda m, where=where: f"{where}: {m}")
+            g = torch.from_numpy(g)
+            if spec.name == "decoder":
+                # DSepConv floors each tap position: where a random offset puts a tap within
+                # rounding of a pixel edge at the clamped border, ONNX Runtime and PyTorch pick
+                # neighbouring corners (seen: 3 of 2.4 M values, 5e-3 apart). Isolated values
+                # may differ; everything else within TOL (the pipeline test below is strict).
+                bad = ~torch.isclose(g, r, **TOL)
+                assert g.shape == r.shape and int(bad.sum()) <= max(4, r.numel() // 100_000), \
+                    (where, int(bad.sum()), float((g - r).abs().max()))
+            else:
+                torch.testing.assert_close(g, r, **TOL, msg=lambda m, where=where: f"{where}: {m}")
 
 
 @pytest.fixture(scope="module")
