@@ -259,7 +259,7 @@ def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
     with pytest.raises(EngineError, match="newer"):
         OrtBackbone.from_dir(d)
     (d / "manifest.json").write_text(json.dumps({**m, "runtime": "exported"}))
-    with pytest.raises(EngineError, match="not ONNX graphs"):
+    with pytest.raises(EngineError, match="not ONNX engines"):
         OrtBackbone.from_dir(d)
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(EngineError, match="cpu or cuda"):

@@ -86,6 +86,11 @@ def test_manifest_describes_the_graphs(model, engines):
     assert unet["inputs"][1]["dtype"] == "int64" and unet["inputs"][2]["shape"] == ["batch", 6, "H/32", "W/32"]
     assert dec["inputs"][1]["shape"] == ["batch", 32, "H/2", "W/2"]
     assert m["op_backend"] == "auto" and m["sizes"]["min_height"] == 512
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (engines / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_load_backbone_checks_the_weights(tiny_ckpt, engines, tmp_path):

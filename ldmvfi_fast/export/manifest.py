@@ -120,6 +120,9 @@ def write_manifest(folder: str | Path, manifest: dict) -> Path:
     validate_manifest(manifest, "manifest being written")
     path = Path(folder) / MANIFEST_NAME
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file gets the usual mode
     with os.fdopen(fd, "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

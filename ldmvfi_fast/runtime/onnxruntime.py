@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import EngineError, InputError
-from ..export.manifest import read_manifest
+from ..errors import EngineError
+from ._engine import EngineBackbone
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +71,17 @@ def _shape(desc: dict, env: dict[str, int]) -> list[int]:
     return out
 
 
-class OrtBackbone:
+class OrtBackbone(EngineBackbone):
     """Runs the three ONNX graphs of one folder with ONNX Runtime. Use :meth:`from_dir`."""
 
     name = "onnxruntime"
+    runtime = "onnxruntime"
+    kind = "ONNX engines"
 
     def __init__(self, folder: str | Path, manifest: dict, sessions: dict, device: torch.device):
-        self.folder, self.manifest, self.sessions = Path(folder), manifest, sessions
-        self.device = device
-        self.dtype = getattr(torch, manifest["dtype"])
-        self.pad_unit = manifest["pad_unit"]
-        self.latent_factor = manifest["latent_factor"]
-        self.latent_channels = manifest["latent_channels"]
-        self.prediction = manifest["prediction"]
-        self.alphas_cumprod = torch.tensor(manifest["alphas_cumprod"], dtype=torch.float32, device=device)
-        self.weights_hash = manifest["weights_hash"]
+        self._init_facts(folder, manifest, device)
+        self.sessions = sessions
         self.providers = {k: s.get_providers() for k, s in sessions.items()}
-        self.levels = sum(1 for o in manifest["graphs"]["encoder"]["outputs"] if o["name"].startswith("phi"))
 
     @classmethod
     def from_dir(cls, folder: str | Path, *, device: str | torch.device | None = None,
@@ -103,19 +97,10 @@ class OrtBackbone:
                 (see :func:`~ldmvfi_fast.export.manifest.weights_hash`).
             session_options: an ``onnxruntime.SessionOptions`` for every session.
         """
-        m = read_manifest(folder)
-        if m["runtime"] != "onnxruntime":
-            raise EngineError(f"{folder} holds {m['runtime']!r} engines, not ONNX graphs")
+        m, paths = cls.open_folder(folder, expect_weights_hash)
         if m.get("custom_ops"):
             raise EngineError(f"the graphs in {folder} use the custom op domain ({m['custom_ops']}), which this "
                               "runtime cannot run; export again with custom_ops='decompose'")
-        if expect_weights_hash is not None and expect_weights_hash != m["weights_hash"]:
-            raise EngineError(f"the engines in {folder} were made from other weights than this checkpoint "
-                              f"({m['weights_hash'][:19]}... vs {expect_weights_hash[:19]}...): export them again")
-        paths = {name: Path(folder) / g["file"] for name, g in m["graphs"].items()}
-        for path in paths.values():
-            if not path.is_file():
-                raise EngineError(f"engine file missing: {path} (named in the manifest)")
         ort = import_onnxruntime()
         dev = torch.device(device if device is not None else "cpu")
         if providers is None:
@@ -147,16 +132,6 @@ class OrtBackbone:
                  sessions["encoder"].get_providers()[0])
         return cls(folder, m, sessions, dev)
 
-    def check_size(self, height: int, width: int, batch: int) -> None:
-        s = self.manifest["sizes"]
-        ok = (s["min_height"] <= height <= s["max_height"] and s["min_width"] <= width <= s["max_width"]
-              and height % s["multiple"] == 0 and width % s["multiple"] == 0 and 1 <= batch <= s["max_batch"])
-        if not ok:
-            raise InputError(f"padded frames {height}x{width} (batch {batch}) are outside what the ONNX engines "
-                             f"accept: heights {s['min_height']}..{s['max_height']}, widths "
-                             f"{s['min_width']}..{s['max_width']}, multiples of {s['multiple']}, batch <= "
-                             f"{s['max_batch']}; use the torch runtime for this size")
-
     def _run(self, graph: str, tensors: list[Tensor]) -> list[Tensor]:
         g = self.manifest["graphs"][graph]
         sess = self.sessions[graph]
@@ -186,6 +161,3 @@ class OrtBackbone:
 
     def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor) -> Tensor:
         return self._run("decoder", [z, *phi0, *phi1, frame0, frame1])[0]
-
-    def __repr__(self) -> str:
-        return f"OrtBackbone({str(self.folder)!r}, {self.device}, {self.dtype})"

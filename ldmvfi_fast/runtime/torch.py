@@ -1,7 +1,6 @@
 """The PyTorch model (:class:`~ldmvfi_fast.models.ldmvfi.LDMVFI`) as a :class:`~.base.Backbone`."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..models.ldmvfi import LDMVFI
