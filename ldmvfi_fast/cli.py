@@ -62,8 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
     it.add_argument("--runtime", choices=RUNTIMES, default="torch",
                     help="torch: the eager model (default); exported: torch.export programs from --engines "
-                         "(made by `ldmvfi-fast export`)")
-    it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for --runtime exported")
+                         "(made by `ldmvfi-fast export`); onnxruntime: ONNX graphs (export/export_onnx.py); aoti: "
+                         "AOTInductor packages (export/build_aoti.py)")
+    it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for the runtimes other "
+                                      "than torch")
     it.add_argument("--steps", type=int, default=200, help="sampling steps, 1..1000 (default 200, as the paper)")
     it.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default 1.0, as the paper)")
     it.add_argument("--sampler", choices=list(SAMPLERS), default="ddim", help=samplers)
@@ -184,11 +186,12 @@ def _check_runtime(args) -> None:
 
     if args.runtime == "torch":
         if args.engines:
-            raise OptionError("--engines is for --runtime exported; the torch runtime loads --ckpt")
+            raise OptionError("--engines needs --runtime exported, onnxruntime or aoti; the torch runtime loads --ckpt")
         if not (args.ckpt or _env.default_checkpoint()):
             raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
     elif not args.engines:
-        raise OptionError(f"--runtime {args.runtime} needs --engines DIR (make one with `ldmvfi-fast export`)")
+        raise OptionError(f"--runtime {args.runtime} needs --engines DIR (`ldmvfi-fast export`, "
+                          "export/export_onnx.py or export/build_aoti.py make one)")
     elif not Path(args.engines).is_dir():
         raise OptionError(f"--engines {args.engines}: no such folder")
 
