@@ -294,6 +294,8 @@ def _pair(args, inputs: list[Path], out: Path) -> None:
             if bar.total != total:
                 bar.total = total
             bar.update(done - bar.n)
+            if done == total:
+                bar.refresh()  # the last step is always shown (tqdm skips updates within mininterval)
 
         mid = interp.interpolate(to_tensor(a), to_tensor(b), seed=args.seed, callback=step)
     write_image(out, to_image(mid), overwrite=args.overwrite)
