@@ -85,8 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"scene-cut detection threshold in (0, 1] (default {scene_default}): at a detected cut "
                          "the inserted frames repeat the earlier frame instead of blending two scenes")
     it.add_argument("--no-scene-detect", action="store_true", help="interpolate across scene cuts too")
-    it.add_argument("--io-threads", action=argparse.BooleanOptionalAction, default=True,
-                    help="decode ahead and encode in background threads, overlapping the model (default: on)")
+    it.add_argument("--io-threads", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode ahead and encode in background threads, overlapping the model (default: on with "
+                         "a CUDA device; off on CPU, where the threads compete with the model for the cores: "
+                         "measured 1.3x slower on 2 cores, see benchmarks/latency.py --video)")
     it.add_argument("--overwrite", action="store_true",
                     help="replace an existing output file, or the frame files of an existing output folder "
                          "(nothing else is ever deleted)")
@@ -383,6 +385,11 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
                        trim_audio)
 
 
+def _overlap(args, interp) -> bool:
+    """IO threads: as asked, else on for CUDA only (on CPU they take cores from the model)."""
+    return args.io_threads if args.io_threads is not None else interp.device.type == "cuda"
+
+
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
     from .video import (FRAME_NAME, check_frame_folder, frame_folder_output, list_images, read_image, to_image,
                         to_tensor, write_image)
@@ -410,7 +417,7 @@ def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
             write_image(tmp / FRAME_NAME.format(i), to_image(frame))
 
         cuts = _run_sequence(interp, frames(), write, multi=multi, seed=args.seed, threshold=threshold,
-                             total=total, overlap=args.io_threads)
+                             total=total, overlap=_overlap(args, interp))
     _done(f"wrote {total} frames ({first.shape[1]}x{first.shape[0]}) to {out}/: {_cuts_text(cuts, threshold)}")
 
 
@@ -420,7 +427,7 @@ def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> N
     probe(src)  # an unreadable video fails before the model loads
     interp = _load(args)
     r = interpolate_video(interp, src, out, multi=multi, seed=args.seed, scene_threshold=threshold, crf=args.crf,
-                          overwrite=args.overwrite, max_frames=args.max_frames, overlap=args.io_threads)
+                          overwrite=args.overwrite, max_frames=args.max_frames, overlap=_overlap(args, interp))
     audio = ""
     if r.has_audio:
         audio = f", audio copied ({r.audio_packets} packets{', cut to the video' if r.audio_trimmed else ''})"
