@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import EngineError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "weights_hash", "validate_manifest", "read_manifest",
-           "write_manifest", "describe_tensor"]
+           "write_manifest", "describe_tensor", "check_engine_target"]
 
 FORMAT = "ldmvfi_fast.engines"
 FORMAT_VERSION = 1
@@ -113,6 +113,20 @@ def read_manifest(folder: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EngineError(f"{path} cannot be read: {exc}") from None
     return validate_manifest(m, str(path))
+
+
+def check_engine_target(out: Path, overwrite: bool, files) -> None:
+    """Raise :class:`EngineError` unless the folder ``out`` can receive engine ``files`` (names):
+    new, empty, or with ``overwrite`` (then only those files and the manifest are replaced)."""
+    if out.exists() and not out.is_dir():
+        raise EngineError(f"output {out} exists and is not a folder")
+    if not out.parent.is_dir():
+        raise EngineError(f"the folder {out.parent} of the output does not exist")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EngineError(f"output folder {out} is not empty; pass --overwrite (overwrite=True) to replace the "
+                          f"engine files in it ({', '.join(sorted(files))}, {MANIFEST_NAME}; nothing else is touched)")
+    if not os.access(out if out.is_dir() else out.parent, os.W_OK):
+        raise EngineError(f"cannot write to {out if out.is_dir() else out.parent}")
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> Path:

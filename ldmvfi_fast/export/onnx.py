@@ -47,6 +47,7 @@ from ..models.ldmvfi import LDMVFI
 from ..ops import use_backend
 from ..padding import padded_size
 from .manifest import (
+    check_engine_target,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -90,16 +91,7 @@ def _require_onnx():
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise EngineError(f"output {out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise EngineError(f"the folder {out.parent} of the output does not exist")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EngineError(f"output folder {out} is not empty; pass --overwrite (overwrite=True) to replace the "
-                          f"engine files in it ({', '.join(sorted(ONNX_FILES.values()))}, {MANIFEST_NAME}; "
-                          "nothing else is touched)")
-    if not os.access(out if out.is_dir() else out.parent, os.W_OK):
-        raise EngineError(f"cannot write to {out if out.is_dir() else out.parent}")
+    check_engine_target(out, overwrite, ONNX_FILES.values())
 
 
 def _check_options(opset: int, custom_ops: str, dtype) -> None:

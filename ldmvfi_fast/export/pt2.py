@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import EngineError
 from ..models.ldmvfi import LDMVFI
 from ..ops import current_backend, use_backend
-from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, describe_tensor, weights_hash, write_manifest
+from .manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_engine_target, describe_tensor, weights_hash,
+                       write_manifest)
 from .specs import MAX_BATCH, MIN_UNITS, export_specs
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,7 @@ PT2_FILES = {"encoder": "encoder.pt2", "unet_step": "unet_step.pt2", "decoder": 
 
 def check_export_target(out: Path, overwrite: bool) -> None:
     """Raise :class:`EngineError` unless ``out`` can receive an export (new, empty, or ``overwrite``)."""
-    if out.exists() and not out.is_dir():
-        raise EngineError(f"output {out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise EngineError(f"the folder {out.parent} of the output does not exist")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EngineError(f"output folder {out} is not empty; pass --overwrite (overwrite=True) to replace the "
-                          f"engine files in it ({', '.join(sorted(PT2_FILES.values()))}, {MANIFEST_NAME}; "
-                          "nothing else is touched)")
-    if not os.access(out if out.is_dir() else out.parent, os.W_OK):
-        raise EngineError(f"cannot write to {out if out.is_dir() else out.parent}")
+    check_engine_target(out, overwrite, PT2_FILES.values())
 
 
 def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, height: int = 512,
