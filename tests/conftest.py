@@ -55,6 +55,12 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_ckpt(fixtures_dir) -> Path:
+    """The random-weight tiny checkpoint of the shared fixtures."""
+    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
+
+
+@pytest.fixture(scope="session")
 def tiny_engines(fixtures_dir, tmp_path_factory) -> Path:
     """The tiny checkpoint exported once per session with the command line
     (``ldmvfi-fast export``; torch.export programs, example 512x768, batch 2)."""

@@ -33,11 +33,6 @@ def _script():
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(fixtures_dir):
-    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
-
-
-@pytest.fixture(scope="module")
 def model(tiny_ckpt):
     return load_model(tiny_ckpt)
 

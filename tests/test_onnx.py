@@ -81,11 +81,6 @@ def random_model(cfg, seed=0) -> LDMVFI:
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(fixtures_dir):
-    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
-
-
-@pytest.fixture(scope="module")
 def tiny(tiny_ckpt):
     return load_model(tiny_ckpt)
 

@@ -18,11 +18,6 @@ from ldmvfi_fast.runtime.exported import ExportedBackbone
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(fixtures_dir):
-    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
-
-
-@pytest.fixture(scope="module")
 def model(tiny_ckpt):
     return load_model(tiny_ckpt)
 
@@ -154,3 +149,14 @@ def test_export_never_clobbers(model, engines, tmp_path):
         export_pt2(model, target)
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_engines_calling_compiled_ops_need_the_extension(engines, tmp_path, monkeypatch):
+    """The tiny export calls ldmvfi_fast::decoder_output; without the extension the folder is
+    refused with a message (before torch.export.load fails on an unknown schema)."""
+    from ldmvfi_fast.ops import _native
+
+    assert read_manifest(engines)["custom_ops"]  # the compiled op is in the graphs
+    monkeypatch.setattr(_native, "LOAD_ERROR", "ImportError: not built (simulated)")
+    with pytest.raises(EngineError, match="ldmvfi_fast._C is not available.*backend='reference'"):
+        ExportedBackbone.from_dir(engines)

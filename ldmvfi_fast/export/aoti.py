@@ -119,22 +119,6 @@ def proxy_ops(package: str | Path) -> list[str]:
     return sorted(ops)
 
 
-def _load_programs(folder: Path, paths: dict[str, Path], manifest: dict) -> dict:
-    if manifest.get("custom_ops"):  # the ops must be registered before the programs load
-        from ..ops import _native
-
-        if _native.LOAD_ERROR is not None:
-            raise EngineError(f"the programs in {folder} call the compiled ops {manifest['custom_ops']}, but the "
-                              f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR})")
-    progs = {}
-    for name, path in paths.items():
-        try:
-            progs[name] = torch.export.load(str(path))
-        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-            raise EngineError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
-    return progs
-
-
 def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, device: str | torch.device = "cpu",
                overwrite: bool = False, backend: str | None = None) -> Path:
     """Compile encoder, U-Net step and decoder with AOTInductor into ``out_dir``.
@@ -170,7 +154,7 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
         from ..runtime.exported import ExportedBackbone
 
         m, paths = ExportedBackbone.open_folder(src)  # runtime 'exported', every file present
-        progs = _load_programs(src, paths, m)
+        progs = ExportedBackbone.load_programs(m, src, paths)
         times, called = {}, set()
         for name, ep in progs.items():
             if m.get("device", "cpu") != dev.type:

@@ -42,6 +42,18 @@ class EngineBackbone:
                 raise EngineError(f"engine file missing: {path} (named in the manifest)")
         return m, paths
 
+    @staticmethod
+    def require_compiled_ops(manifest: dict, folder: str | Path, hint: str) -> None:
+        """Load ``ldmvfi_fast._C`` when the engines call its ops (their schemas must be registered
+        before the engines load); :class:`EngineError` with ``hint`` when it is not available."""
+        if not manifest.get("custom_ops"):
+            return
+        from ..ops import _native
+
+        if _native.LOAD_ERROR is not None:
+            raise EngineError(f"the engines in {folder} call the compiled ops {manifest['custom_ops']}, but the "
+                              f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR}); {hint}")
+
     def _init_facts(self, folder: str | Path, manifest: dict, device: torch.device) -> None:
         self.folder, self.manifest, self.device = Path(folder), manifest, device
         self.dtype = getattr(torch, manifest["dtype"])

@@ -77,13 +77,8 @@ class AotiBackbone(EngineBackbone):
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
         check_build_machine(m, folder, dev)
-        if m.get("custom_ops"):  # the proxy executor finds the ops by schema: register them first
-            from ..ops import _native
-
-            if _native.LOAD_ERROR is not None:
-                raise EngineError(f"the packages in {folder} call the compiled ops {m['custom_ops']}, but the "
-                                  f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR}); "
-                                  "build them from programs exported with backend='reference'")
+        # the proxy executor finds the ops by schema: register them first
+        cls.require_compiled_ops(m, folder, "build the packages from programs exported with backend='reference'")
         mods = {}
         for name, path in paths.items():
             try:

@@ -45,22 +45,22 @@ class ExportedBackbone(EngineBackbone):
         """Load an engine folder; ``expect_weights_hash`` (see :func:`~ldmvfi_fast.export.manifest.weights_hash`)
         refuses engines made from other weights."""
         m, paths = cls.open_folder(folder, expect_weights_hash)
-        if m.get("custom_ops"):  # the compiled ops must be registered before the programs load
-            from ..ops import _native
+        progs = cls.load_programs(m, folder, paths)
+        dev = torch.device(device) if device is not None else torch.device(m.get("device", "cpu"))
+        log.info("loaded exported engines from %s (%s, %s)", folder, m["dtype"], dev)
+        return cls(folder, m, progs, dev)
 
-            if _native.LOAD_ERROR is not None:
-                raise EngineError(f"the engines in {folder} call the compiled ops {m['custom_ops']}, but the "
-                                  f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR}); "
-                                  "export again with backend='reference'")
+    @classmethod
+    def load_programs(cls, manifest: dict, folder: str | Path, paths: dict[str, Path]) -> dict:
+        """``{graph: ExportedProgram}`` of a checked folder (see :meth:`open_folder`)."""
+        cls.require_compiled_ops(manifest, folder, "export again with backend='reference'")
         progs = {}
         for name, path in paths.items():
             try:
                 progs[name] = torch.export.load(str(path))
             except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
                 raise EngineError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
-        dev = torch.device(device) if device is not None else torch.device(m.get("device", "cpu"))
-        log.info("loaded exported engines from %s (%s, %s)", folder, m["dtype"], dev)
-        return cls(folder, m, progs, dev)
+        return progs
 
     def encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
         z, *phi = self._mods["encoder"](frames)
