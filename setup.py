@@ -156,7 +156,9 @@ setup(
     packages=find_namespace_packages(include=["ldmvfi_fast", "ldmvfi_fast.*"], exclude=["*__pycache__*"]),
     python_requires=">=3.10",
     install_requires=["torch", "numpy", "einops", "av", "pyyaml", "tqdm"],
-    extras_require={"export": ["onnx", "onnxruntime", "onnxscript"], "triton": ["triton"], "test": ["pytest", "triton", "onnx", "onnxruntime", "onnxscript"]},
+    extras_require={"export": ["onnx", "onnxruntime", "onnxscript"], "triton": ["triton"],
+                    "bench": ["matplotlib"],  # benchmarks/quality.py's plot
+                    "test": ["pytest", "triton", "onnx", "onnxruntime", "onnxscript", "matplotlib"]},
     entry_points={"console_scripts": ["ldmvfi-fast=ldmvfi_fast.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
