@@ -13,6 +13,15 @@
 
 #include <cstdint>
 
+// Kernel launch seam: every launch in csrc/kernels is written
+//   LDMVFI_LAUNCH(grid, block, shared_bytes, stream, kernel)(args...);
+// nvcc expands it to kernel<<<grid, block, shared_bytes, stream>>>(args...); the host
+// emulation (csrc/emulation/cuda_host.h, included through its <cuda_runtime.h> shim) defines
+// it first and runs the grid on the CPU.
+#ifndef LDMVFI_LAUNCH
+#define LDMVFI_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#endif
+
 namespace ldmvfi {
 namespace kernels {
 

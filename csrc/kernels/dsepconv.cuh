@@ -401,11 +401,11 @@ cudaError_t launch_dsepconv_forward(const T* input, const T* vertical, const T* 
   const dim3 block(kDSepBlockX, kDSepBlockY);
   const dim3 grid = detail::pixel_grid(H, W, Z);
   if (K == 5) {
-    detail::dsepconv_forward_kernel<T, 5><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::dsepconv_forward_kernel<T, 5>)(
         input, vertical, horizontal, offset_x, offset_y, mask, out, int(C), int(K), int(H), int(W), int(chunks),
         int(Z));
   } else {
-    detail::dsepconv_forward_kernel<T, 0><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::dsepconv_forward_kernel<T, 0>)(
         input, vertical, horizontal, offset_x, offset_y, mask, out, int(C), int(K), int(H), int(W), int(chunks),
         int(Z));
   }
@@ -429,11 +429,11 @@ cudaError_t launch_dsepconv_backward(const T* grad_out, const T* input, const T*
   const dim3 block(kDSepBlockX, kDSepBlockY);
   const dim3 grid = detail::pixel_grid(H, W, B);
   if (K == 5) {
-    detail::dsepconv_backward_kernel<T, 5><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::dsepconv_backward_kernel<T, 5>)(
         grad_out, input, vertical, horizontal, offset_x, offset_y, mask, grad_input_acc, g_vertical, g_horizontal,
         g_offset_x, g_offset_y, g_mask, int(C), int(K), int(H), int(W), int(B));
   } else {
-    detail::dsepconv_backward_kernel<T, 0><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::dsepconv_backward_kernel<T, 0>)(
         grad_out, input, vertical, horizontal, offset_x, offset_y, mask, grad_input_acc, g_vertical, g_horizontal,
         g_offset_x, g_offset_y, g_mask, int(C), int(K), int(H), int(W), int(B));
   }
@@ -447,7 +447,7 @@ cudaError_t launch_cast_from_acc(const typename Acc<T>::type* src, T* dst, int64
   if (n == 0) return cudaSuccess;
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
-  detail::cast_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(src, dst, n);
+  LDMVFI_LAUNCH(static_cast<unsigned>(blocks), threads, 0, stream, detail::cast_kernel<T>)(src, dst, n);
   return cudaGetLastError();
 }
 
@@ -468,11 +468,11 @@ cudaError_t launch_decoder_output(const T* frame0, const T* frame1, const T* ver
   const dim3 block(kDSepBlockX, kDSepBlockY);
   const dim3 grid = detail::pixel_grid(H, W, Z);
   if (K == 5) {
-    detail::decoder_output_kernel<T, 5><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::decoder_output_kernel<T, 5>)(
         frame0, frame1, vertical0, horizontal0, offset_x0, offset_y0, vertical1, horizontal1, offset_x1, offset_y1,
         mask, residual, out, int(C), int(K), int(H), int(W), int(chunks), int(Z));
   } else {
-    detail::decoder_output_kernel<T, 0><<<grid, block, 0, stream>>>(
+    LDMVFI_LAUNCH(grid, block, 0, stream, detail::decoder_output_kernel<T, 0>)(
         frame0, frame1, vertical0, horizontal0, offset_x0, offset_y0, vertical1, horizontal1, offset_x1, offset_y1,
         mask, residual, out, int(C), int(K), int(H), int(W), int(chunks), int(Z));
   }

@@ -354,15 +354,15 @@ cudaError_t launch_maxvit_attention(const T* q, const int64_t q_strides[3], cons
     if (blocks > INT32_MAX) return cudaErrorInvalidValue;
     const dim3 g(static_cast<unsigned>(blocks));
     switch (d) {
-      case 32: detail::maxvit_attention_w2_kernel<T, 1><<<g, detail::kAttnThreads, 0, stream>>>(P); break;
-      case 64: detail::maxvit_attention_w2_kernel<T, 2><<<g, detail::kAttnThreads, 0, stream>>>(P); break;
-      case 128: detail::maxvit_attention_w2_kernel<T, 4><<<g, detail::kAttnThreads, 0, stream>>>(P); break;
-      default: detail::maxvit_attention_w2_kernel<T, 8><<<g, detail::kAttnThreads, 0, stream>>>(P); break;
+      case 32: LDMVFI_LAUNCH(g, detail::kAttnThreads, 0, stream, detail::maxvit_attention_w2_kernel<T, 1>)(P); break;
+      case 64: LDMVFI_LAUNCH(g, detail::kAttnThreads, 0, stream, detail::maxvit_attention_w2_kernel<T, 2>)(P); break;
+      case 128: LDMVFI_LAUNCH(g, detail::kAttnThreads, 0, stream, detail::maxvit_attention_w2_kernel<T, 4>)(P); break;
+      default: LDMVFI_LAUNCH(g, detail::kAttnThreads, 0, stream, detail::maxvit_attention_w2_kernel<T, 8>)(P); break;
     }
   } else {
     if (P.num_items > INT32_MAX) return cudaErrorInvalidValue;
-    detail::maxvit_attention_block_kernel<T>
-        <<<static_cast<unsigned>(P.num_items), detail::kAttnThreads, 0, stream>>>(P);
+    LDMVFI_LAUNCH(static_cast<unsigned>(P.num_items), detail::kAttnThreads, 0, stream,
+                  detail::maxvit_attention_block_kernel<T>)(P);
   }
   return cudaGetLastError();
 }
