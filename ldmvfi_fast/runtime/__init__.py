@@ -3,7 +3,8 @@
 * ``torch``: the eager PyTorch model (:class:`~.torch.TorchBackbone`);
 * ``exported``: ``torch.export`` programs from an engine folder (:class:`~.exported.ExportedBackbone`);
 * ``onnxruntime``: ONNX graphs run by ONNX Runtime (:class:`~.onnxruntime.OrtBackbone`);
-* ``aoti``: AOTInductor packages from an engine folder (:class:`~.aoti.AotiBackbone`).
+* ``aoti``: AOTInductor packages from an engine folder (:class:`~.aoti.AotiBackbone`);
+* ``tensorrt``: TensorRT engines from ``export/build_trt.py`` (:class:`~.tensorrt.TrtBackbone`).
 
 :func:`load_backbone` makes one by name, as the command line's ``--runtime`` does.
 """
@@ -17,7 +18,7 @@ from .torch import TorchBackbone
 
 __all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone"]
 
-RUNTIMES = ("torch", "exported", "onnxruntime", "aoti")
+RUNTIMES = ("torch", "exported", "onnxruntime", "aoti", "tensorrt")
 
 
 def as_backbone(model_or_backbone) -> Backbone:
@@ -66,6 +67,10 @@ def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | No
         from .aoti import AotiBackbone
 
         bb = AotiBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
+    elif runtime == "tensorrt":
+        from .tensorrt import TrtBackbone
+
+        bb = TrtBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     else:
         bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     if dtype is not None and dtype != bb.dtype:

@@ -1,0 +1,635 @@
+"""Build TensorRT engines (``encoder``, ``unet_step``, ``decoder``) from an ONNX engine folder.
+
+``build_trt(onnx_dir, out_dir, precision=...)`` parses each ``*.onnx`` graph of a folder made
+by :func:`ldmvfi_fast.export.onnx.export_onnx` with TensorRT's ONNX parser, builds one
+serialized engine per sub-model with the TensorRT 10 Python API (no shell strings) and writes
+them, with a ``manifest.json`` of runtime ``tensorrt``, into ``out_dir``;
+:class:`~ldmvfi_fast.runtime.tensorrt.TrtBackbone` runs them.
+
+* **Profiles**: one optimisation profile per sub-model, from the ONNX manifest's
+  ``profiles`` (TensorRT-style ``{input: {min, opt, max}}``), or from frame sizes given by
+  the user (:func:`parse_profile`) checked against the sizes the graphs accept.
+* **Engine key**: sha256 over the ONNX bytes (and external-data files), the TensorRT
+  version, the GPU (name + compute capability), the precision, the graph's profile and the
+  plugin library's bytes (:func:`engine_key`). It is in the engine's file name and the
+  manifest; the runtime recomputes it and refuses an engine built for anything else.
+* **Precision**: ``fp32``, ``fp16`` or ``bf16``. Under fp16/bf16 the layers that must stay
+  float32 (:func:`fp32_nodes`: DSepConv's sample coordinates and offsets - Floor, Clip,
+  Min/Max, Add/Sub/Mul on coordinates, Gather indices - or the DSepConv / DecoderOutput
+  plugin nodes of a ``domain`` export, and Softmax with its inputs) get
+  ``layer.precision`` / ``set_output_type(float32)`` and the build sets
+  ``OBEY_PRECISION_CONSTRAINTS``. TensorRT 11 dropped those flags (networks are always
+  strongly typed: the ONNX graph's dtypes decide); there a reduced-precision build needs a
+  float16/bfloat16 ONNX export and the constraints cannot be applied (refused, see
+  :func:`_precision_mode`).
+* **Timing cache**: read from and written back to ``timing_cache`` (atomically).
+* **Plugins**: ``plugins`` (the library built by ``CMakeLists.txt`` with
+  ``-DTENSORRT_ROOT``) is loaded into TensorRT's plugin registry before parsing.
+
+``import tensorrt`` happens only in :func:`import_tensorrt`; everything else here (profiles,
+keys, the fp32 layer list, names, manifest) is plain Python and tested without TensorRT.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EngineError, OptionError
+from .manifest import GRAPHS, MANIFEST_NAME, check_engine_target, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PRECISIONS", "PLUGIN_OPS", "PLUGIN_DOMAIN", "import_tensorrt", "parse_profile", "profiles_from_manifest",
+    "onnx_digest", "file_digest", "engine_key", "engine_file_name", "fp32_nodes", "gpu_identity",
+    "trt_version", "load_plugins", "build_trt", "default_out_dir",
+]
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: ops of the ``ldmvfi_fast`` ONNX domain (``custom_ops="domain"``) that the plugins implement
+PLUGIN_OPS = ("DSepConv", "DecoderOutput", "MaxViTAttention")
+PLUGIN_DOMAIN = "ldmvfi_fast"
+#: plugin ops kept in float32 under fp16/bf16 (sample coordinates computed inside)
+FP32_PLUGIN_OPS = ("DSepConv", "DecoderOutput")
+ENGINE_SUFFIX = ".engine"
+_SIDES = ("min", "opt", "max")
+
+# ---- ONNX node patterns of the layers kept in float32
+#: elementwise / index arithmetic followed backwards from Floor and from gather indices
+_COORD_BACK = {"Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Round", "Clip", "Min", "Max", "Neg", "Cast",
+               "CastLike", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Concat", "Slice",
+               "Transpose", "Range", "Where"}
+#: data-movement ops whose first input is data and the rest shapes / axes (followed on input 0 only)
+_DATA_INPUT0 = {"Unsqueeze", "Squeeze", "Reshape", "Expand", "Slice", "Transpose"}
+#: arithmetic on coordinates followed forwards (fractions, 1 - fraction, their products)
+_COORD_FWD = {"Add", "Sub", "Mul", "Clip", "Min", "Max", "Cast", "CastLike", "Identity", "Neg", "Floor"}
+_GATHERS = {"Gather": (1,), "GatherElements": (1,), "GatherND": (1,)}
+#: ops between a Softmax and the score MatMul that feeds it
+_SOFTMAX_BACK = {"Add", "Mul", "Div", "Sub", "Cast", "CastLike", "Reshape", "Transpose", "Identity"}
+
+
+def import_tensorrt():
+    """``import tensorrt`` with an error that names the package."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise EngineError(f"TensorRT engines need the package tensorrt ({exc}): pip install tensorrt "
+                          "(NVIDIA's wheels, with a CUDA GPU and driver)") from None
+    return tensorrt
+
+
+def trt_version(trt) -> str:
+    return str(getattr(trt, "__version__", "unknown"))
+
+
+def gpu_identity(device: int | None = None) -> dict:
+    """``{"name", "compute_capability"}`` of the CUDA device (an engine runs only where it was built)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineError("TensorRT engines are built and run on a CUDA GPU; none is available here "
+                          f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
+    idx = torch.cuda.current_device() if device is None else device
+    major, minor = torch.cuda.get_device_capability(idx)
+    return {"name": torch.cuda.get_device_name(idx), "compute_capability": f"{major}.{minor}"}
+
+
+# ---------------------------------------------------------------- profiles
+
+def parse_profile(items: list[str] | None) -> dict:
+    """``--profile`` values (``min=HxW``, ``opt=HxW``, ``max=HxW``, ``batch=MIN,OPT,MAX``) as a dict
+    ``{"min": (h, w), ..., "batch": (b0, b1, b2)}``; :class:`OptionError` on a malformed one."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        key = key.strip()
+        try:
+            if not sep:
+                raise ValueError
+            if key in _SIDES:
+                h, w = (int(v) for v in val.lower().split("x"))
+                if h <= 0 or w <= 0:
+                    raise ValueError
+                out[key] = (h, w)
+            elif key == "batch":
+                b = tuple(int(v) for v in val.split(","))
+                if len(b) != 3 or min(b) < 1:
+                    raise ValueError
+                out[key] = b
+            else:
+                raise ValueError
+        except ValueError:
+            raise OptionError(f"--profile {item!r}: expected min=HxW, opt=HxW, max=HxW (frame sizes) or "
+                              "batch=MIN,OPT,MAX") from None
+    return out
+
+
+def _padded(h: int, w: int, unit: int) -> tuple[int, int]:
+    from ..padding import padded_size
+
+    return padded_size(int(h), int(w), "minimal", unit)
+
+
+def _shape_of(desc: dict, H: int, W: int, batch: int) -> list[int]:
+    s = []
+    for sym in desc["shape"]:
+        if isinstance(sym, int):
+            s.append(sym)
+        elif sym == "batch":
+            s.append(batch)
+        else:
+            base, _, div = sym.partition("/")
+            side = H if base == "H" else W if base == "W" else None
+            if side is None:
+                raise EngineError(f"input {desc['name']}: unknown axis {sym!r} in the manifest")
+            s.append(side // int(div) if div else side)
+    return s
+
+
+def profiles_from_manifest(manifest: dict, overrides: dict | None = None) -> dict[str, dict[str, dict]]:
+    """``{graph: {input: {"min", "opt", "max": shape}}}``: the ONNX manifest's profiles, or, for
+    the sides given in ``overrides`` (:func:`parse_profile`), shapes made from those frame
+    sizes (padded as the pipeline pads them). :class:`OptionError` when a size is outside
+    what the graphs accept or min <= opt <= max does not hold."""
+    overrides = overrides or {}
+    s = manifest["sizes"]
+    unit = manifest["pad_unit"]
+    out: dict[str, dict[str, dict]] = {}
+    if overrides:
+        frames = {}
+        for side in _SIDES:
+            if side in overrides:
+                h, w = _padded(*overrides[side], unit)
+                if not (s["min_height"] <= h <= s["max_height"] and s["min_width"] <= w <= s["max_width"]):
+                    raise OptionError(
+                        f"--profile {side}={overrides[side][0]}x{overrides[side][1]} (padded {h}x{w}) is outside "
+                        f"the sizes the ONNX graphs accept: heights {s['min_height']}..{s['max_height']}, widths "
+                        f"{s['min_width']}..{s['max_width']} (export them again with a larger max size)")
+                frames[side] = (h, w)
+        batch = overrides.get("batch")
+        if batch is not None and not (batch[0] <= batch[1] <= batch[2] <= s["max_batch"]):
+            raise OptionError(f"--profile batch={','.join(map(str, batch))}: need 1 <= min <= opt <= max <= "
+                              f"{s['max_batch']} (the graphs' largest batch)")
+    for g in GRAPHS:
+        spec = manifest["graphs"][g]
+        base = spec.get("profiles")
+        if base is None and not overrides:
+            raise EngineError(f"the manifest has no shape profiles for {g}: give --profile min=HxW opt=HxW max=HxW")
+        prof = {}
+        for desc in spec["inputs"]:
+            name = desc["name"]
+            shapes = {k: list(v) for k, v in (base or {}).get(name, {}).items()}
+            if overrides:
+                # frame size and batch of each side: the override, else what the base profile says
+                for i, side in enumerate(_SIDES):
+                    H, W, b = _side_facts(spec, base, side, s)
+                    if side in frames:
+                        H, W = frames[side]
+                    if overrides.get("batch"):
+                        b = overrides["batch"][i]
+                    shapes[side] = _shape_of(desc, H, W, b)
+            if set(shapes) != set(_SIDES):
+                raise EngineError(f"the manifest's profile of {g}.{name} lacks min/opt/max shapes")
+            prof[name] = shapes
+        _check_order(g, prof)
+        out[g] = prof
+    return out
+
+
+def _side_facts(spec: dict, base: dict | None, side: str, sizes: dict) -> tuple[int, int, int]:
+    """(H, W, batch) of one side of a base profile, read back from the inputs' named axes
+    (``H/32`` of size n means H = 32 n)."""
+    found: dict[str, int] = {}
+    for desc in spec["inputs"] if base else []:
+        shp = base.get(desc["name"], {}).get(side)
+        for sym, n in zip(desc["shape"], shp or []):
+            if isinstance(sym, str):
+                b, _, div = sym.partition("/")
+                found.setdefault(b, int(n) * (int(div) if div else 1))
+    default = {"min": (sizes["min_height"], sizes["min_width"], 1),
+               "opt": (sizes["min_height"], sizes["min_width"], 1),
+               "max": (sizes["max_height"], sizes["max_width"], sizes["max_batch"])}[side]
+    return found.get("H", default[0]), found.get("W", default[1]), found.get("batch", default[2])
+
+
+def _check_order(graph: str, prof: dict) -> None:
+    for name, sh in prof.items():
+        lo, op, hi = (sh[k] for k in _SIDES)
+        if not (len(lo) == len(op) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, op, hi))):
+            raise OptionError(f"profile of {graph}.{name}: need min <= opt <= max on every axis, got "
+                              f"{lo} / {op} / {hi}")
+
+
+# ---------------------------------------------------------------- keys and names
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _external_files(path: Path) -> list[Path]:
+    """External-data files an ONNX model refers to (sorted, unique)."""
+    try:
+        import onnx
+    except ImportError:  # without onnx: every other file of the folder with the graph's stem
+        return sorted(p for p in path.parent.iterdir() if p.name.startswith(path.stem) and p != path
+                      and p.suffix not in (".onnx", ENGINE_SUFFIX) and p.is_file())
+    model = onnx.load(str(path), load_external_data=False)
+    names = set()
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            names.update(e.value for e in t.external_data if e.key == "location")
+    return [path.parent / n for n in sorted(names)]
+
+
+def onnx_digest(path: str | Path) -> str:
+    """sha256 over an ONNX file and the external-data files it names (names and bytes)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for p in [path, *_external_files(path)]:
+        if not p.is_file():
+            raise EngineError(f"{path.name} refers to the external data file {p.name}, which is missing")
+        h.update(p.name.encode() + b"\0" + file_digest(p).encode() + b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def engine_key(*, onnx_digest: str, trt_version: str, gpu: dict, precision: str, profiles: dict,
+               plugins_digest: str | None) -> str:
+    """sha256 (hex) identifying one engine: what it was built from, with which TensorRT, for which GPU."""
+    facts = {"onnx": onnx_digest, "tensorrt": trt_version, "gpu": gpu.get("name"),
+             "compute_capability": gpu.get("compute_capability"), "precision": precision,
+             "profiles": profiles, "plugins": plugins_digest}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def engine_file_name(graph: str, precision: str, key: str) -> str:
+    """``<graph>.<precision>.<first 16 hex of the key>.engine``."""
+    return f"{graph}.{precision}.{key[:16]}{ENGINE_SUFFIX}"
+
+
+def default_out_dir(onnx_dir: str | Path, precision: str) -> Path:
+    d = Path(onnx_dir)
+    return d.parent / f"{d.name}.trt-{precision}"
+
+
+# ---------------------------------------------------------------- float32 layers
+
+def fp32_nodes(model) -> dict[str, str]:
+    """ONNX node name -> reason, for the nodes kept in float32 under fp16 / bf16.
+
+    ``model``: an ``onnx.ModelProto`` (or its graph). Patterns:
+
+    * ``coordinate``: DSepConv's sample-position arithmetic of a decomposed export: every
+      Floor node and the producer of every Gather / GatherElements / GatherND index input,
+      followed backwards through index arithmetic (Add, Sub, Mul, Clip, Min, Max, Cast,
+      reshapes...) up to a non-arithmetic op (the Conv / Gather that makes the offsets), then
+      forwards through the arithmetic whose every input is a coordinate or a constant
+      (fractions ``x - floor(x)``, ``1 - fraction`` and their products; the product with
+      a gathered pixel is not);
+    * ``plugin``: ``ldmvfi_fast`` DSepConv / DecoderOutput nodes of a ``domain`` export;
+    * ``softmax``: every Softmax and its inputs back to the score MatMul (included).
+    """
+    graph = getattr(model, "graph", model)
+    nodes = list(graph.node)
+    producer = {o: n for n in nodes for o in n.output if o}
+    consts = {t.name for t in graph.initializer} | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    keep: dict[str, str] = {}
+
+    def back(start: list[str], allowed: set[str], reason: str, stop_after: set[str] = frozenset()) -> None:
+        stack = list(start)
+        while stack:
+            name = stack.pop()
+            n = producer.get(name)
+            if n is None or n.name in keep or n.op_type == "Constant":
+                continue
+            if n.op_type in stop_after:
+                keep[n.name] = reason
+                continue
+            if n.op_type not in allowed:
+                continue
+            keep[n.name] = reason
+            ins = n.input[:1] if n.op_type in _DATA_INPUT0 else n.input
+            stack.extend(i for i in ins if i)
+
+    # coordinates: backwards from Floor and from gather indices
+    seeds = []
+    for n in nodes:
+        if n.op_type == "Floor":
+            keep[n.name] = "coordinate"
+            seeds.extend(n.input)
+        elif n.op_type in _GATHERS and n.domain in ("", "ai.onnx"):
+            seeds.extend(n.input[i] for i in _GATHERS[n.op_type] if i < len(n.input))
+    back(seeds, _COORD_BACK, "coordinate")
+    # forwards: arithmetic on coordinates and constants only
+    coord_tensors = {o for n in nodes if keep.get(n.name) == "coordinate" for o in n.output}
+    frontier = list(coord_tensors)
+    while frontier:
+        t = frontier.pop()
+        for c in consumers.get(t, []):
+            if c.name in keep or c.op_type not in _COORD_FWD:
+                continue
+            if all((not i) or i in coord_tensors or i in consts for i in c.input):
+                keep[c.name] = "coordinate"
+                for o in c.output:
+                    coord_tensors.add(o)
+                    frontier.append(o)
+    # plugin nodes
+    for n in nodes:
+        if n.domain == PLUGIN_DOMAIN and n.op_type in FP32_PLUGIN_OPS:
+            keep[n.name] = "plugin"
+    # softmax and its inputs back to the scores' MatMul
+    for n in nodes:
+        if n.op_type == "Softmax":
+            keep[n.name] = "softmax"
+            back(list(n.input), _SOFTMAX_BACK, "softmax", stop_after={"MatMul", "Gemm"})
+    return keep
+
+
+_LAYER_META = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
+
+
+def _layer_nodes(layer) -> set[str]:
+    """ONNX node names a parsed TensorRT layer came from: the parser's metadata
+    (``[ONNX Layer: name]``), else the layer's name and the names of its output tensors."""
+    meta = getattr(layer, "metadata", "") or ""
+    names = set(_LAYER_META.findall(meta))
+    if not names:
+        names.add(layer.name)
+        names.update(layer.get_output(i).name for i in range(layer.num_outputs))
+    return names
+
+
+def constrain_precision(trt, network, keep: dict[str, str], onnx_outputs: dict[str, str]) -> dict[str, int]:
+    """Mark the layers of ``network`` made from the ``keep`` nodes float32 (``layer.precision``
+    and ``set_output_type`` on their floating outputs); returns counts per reason.
+    ``onnx_outputs``: ONNX tensor name -> node name (to match layers by output tensor)."""
+    floating = {trt.DataType.FLOAT, trt.DataType.HALF, getattr(trt.DataType, "BF16", trt.DataType.HALF)}
+    counts: dict[str, int] = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        names = _layer_nodes(layer)
+        hits = [keep[n] for n in names if n in keep]
+        hits += [keep[onnx_outputs[n]] for n in names if n in onnx_outputs and onnx_outputs[n] in keep]
+        if not hits:
+            continue
+        outs = [j for j in range(layer.num_outputs) if layer.get_output(j).dtype in floating]
+        if not outs:
+            continue  # integer index arithmetic: nothing to keep
+        layer.precision = trt.DataType.FLOAT
+        for j in outs:
+            layer.set_output_type(j, trt.DataType.FLOAT)
+        counts[hits[0]] = counts.get(hits[0], 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- TensorRT calls
+
+def load_plugins(trt, path: str | Path | None, logger=None) -> str | None:
+    """Register TensorRT's own plugins and, if given, the ldmvfi_fast plugin library; returns
+    the library's digest (``None`` without one). :class:`EngineError` when it cannot be loaded."""
+    if logger is not None and hasattr(trt, "init_libnvinfer_plugins"):
+        trt.init_libnvinfer_plugins(logger, "")
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise EngineError(f"TensorRT plugin library not found: {p} (build it with cmake -DTENSORRT_ROOT=...; "
+                          "see csrc/plugins/tensorrt)")
+    try:
+        registry = trt.get_plugin_registry()
+        handle = registry.load_library(str(p))
+    except Exception as exc:  # noqa: BLE001 - any failure means an unusable library
+        raise EngineError(f"cannot load the TensorRT plugin library {p}: {type(exc).__name__}: {exc}") from None
+    if handle is None:
+        raise EngineError(f"TensorRT refused the plugin library {p} (no getCreators / plugin creators in it)")
+    return file_digest(p)
+
+
+def _precision_mode(trt, precision: str, onnx_dtype: str) -> str:
+    """``"constraints"`` (TensorRT 10: FP16/BF16 builder flag + per-layer float32 constraints),
+    ``"typed"`` (the ONNX graph's dtypes are the engine's: fp32 from float32, or a TensorRT
+    11 strongly typed build of a graph already in that precision)."""
+    want = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
+    if onnx_dtype == want:
+        return "typed"
+    if onnx_dtype != "float32":
+        raise OptionError(f"the ONNX graphs are {onnx_dtype}: build them at --precision "
+                          f"{ {'float16': 'fp16', 'bfloat16': 'bf16'}[onnx_dtype]}, or export float32 graphs")
+    flag = {"fp16": "FP16", "bf16": "BF16"}[precision]
+    if not hasattr(trt.BuilderFlag, flag) or not hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+        raise EngineError(f"TensorRT {trt_version(trt)} builds strongly typed networks only (no BuilderFlag.{flag}): "
+                          f"a {precision} engine needs {want} ONNX graphs (export_onnx.py --dtype {want}), and the "
+                          "float32 coordinate / softmax layers cannot be kept (use TensorRT 10 for that)")
+    return "constraints"
+
+
+def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profile: dict, cache,
+               workspace_gb: float | None, refittable: bool, keep: dict[str, str], onnx_outputs: dict[str, str]):
+    builder = trt.Builder(logger)
+    flags = 0
+    if mode == "typed" and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT's ONNX parser failed on {onnx_path.name}: {errs or 'no error text'}")
+    config = builder.create_builder_config()
+    if workspace_gb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if refittable:
+        config.set_flag(trt.BuilderFlag.REFIT)
+    counts: dict[str, int] = {}
+    if mode == "constraints":
+        config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.BF16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        counts = constrain_precision(trt, network, keep, onnx_outputs)
+    prof = builder.create_optimization_profile()
+    for name, sh in profile.items():
+        prof.set_shape(name, tuple(sh["min"]), tuple(sh["opt"]), tuple(sh["max"]))
+    config.add_optimization_profile(prof)
+    config.set_timing_cache(cache, False)
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(f"TensorRT could not build an engine from {onnx_path.name} at {precision} "
+                          "(run with -v for TensorRT's log)")
+    return bytes(memoryview(plan)), counts, time.perf_counter() - t0
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _TrtLogger:
+    """A tensorrt.ILogger that forwards to :mod:`logging`."""
+
+    def __new__(cls, trt):
+        levels = {trt.Logger.INTERNAL_ERROR: logging.CRITICAL, trt.Logger.ERROR: logging.ERROR,
+                  trt.Logger.WARNING: logging.WARNING, trt.Logger.INFO: logging.INFO,
+                  trt.Logger.VERBOSE: logging.DEBUG}
+
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+
+            def log(self, severity, msg):
+                log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
+
+        return Logger()
+
+
+def make_logger(trt):
+    try:
+        return _TrtLogger(trt)
+    except Exception:  # noqa: BLE001 - bindings without ILogger subclassing: TensorRT's own logger
+        return trt.Logger(trt.Logger.WARNING)
+
+
+def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precision: str = "fp32",
+              profile: dict | None = None, timing_cache: str | Path | None = None,
+              plugins: str | Path | None = None, refittable: bool = False, workspace_gb: float | None = None,
+              overwrite: bool = False, gpu: dict | None = None) -> Path:
+    """Build TensorRT engines from the ONNX engine folder ``onnx_dir`` into ``out_dir``.
+
+    Args:
+        precision: ``fp32``, ``fp16`` or ``bf16`` (see the module doc for what stays float32).
+        profile: frame-size overrides of the manifest's profiles (:func:`parse_profile`).
+        timing_cache: a timing-cache file, read if present and written back.
+        plugins: the ldmvfi_fast TensorRT plugin library (needed by ``domain`` exports).
+        refittable: build with ``BuilderFlag.REFIT`` (weights can be replaced later).
+        workspace_gb: the builder's workspace limit.
+        overwrite: replace the engine files and manifest in a non-empty ``out_dir``; engines
+            whose key is unchanged are kept, not rebuilt.
+        gpu: the GPU identity for the keys (default: :func:`gpu_identity` of the current device).
+
+    Returns the output folder. Engines are written to temporary names and renamed; the
+    manifest is written last.
+    """
+    if precision not in PRECISIONS:
+        raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if workspace_gb is not None and not workspace_gb > 0:
+        raise OptionError(f"--workspace must be a positive number of GB, got {workspace_gb}")
+    trt = import_tensorrt()  # first: without it nothing below can be used
+    src = Path(onnx_dir)
+    m = read_manifest(src)
+    if m["runtime"] != "onnxruntime":
+        raise EngineError(f"{src} holds {m['runtime']!r} engines; build_trt needs an ONNX folder "
+                          "(export/export_onnx.py)")
+    mode_ops = m.get("custom_ops_mode", "decompose")
+    if mode_ops == "domain" and plugins is None:
+        raise OptionError(f"the graphs in {src} use the {PLUGIN_DOMAIN} ONNX domain: give the plugin library "
+                          "(--plugins PATH, built by CMakeLists.txt with -DTENSORRT_ROOT=...)")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(src, precision)
+    profiles = profiles_from_manifest(m, profile)
+    gpu = gpu or gpu_identity()
+    version = trt_version(trt)
+    mode = _precision_mode(trt, precision, m["dtype"])
+    onnx_paths = {g: src / m["graphs"][g]["file"] for g in GRAPHS}
+    for p in onnx_paths.values():
+        if not p.is_file():
+            raise EngineError(f"ONNX graph missing: {p} (named in the manifest)")
+    logger = make_logger(trt)
+    plugins_digest = load_plugins(trt, plugins, logger)
+    digests = {g: onnx_digest(p) for g, p in onnx_paths.items()}
+    keys = {g: engine_key(onnx_digest=digests[g], trt_version=version, gpu=gpu, precision=precision,
+                          profiles=profiles[g], plugins_digest=plugins_digest) for g in GRAPHS}
+    files = {g: engine_file_name(g, precision, keys[g]) for g in GRAPHS}
+    check_engine_target(out, overwrite, files.values())
+
+    cache_bytes = b""
+    if timing_cache is not None and Path(timing_cache).is_file():
+        cache_bytes = Path(timing_cache).read_bytes()
+    builder_config = trt.Builder(logger).create_builder_config()
+    cache = builder_config.create_timing_cache(cache_bytes)
+
+    graphs, record = {}, {}
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
+    written: list[Path] = []
+    try:
+        for g in GRAPHS:
+            target = out / files[g]
+            spec = m["graphs"][g]
+            if target.is_file():  # same key: same ONNX, TensorRT, GPU, precision, profile, plugins
+                log.info("%s: engine %s is up to date (same key), kept", g, target.name)
+                counts, secs, reused = {}, 0.0, True
+            else:
+                keep, outputs = {}, {}
+                if mode == "constraints":
+                    import onnx
+
+                    model = onnx.load(str(onnx_paths[g]), load_external_data=False)
+                    keep = fp32_nodes(model)
+                    outputs = {o: n.name for n in model.graph.node for o in n.output}
+                log.info("%s: building %s engine from %s (%d layers kept float32)", g, precision,
+                         onnx_paths[g].name, len(keep))
+                plan, counts, secs = _build_one(trt, logger, onnx_paths[g], precision=precision, mode=mode,
+                                                profile=profiles[g], cache=cache, workspace_gb=workspace_gb,
+                                                refittable=refittable, keep=keep, onnx_outputs=outputs)
+                _atomic_write(target, plan)
+                written.append(target)
+                reused = False
+            graphs[g] = {"file": files[g], "inputs": spec["inputs"], "outputs": spec["outputs"],
+                         "profiles": profiles[g]}
+            record[g] = {"key": keys[g], "onnx": spec["file"], "onnx_digest": digests[g], "build_s": round(secs, 2),
+                         "fp32_layers": counts, "reused": reused}
+        if timing_cache is not None:
+            _atomic_write(Path(timing_cache), bytes(memoryview(cache.serialize())))
+        manifest = {k: v for k, v in m.items() if k not in ("graphs", "exporter", "onnx_optimized")}
+        manifest.update({
+            "runtime": "tensorrt", "toolkit_version": __version__, "graphs": graphs, "device": "cuda",
+            "tensorrt": {"version": version, "gpu": gpu, "precision": precision, "precision_mode": mode,
+                         "refittable": bool(refittable), "workspace_gb": workspace_gb,
+                         "plugins": {"file": Path(plugins).name, "digest": plugins_digest} if plugins else None,
+                         "source": {"folder": str(src.resolve()), "custom_ops_mode": mode_ops,
+                                    "opset": m.get("opset"), "dtype": m["dtype"]},
+                         "engines": record, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        })
+        write_manifest(out, manifest)
+    except BaseException:
+        for p in written:  # only what this call wrote
+            p.unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    log.info("wrote %s", out)
+    return out
+
+
+def expected_key(manifest: dict, graph: str, *, trt_version: str, gpu: dict, plugins_digest: str | None) -> str:
+    """The key an engine of ``manifest`` must have to run with this TensorRT, GPU and plugin library."""
+    t = manifest["tensorrt"]
+    return engine_key(onnx_digest=t["engines"][graph]["onnx_digest"], trt_version=trt_version, gpu=gpu,
+                      precision=t["precision"], profiles=manifest["graphs"][graph]["profiles"],
+                      plugins_digest=plugins_digest)
+
+
+def describe(manifest: dict) -> str:
+    t = manifest["tensorrt"]
+    return (f"TensorRT {t['version']}, {t['gpu'].get('name')} (sm {t['gpu'].get('compute_capability')}), "
+            f"{t['precision']}")
