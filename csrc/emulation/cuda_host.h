@@ -163,6 +163,10 @@ inline void __stcs(T* p, T v) {
   *p = v;
 }
 
+using std::isfinite;  // CUDA declares these in the global namespace
+using std::isinf;
+using std::isnan;
+
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }

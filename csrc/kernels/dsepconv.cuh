@@ -63,24 +63,43 @@ __device__ __forceinline__ float dev_floor<float>(float v) { return floorf(v); }
 template <>
 __device__ __forceinline__ double dev_floor<double>(double v) { return floor(v); }
 
-// clamp that propagates NaN like torch.clamp (weights)
+// min / max that return the non-NaN operand (one FMNMX each, no compare + select)
 template <typename A>
-__device__ __forceinline__ A clamp_value(A v, A lo, A hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
-}
-
-// clamp to a valid index; NaN -> 0 (memory safety; the weights stay NaN)
+__device__ __forceinline__ A dev_min(A a, A b);
+template <>
+__device__ __forceinline__ float dev_min<float>(float a, float b) { return fminf(a, b); }
+template <>
+__device__ __forceinline__ double dev_min<double>(double a, double b) { return fmin(a, b); }
 template <typename A>
-__device__ __forceinline__ int clamp_index(A v, A hi) {
-  return static_cast<int>(!(v >= A(0)) ? A(0) : (v > hi ? hi : v));
-}
+__device__ __forceinline__ A dev_max(A a, A b);
+template <>
+__device__ __forceinline__ float dev_max<float>(float a, float b) { return fmaxf(a, b); }
+template <>
+__device__ __forceinline__ double dev_max<double>(double a, double b) { return fmax(a, b); }
 
 template <typename A>
 struct TapGeom {
+  int fx, fy;                    // floor of the unclamped position, clamped to [-1, size-1]
   int top, bottom, left, right;  // corners in the (padded) input, clamped
   A wl, wr, wt, wb;              // bilinear weights from the clamped position
   bool x_inside, y_inside;       // unclamped position in [0, size-1]: offset gradient passes
 };
+
+// One axis: u the unclamped position, m = size - 1. Reference semantics (tap_corners):
+// p = clamp(u, 0, m), lo = clamp(floor(u), 0, m), hi = clamp(floor(u) + 1, 0, m),
+// weights 1 + (lo - p) and 1 - (hi - p). One floor and one float-to-int conversion per
+// axis (the corner pair is max(f, 0), min(f + 1, m) in integers); fminf/fmaxf clamps map a
+// NaN u to 0 (a valid index): make_tap's single NaN test restores NaN weights.
+template <typename A>
+__device__ __forceinline__ void tap_axis(A u, A m, int& f, A& w_lo, A& w_hi) {
+  const A fl = dev_floor(u);
+  const A p = dev_min(dev_max(u, A(0)), m);
+  const A lo = dev_min(dev_max(fl, A(0)), m);
+  const A hi = dev_min(dev_max(fl + A(1), A(0)), m);
+  w_lo = A(1) + (lo - p);
+  w_hi = A(1) - (hi - p);
+  f = static_cast<int>(dev_min(dev_max(fl, A(-1)), m));  // integer-valued: exact conversion
+}
 
 // Geometry of tap (i, j) of output pixel (y, x); same float-op order as the reference.
 template <typename A>
@@ -91,28 +110,26 @@ __device__ __forceinline__ TapGeom<A> make_tap(A offset_x, A offset_y, int y, in
   const A uy = (((offset_x + static_cast<A>(y)) + static_cast<A>(i)) - static_cast<A>(half)) + A(1);
   const A xmax = static_cast<A>(Win - 1);
   const A ymax = static_cast<A>(Hin - 1);
-  const A px = clamp_value(ux, A(0), xmax);
-  const A py = clamp_value(uy, A(0), ymax);
-  const A fx = dev_floor(ux);
-  const A fy = dev_floor(uy);
-  const A left = clamp_value(fx, A(0), xmax);
-  const A right = clamp_value(fx + A(1), A(0), xmax);
-  const A top = clamp_value(fy, A(0), ymax);
-  const A bottom = clamp_value(fy + A(1), A(0), ymax);
-  t.wl = A(1) + (left - px);
-  t.wr = A(1) - (right - px);
-  t.wt = A(1) + (top - py);
-  t.wb = A(1) - (bottom - py);
-  t.left = clamp_index(fx, xmax);
-  t.right = clamp_index(fx + A(1), xmax);
-  t.top = clamp_index(fy, ymax);
-  t.bottom = clamp_index(fy + A(1), ymax);
+  tap_axis(ux, xmax, t.fx, t.wl, t.wr);
+  tap_axis(uy, ymax, t.fy, t.wt, t.wb);
+  if (isnan(ux) || isnan(uy)) {  // NaN offset: NaN weights (torch.clamp keeps NaN)
+    const A nan = ux + uy;
+    t.wl = t.wr = t.wt = t.wb = nan;
+  }
+  t.left = max(t.fx, 0);
+  t.right = min(t.fx + 1, Win - 1);
+  t.top = max(t.fy, 0);
+  t.bottom = min(t.fy + 1, Hin - 1);
   t.x_inside = ux >= A(0) && ux <= xmax;  // torch.clamp's gradient mask (inclusive)
   t.y_inside = uy >= A(0) && uy <= ymax;
   return t;
 }
 
-__device__ __forceinline__ int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+__device__ __forceinline__ int clamp_int(int v, int lo, int hi) { return min(max(v, lo), hi); }
+
+// Addressing: 64-bit per-plane base pointers are formed once per (batch, channel chunk);
+// everything per tap and per gather is a 32-bit offset from them (check_dims guarantees
+// K*K*H*W and 4*(H+K-1)*(W+K-1) < 2^31).
 
 // ---------------------------------------------------------------------------------------
 // Forward: input (B, C, H+K-1, W+K-1) padded; heads (B, K, H, W), (B, K*K, H, W).
@@ -129,18 +146,21 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
   const int y = blockIdx.y * kDSepBlockY + threadIdx.y;
   if (x >= W || y >= H) return;
   const int Hin = H + K - 1, Win = W + K - 1, half = (K - 1) / 2;
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  const int64_t plane = static_cast<int64_t>(Hin) * Win;
-  const int64_t p = static_cast<int64_t>(y) * W + x;
+  const int HW = H * W;
+  const int plane = Hin * Win;
+  const int p = y * W + x;
 
   for (int z = blockIdx.z; z < Z; z += gridDim.z) {
-    const int b = z / chunks;
+    const int64_t b = z / chunks;
     const int c0 = (z % chunks) * CPT;
     const int nc = min(CPT, C - c0);
-    const T* v_p = vertical + static_cast<int64_t>(b) * K * HW + p;
-    const T* h_p = horizontal + static_cast<int64_t>(b) * K * HW + p;
-    const int64_t kk_base = static_cast<int64_t>(b) * K * K * HW + p;
-    const T* in_b = input + (static_cast<int64_t>(b) * C + c0) * plane;
+    const T* v_p = vertical + b * K * HW + p;
+    const T* h_p = horizontal + b * K * HW + p;
+    const int64_t kk_base = b * K * K * HW + p;
+    const T* ox_p = offset_x + kk_base;
+    const T* oy_p = offset_y + kk_base;
+    const T* m_p = mask + kk_base;
+    const T* in_b = input + (b * C + c0) * plane;
 
     A vreg[KT > 0 ? KT : 1], hreg[KT > 0 ? KT : 1];
     if (KT > 0) {
@@ -160,10 +180,9 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
 #pragma unroll
       for (int j = 0; j < K; ++j) {
         const A hj = KT > 0 ? hreg[KT > 0 ? j : 0] : load_ro(h_p + j * HW);
-        const int64_t q = kk_base + static_cast<int64_t>(i * K + j) * HW;
-        const A mt = load_stream(mask + q);
-        const TapGeom<A> t = make_tap(load_stream(offset_x + q), load_stream(offset_y + q), y, x, i, j, half, Hin,
-                                      Win);
+        const int q = (i * K + j) * HW;
+        const A mt = load_stream(m_p + q);
+        const TapGeom<A> t = make_tap(load_stream(ox_p + q), load_stream(oy_p + q), y, x, i, j, half, Hin, Win);
         const A coef = (vi * hj) * mt;
         const A wtl = t.wl * t.wt, wtr = t.wr * t.wt, wbl = t.wl * t.wb, wbr = t.wr * t.wb;
         const int itl = t.top * Win + t.left, itr = t.top * Win + t.right;
@@ -171,15 +190,15 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
 #pragma unroll
         for (int cc = 0; cc < CPT; ++cc) {
           if (cc < nc) {
-            const T* pl = in_b + cc * plane;
-            const A val = load_ro(pl + itl) * wtl + load_ro(pl + itr) * wtr + load_ro(pl + ibl) * wbl +
-                          load_ro(pl + ibr) * wbr;
+            const int o = cc * plane;
+            const A val = load_ro(in_b + (o + itl)) * wtl + load_ro(in_b + (o + itr)) * wtr +
+                          load_ro(in_b + (o + ibl)) * wbl + load_ro(in_b + (o + ibr)) * wbr;
             acc[cc] += val * coef;
           }
         }
       }
     }
-    T* out_p = out + (static_cast<int64_t>(b) * C + c0) * HW + p;
+    T* out_p = out + (b * C + c0) * HW + p;
 #pragma unroll
     for (int cc = 0; cc < CPT; ++cc)
       if (cc < nc) store(out_p + cc * HW, acc[cc]);
@@ -205,16 +224,24 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
   const int y = blockIdx.y * kDSepBlockY + threadIdx.y;
   if (x >= W || y >= H) return;
   const int Hin = H + K - 1, Win = W + K - 1, half = (K - 1) / 2;
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  const int64_t plane = static_cast<int64_t>(Hin) * Win;
-  const int64_t p = static_cast<int64_t>(y) * W + x;
+  const int HW = H * W;
+  const int plane = Hin * Win;
+  const int p = y * W + x;
 
-  for (int b = blockIdx.z; b < B; b += gridDim.z) {
-    const int64_t k_base = static_cast<int64_t>(b) * K * HW + p;
-    const int64_t kk_base = static_cast<int64_t>(b) * K * K * HW + p;
-    const T* in_b = input + static_cast<int64_t>(b) * C * plane;
-    A* gin_b = grad_input_acc + static_cast<int64_t>(b) * C * plane;
-    const T* go_p = grad_out + static_cast<int64_t>(b) * C * HW + p;
+  for (int bi = blockIdx.z; bi < B; bi += gridDim.z) {
+    const int64_t b = bi;
+    const int64_t k_base = b * K * HW + p;
+    const int64_t kk_base = b * K * K * HW + p;
+    const T* in_b = input + b * C * plane;
+    A* gin_b = grad_input_acc + b * C * plane;
+    const T* go_p = grad_out + b * C * HW + p;
+    const T* v_p = vertical + k_base;
+    const T* ox_p = offset_x + kk_base;
+    const T* oy_p = offset_y + kk_base;
+    const T* m_p = mask + kk_base;
+    T* gm_p = g_mask + kk_base;
+    T* gox_p = g_offset_x + kk_base;
+    T* goy_p = g_offset_y + kk_base;
 
     A hreg[KA], gh[KA];
 #pragma unroll
@@ -224,40 +251,39 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
     }
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      const A vi = load_ro(vertical + k_base + i * HW);
+      const A vi = load_ro(v_p + i * HW);
       A gv = A(0);
 #pragma unroll
       for (int j = 0; j < K; ++j) {
         const A hj = hreg[j];
-        const int64_t q = kk_base + static_cast<int64_t>(i * K + j) * HW;
-        const A mt = load_stream(mask + q);
-        const TapGeom<A> t = make_tap(load_stream(offset_x + q), load_stream(offset_y + q), y, x, i, j, half, Hin,
-                                      Win);
+        const int q = (i * K + j) * HW;
+        const A mt = load_stream(m_p + q);
+        const TapGeom<A> t = make_tap(load_stream(ox_p + q), load_stream(oy_p + q), y, x, i, j, half, Hin, Win);
         const A coef = (vi * hj) * mt;
         const A wtl = t.wl * t.wt, wtr = t.wr * t.wt, wbl = t.wl * t.wb, wbr = t.wr * t.wb;
         const int itl = t.top * Win + t.left, itr = t.top * Win + t.right;
         const int ibl = t.bottom * Win + t.left, ibr = t.bottom * Win + t.right;
         A s = A(0), sx = A(0), sy = A(0);  // sum_c g*val, sum_c g*dval/dpx, sum_c g*dval/dpy
-        for (int c = 0; c < C; ++c) {
-          const T* pl = in_b + c * plane;
-          const A g = load_ro(go_p + c * HW);
+        const T* pl = in_b;
+        A* gpl = gin_b;
+        for (int c = 0; c < C; ++c, pl += plane, gpl += plane) {
+          const A g = load_ro(go_p + static_cast<int64_t>(c) * HW);
           const A tl = load_ro(pl + itl), tr = load_ro(pl + itr);
           const A bl = load_ro(pl + ibl), br = load_ro(pl + ibr);
           s += g * (tl * wtl + tr * wtr + bl * wbl + br * wbr);
           sx += g * (t.wt * (tr - tl) + t.wb * (br - bl));
           sy += g * (t.wl * (bl - tl) + t.wr * (br - tr));
           const A gc = g * coef;
-          A* gpl = gin_b + c * plane;
           atomicAdd(gpl + itl, gc * wtl);
           atomicAdd(gpl + itr, gc * wtr);
           atomicAdd(gpl + ibl, gc * wbl);
           atomicAdd(gpl + ibr, gc * wbr);
         }
-        store(g_mask + q, s * vi * hj);
+        store(gm_p + q, s * vi * hj);
         gv += s * hj * mt;
         gh[j] += s * vi * mt;
-        store(g_offset_y + q, t.x_inside ? sx * coef : A(0));
-        store(g_offset_x + q, t.y_inside ? sy * coef : A(0));
+        store(goy_p + q, t.x_inside ? sx * coef : A(0));
+        store(gox_p + q, t.y_inside ? sy * coef : A(0));
       }
       store(g_vertical + k_base + i * HW, gv);
     }
@@ -286,17 +312,22 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
   if (x >= W || y >= H) return;
   const int half = (K - 1) / 2;
   const int Hin = H + K - 1, Win = W + K - 1;  // padded geometry, as the reference
-  const int64_t HW = static_cast<int64_t>(H) * W;
-  const int64_t p = static_cast<int64_t>(y) * W + x;
+  const int HW = H * W;
+  const int p = y * W + x;
 
   for (int z = blockIdx.z; z < Z; z += gridDim.z) {
-    const int b = z / chunks;
+    const int64_t b = z / chunks;
     const int c0 = (z % chunks) * CPT;
     const int nc = min(CPT, C - c0);
-    const int64_t k_base = static_cast<int64_t>(b) * K * HW + p;
-    const int64_t kk_base = static_cast<int64_t>(b) * K * K * HW + p;
-    const T* f0 = frame0 + (static_cast<int64_t>(b) * C + c0) * HW;
-    const T* f1 = frame1 + (static_cast<int64_t>(b) * C + c0) * HW;
+    const int64_t k_base = b * K * HW + p;
+    const int64_t kk_base = b * K * K * HW + p;
+    const T* f0 = frame0 + (b * C + c0) * HW;
+    const T* f1 = frame1 + (b * C + c0) * HW;
+    const T* ox0_p = offset_x0 + kk_base;
+    const T* oy0_p = offset_y0 + kk_base;
+    const T* ox1_p = offset_x1 + kk_base;
+    const T* oy1_p = offset_y1 + kk_base;
+    const T* m_p = mask + kk_base;
 
     A v0r[KT > 0 ? KT : 1], h0r[KT > 0 ? KT : 1], v1r[KT > 0 ? KT : 1], h1r[KT > 0 ? KT : 1];
     if (KT > 0) {
@@ -320,19 +351,18 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
       for (int j = 0; j < K; ++j) {
         const A hj0 = KT > 0 ? h0r[KT > 0 ? j : 0] : load_ro(horizontal0 + k_base + j * HW);
         const A hj1 = KT > 0 ? h1r[KT > 0 ? j : 0] : load_ro(horizontal1 + k_base + j * HW);
-        const int64_t q = kk_base + static_cast<int64_t>(i * K + j) * HW;
-        const A m = load_stream(mask + q);
-        const TapGeom<A> t0 = make_tap(load_stream(offset_x0 + q), load_stream(offset_y0 + q), y, x, i, j, half,
-                                       Hin, Win);
-        const TapGeom<A> t1 = make_tap(load_stream(offset_x1 + q), load_stream(offset_y1 + q), y, x, i, j, half,
-                                       Hin, Win);
+        const int q = (i * K + j) * HW;
+        const A m = load_stream(m_p + q);
+        const TapGeom<A> t0 = make_tap(load_stream(ox0_p + q), load_stream(oy0_p + q), y, x, i, j, half, Hin, Win);
+        const TapGeom<A> t1 = make_tap(load_stream(ox1_p + q), load_stream(oy1_p + q), y, x, i, j, half, Hin, Win);
         const A coef0 = (vi0 * hj0) * m;
         const A coef1 = (vi1 * hj1) * (A(1) - m);
-        // padded corner -> frame index (replication padding)
-        const int r0t = clamp_int(t0.top - half, 0, H - 1), r0b = clamp_int(t0.bottom - half, 0, H - 1);
-        const int c0l = clamp_int(t0.left - half, 0, W - 1), c0r = clamp_int(t0.right - half, 0, W - 1);
-        const int r1t = clamp_int(t1.top - half, 0, H - 1), r1b = clamp_int(t1.bottom - half, 0, H - 1);
-        const int c1l = clamp_int(t1.left - half, 0, W - 1), c1r = clamp_int(t1.right - half, 0, W - 1);
+        // padded corner -> frame index (replication padding): clamp(clamp(f, 0, size_in-1) - half,
+        // 0, size-1) == clamp(f - half, 0, size-1) since size_in-1-half = size-1+half
+        const int r0t = clamp_int(t0.fy - half, 0, H - 1), r0b = clamp_int(t0.fy + 1 - half, 0, H - 1);
+        const int c0l = clamp_int(t0.fx - half, 0, W - 1), c0r = clamp_int(t0.fx + 1 - half, 0, W - 1);
+        const int r1t = clamp_int(t1.fy - half, 0, H - 1), r1b = clamp_int(t1.fy + 1 - half, 0, H - 1);
+        const int c1l = clamp_int(t1.fx - half, 0, W - 1), c1r = clamp_int(t1.fx + 1 - half, 0, W - 1);
         const int a_tl = r0t * W + c0l, a_tr = r0t * W + c0r, a_bl = r0b * W + c0l, a_br = r0b * W + c0r;
         const int b_tl = r1t * W + c1l, b_tr = r1t * W + c1r, b_bl = r1b * W + c1l, b_br = r1b * W + c1r;
         const A w0tl = t0.wl * t0.wt, w0tr = t0.wr * t0.wt, w0bl = t0.wl * t0.wb, w0br = t0.wr * t0.wb;
@@ -340,18 +370,17 @@ __global__ void __launch_bounds__(kDSepBlockX* kDSepBlockY)
 #pragma unroll
         for (int cc = 0; cc < CPT; ++cc) {
           if (cc < nc) {
-            const T* p0 = f0 + cc * HW;
-            const T* p1 = f1 + cc * HW;
-            const A val0 = load_ro(p0 + a_tl) * w0tl + load_ro(p0 + a_tr) * w0tr + load_ro(p0 + a_bl) * w0bl +
-                           load_ro(p0 + a_br) * w0br;
-            const A val1 = load_ro(p1 + b_tl) * w1tl + load_ro(p1 + b_tr) * w1tr + load_ro(p1 + b_bl) * w1bl +
-                           load_ro(p1 + b_br) * w1br;
+            const int o = cc * HW;
+            const A val0 = load_ro(f0 + (o + a_tl)) * w0tl + load_ro(f0 + (o + a_tr)) * w0tr +
+                           load_ro(f0 + (o + a_bl)) * w0bl + load_ro(f0 + (o + a_br)) * w0br;
+            const A val1 = load_ro(f1 + (o + b_tl)) * w1tl + load_ro(f1 + (o + b_tr)) * w1tr +
+                           load_ro(f1 + (o + b_bl)) * w1bl + load_ro(f1 + (o + b_br)) * w1br;
             acc[cc] += val0 * coef0 + val1 * coef1;
           }
         }
       }
     }
-    const int64_t o = (static_cast<int64_t>(b) * C + c0) * HW + p;
+    const int64_t o = (b * C + c0) * HW + p;
 #pragma unroll
     for (int cc = 0; cc < CPT; ++cc)
       if (cc < nc) store(out + o + cc * HW, acc[cc] + load_stream(residual + o + cc * HW));
@@ -375,7 +404,10 @@ inline dim3 pixel_grid(int64_t H, int64_t W, int64_t Z) {
 inline cudaError_t check_dims(int64_t B, int64_t C, int64_t K, int64_t H, int64_t W) {
   if (B < 0 || C < 0 || K < 1 || H < 0 || W < 0) return cudaErrorInvalidValue;
   const int64_t Hin = H + K - 1, Win = W + K - 1;
-  if (Hin * Win >= (int64_t(1) << 31) || K * K >= 65536 || (H + 7) / 8 > 65535) return cudaErrorInvalidValue;
+  // 32-bit offsets inside a (batch, channel chunk): see the kernels' addressing comment
+  if (kDSepChannelsPerThread * Hin * Win >= (int64_t(1) << 31) || K * K * H * W >= (int64_t(1) << 31) ||
+      K * K >= 65536 || (H + 7) / 8 > 65535)
+    return cudaErrorInvalidValue;
   if (B > (int64_t(1) << 30) || C > (int64_t(1) << 30)) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
