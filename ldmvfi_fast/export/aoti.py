@@ -37,7 +37,8 @@ from .pt2 import PT2_FILES, check_export_target, export_pt2
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AOTI_FILES", "aoti_device", "build_aoti", "isa_flags", "machine_info", "proxy_ops"]
+__all__ = ["AOTI_FILES", "DDIM_TABLE_ETAS", "DDIM_TABLE_STEPS", "aoti_device", "build_aoti", "ddim_tables", "isa_flags",
+           "machine_info", "proxy_ops"]
 
 #: graph -> package file (AOTI packages use the .pt2 suffix too; the manifest's ``runtime`` tells them apart)
 AOTI_FILES = dict(PT2_FILES)
@@ -46,6 +47,50 @@ AOTI_FILES = dict(PT2_FILES)
 _ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "popcnt", "movbe", "aes", "vaes", "pclmul",
                  "vpclmul", "gfni", "sha", "adx", "abm", "lzcnt", "xsave", "rdrand", "rdseed", "cx16", "mmx",
                  "neon", "asimd", "sve", "fp16", "bf16", "i8mm", "dotprod", "fphp", "asimdhp")
+
+
+#: DDIM step counts the manifest gets coefficient tables for (C++ runtimes do not re-derive the
+#: schedule): every count that divides 1000 training steps, i.e. every count the original's uniform
+#: rule gives exactly
+DDIM_TABLE_STEPS = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100, 125, 200, 250, 500)
+#: etas of the tables: 0 (deterministic DDIM) and 1 (the paper's, the pipeline's default)
+DDIM_TABLE_ETAS = (0.0, 1.0)
+
+
+def ddim_tables(alphas_cumprod, steps=DDIM_TABLE_STEPS, etas=DDIM_TABLE_ETAS) -> dict:
+    """The manifest's ``ddim`` section: per step count, the float32 coefficients that
+    :func:`ldmvfi_fast.sampling.ddim_schedule` computes, in sampling order (noisiest step first).
+
+    ``{"rule", "num_train_steps", "etas": [..], "schedules": {"<S>": {"timesteps": [S ints],
+    "sqrt_alphas", "sqrt_one_minus_alphas", "sqrt_alphas_prev": [S floats], "dir_coef", "sigmas":
+    [one list of S floats per eta]}}}``. A step count the rule does not give exactly (S not dividing
+    the training steps) is left out. Floats are the float32 values written as doubles (exact).
+    A sampler step i then is (``ldmvfi_fast.sampling.ddim_sample``): ``e = eps(x, t[i])``,
+    ``x0 = (x - sqrt_one_minus_alphas[i] e) / sqrt_alphas[i]``,
+    ``x = sqrt_alphas_prev[i] x0 + dir_coef[i] e + sigmas[i] noise``.
+    """
+    from ..sampling import ddim_schedule, ddim_timesteps
+
+    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
+    T = int(ac.shape[0])
+    etas = [float(e) for e in etas]
+    out = {"rule": "original uniform DDIM timesteps range(0, T, T // S) + 1, coefficients of "
+                   "ldmvfi_fast.sampling.ddim_schedule (float32), sampling order",
+           "num_train_steps": T, "etas": etas, "schedules": {}}
+    for S in steps:
+        try:
+            if len(ddim_timesteps(S, T)) != S:
+                continue
+        except ValueError:
+            continue
+        per_eta = [ddim_schedule(ac, S, eta) for eta in etas]
+        d = per_eta[0]
+        out["schedules"][str(S)] = {
+            "timesteps": [int(t) for t in d.timesteps.tolist()],
+            "sqrt_alphas": d.sqrt_alphas.tolist(), "sqrt_one_minus_alphas": d.sqrt_one_minus_alphas.tolist(),
+            "sqrt_alphas_prev": d.sqrt_alphas_prev.tolist(),
+            "dir_coef": [s.dir_coef.tolist() for s in per_eta], "sigmas": [s.sigmas.tolist() for s in per_eta]}
+    return out
 
 
 def isa_flags() -> list[str]:
@@ -120,7 +165,8 @@ def proxy_ops(package: str | Path) -> list[str]:
 
 
 def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, device: str | torch.device = "cpu",
-               overwrite: bool = False, backend: str | None = None) -> Path:
+               overwrite: bool = False, backend: str | None = None,
+               ddim_steps=DDIM_TABLE_STEPS) -> Path:
     """Compile encoder, U-Net step and decoder with AOTInductor into ``out_dir``.
 
     Args:
@@ -131,6 +177,8 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
             are replaced, nothing else in it is touched).
         device: ``cpu`` or ``cuda`` (``cuda:N``): what the packages are compiled for; programs
             exported on another device are moved with ``torch.export.passes.move_to_device_pass``.
+        ddim_steps: step counts of the manifest's DDIM tables (:func:`ddim_tables`, read by the
+            C++ application ``export/cpp``), for eta 0 and 1.
 
     Returns:
         the folder. Files are compiled into a temporary folder beside it and moved in only when
@@ -181,6 +229,7 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
             "aoti": {"torch_version": torch.__version__, "compile_seconds": times, "source": source,
                      "proxy_executor_ops": sorted(called),
                      "build_machine": machine_info(dev)},
+            "ddim": ddim_tables(m["alphas_cumprod"], ddim_steps),
         })
         write_manifest(tmp, manifest)
         out.mkdir(exist_ok=True)

@@ -1,0 +1,266 @@
+"""The C++ application ``export/cpp`` (``ldmvfi_interpolate``) on the tiny model's AOTInductor packages.
+
+The app is built with CMake in a temporary folder (libtorch of the installed torch, libpng, the op
+library from csrc/); the packages are the session's torch.export programs (``tiny_engines``)
+compiled by :func:`ldmvfi_fast.export.aoti.build_aoti`. Parity: the app's raw float32 frame equals
+the PyTorch pipeline's (eager model) within 1e-4 for the same x_T (``--noise``) and per-step noise
+(``--seed``: the CPU generator's stream), and the Python pipeline on the same packages within 1e-5;
+its PNG equals the pipeline's 8-bit frame within 1 level. Bad input: a message and exit status 2.
+
+A missing cmake, C++ compiler or libpng skips on a developer machine and fails under ``CI=true``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _requirements import missing_tool
+from ldmvfi_fast.export.aoti import AOTI_FILES, ddim_tables
+from ldmvfi_fast.export.manifest import read_manifest
+from ldmvfi_fast.sampling import ddim_schedule
+
+REPO = Path(__file__).resolve().parents[1]
+HW = (300, 450)  # reference padding -> 512 x 512: non-square, padded on both sides
+STEPS = 2
+
+
+def _png(path: Path, img: np.ndarray) -> Path:
+    """Write (H, W, 3) uint8 as PNG with PyAV (no extra dependency)."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "rgb24"
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def _read_png(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Path:
+    """ldmvfi_interpolate built with CMake (Release, -j2)."""
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            missing_tool(f"{tool} not found: the C++ application cannot be built")
+    if not Path("/usr/include/png.h").is_file() and shutil.which("libpng-config") is None:
+        missing_tool("libpng (libpng-dev) not found: the C++ application cannot be built")
+    build = tmp_path_factory.mktemp("cpp") / "build"
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    t0 = time.perf_counter()
+    cfg = subprocess.run(["cmake", "-S", str(REPO / "export" / "cpp"), "-B", str(build), *gen,
+                          "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    if cfg.returncode != 0 and "PNG" in cfg.stdout and "Could NOT find" in cfg.stdout:
+        missing_tool(f"CMake found no libpng: {cfg.stdout[-500:]}")
+    assert cfg.returncode == 0, cfg.stdout[-6000:]
+    b = subprocess.run(["cmake", "--build", str(build), "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=1200)
+    assert b.returncode == 0, b.stdout[-6000:]
+    print(f"\nC++ app built in {time.perf_counter() - t0:.0f} s")
+    exe = build / "ldmvfi_interpolate"
+    assert exe.is_file()
+    return exe
+
+
+@pytest.fixture(scope="module")
+def aoti_dir(tiny_engines, tmp_path_factory) -> Path:
+    """The session's torch.export programs compiled with AOTInductor (CPU)."""
+    from ldmvfi_fast.export.aoti import build_aoti
+
+    out = tmp_path_factory.mktemp("cpp_aoti") / "tiny_aoti"
+    t0 = time.perf_counter()
+    build_aoti(tiny_engines, out)
+    print(f"\nAOTI build {time.perf_counter() - t0:.0f} s; compile s {read_manifest(out)['aoti']['compile_seconds']}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """Two random 300x450 PNG frames (smooth enough to look like images) and their tensors."""
+    d = tmp_path_factory.mktemp("frames")
+    g = np.random.default_rng(11)
+    base = g.integers(0, 256, (HW[0] // 6 + 1, HW[1] // 6 + 1, 3)).astype(np.uint8)
+    img0 = np.repeat(np.repeat(base, 6, 0), 6, 1)[: HW[0], : HW[1]]
+    img1 = np.roll(img0, 4, axis=1)
+    img1 = np.clip(img1.astype(int) + g.integers(-20, 21, img1.shape), 0, 255).astype(np.uint8)
+    from ldmvfi_fast.video import to_tensor
+
+    return _png(d / "f0.png", img0), _png(d / "f1.png", img1), to_tensor(img0), to_tensor(img1)
+
+
+def _run(app: Path, *args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("LDMVFI_FAST_OPS_LIBRARY", None)
+    p = subprocess.run([str(app), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=600, env=env)
+    if check_rc is not None:
+        assert p.returncode == check_rc, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_ckpt, aoti_dir, frames):
+    """The Python pipeline's frames (eager model and AOTI packages) for x_T from seed 21 and the
+    per-step noise from a generator seeded 5."""
+    from ldmvfi_fast.checkpoint import load_model
+    from ldmvfi_fast.pipeline import Interpolator
+    from ldmvfi_fast.runtime.aoti import AotiBackbone
+
+    _, _, f0, f1 = frames
+    eager = Interpolator(load_model(tiny_ckpt), steps=STEPS)
+    x_T = torch.randn(1, 3, 512 // 32, 512 // 32, generator=torch.Generator().manual_seed(21))
+    out = {"x_T": x_T}
+    out["eager"] = eager.interpolate(f0, f1, x_T=x_T, generator=torch.Generator().manual_seed(5))
+    out["eager_seed"] = eager.interpolate(f0, f1, seed=9)
+    aoti = Interpolator(AotiBackbone.from_dir(aoti_dir), steps=STEPS)
+    out["aoti"] = aoti.interpolate(f0, f1, x_T=x_T, generator=torch.Generator().manual_seed(5))
+    return out
+
+
+def _from_tensor(x: torch.Tensor) -> np.ndarray:
+    from ldmvfi_fast.video import from_tensor
+
+    return from_tensor(x)
+
+
+def test_app_equals_the_pytorch_pipeline_for_the_same_noise(app, aoti_dir, frames, reference, tmp_path):
+    p0, p1, _, _ = frames
+    np.save(tmp_path / "x_T.npy", reference["x_T"].numpy())
+    out, raw = tmp_path / "mid.png", tmp_path / "mid.npy"
+    _run(app, p0, p1, "-o", out, "--engines", aoti_dir, "--steps", STEPS, "--seed", 5, "--noise",
+         tmp_path / "x_T.npy", "--raw-out", raw)
+    got = torch.from_numpy(np.load(raw))
+    assert got.shape == (1, 3, *HW)
+    ref = reference["eager"]
+    print(f"\nmax |C++ - eager| {(got - ref).abs().max():.2e}, |C++ - Python AOTI| "
+          f"{(got - reference['aoti']).abs().max():.2e}")
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    # the same packages through Python: only the sampler's and padding's arithmetic differ
+    torch.testing.assert_close(got, reference["aoti"], rtol=1e-5, atol=1e-5)
+    assert (got - frames[2]).abs().mean() > 0.01  # a real interpolation, not a pass-through
+    png = _read_png(out)
+    assert png.shape == (*HW, 3)
+    assert np.abs(png.astype(int) - _from_tensor(ref[0]).astype(int)).max() <= 1
+    # the same x_T as a raw little-endian float32 file gives the same frame
+    reference["x_T"].numpy().astype("<f4").tofile(tmp_path / "x_T.bin")
+    _run(app, p0, p1, "-o", tmp_path / "mid2.png", "--engines", aoti_dir, "--steps", STEPS, "--seed", 5,
+         "--noise", tmp_path / "x_T.bin", "--raw-out", tmp_path / "mid2.bin", "--quiet")
+    raw2 = np.fromfile(tmp_path / "mid2.bin", dtype="<f4").reshape(1, 3, *HW)
+    assert np.array_equal(raw2, got.numpy())
+
+
+def test_app_seed_is_the_pytorch_cpu_generator_stream(app, aoti_dir, frames, reference, tmp_path):
+    """``--seed S`` alone reproduces ``Interpolator.interpolate(seed=S)`` (x_T and per-step noise)."""
+    p0, p1, _, _ = frames
+    _run(app, p0, p1, "-o", tmp_path / "m.png", "--engines", aoti_dir, "--steps", STEPS, "--seed", 9,
+         "--raw-out", tmp_path / "m.npy", "--quiet")
+    torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / "m.npy")), reference["eager_seed"],
+                               rtol=1e-4, atol=1e-4)
+
+
+# --- manifest tables -------------------------------------------------------------------------
+
+def test_ddim_tables_are_the_pipeline_coefficients():
+    ac = torch.linspace(0.9985, 0.01, 1000, dtype=torch.float64).cumprod(0).float()
+    tab = ddim_tables(ac.tolist(), steps=(2, 7, 200))
+    assert set(tab["schedules"]) == {"2", "200"}  # 7 steps: the original's rule gives 8, no table
+    assert tab["etas"] == [0.0, 1.0] and tab["num_train_steps"] == 1000
+    for S in (2, 200):
+        t = tab["schedules"][str(S)]
+        for k, eta in enumerate(tab["etas"]):
+            d = ddim_schedule(ac, S, eta)
+            assert t["timesteps"] == d.timesteps.tolist()
+            for name in ("sqrt_alphas", "sqrt_one_minus_alphas", "sqrt_alphas_prev"):
+                assert torch.equal(torch.tensor(t[name], dtype=torch.float32), getattr(d, name)), name
+            for name in ("dir_coef", "sigmas"):
+                assert torch.equal(torch.tensor(t[name][k], dtype=torch.float32), getattr(d, name)), name
+    # JSON round trip keeps the float32 values exactly
+    back = json.loads(json.dumps(tab))["schedules"]["200"]["sigmas"][1]
+    assert torch.equal(torch.tensor(back, dtype=torch.float32), ddim_schedule(ac, 200, 1.0).sigmas)
+
+
+# --- bad input: exit 2 and a message (no compiled packages needed) ---------------------------
+
+@pytest.fixture
+def fake_aoti(tiny_engines, tmp_path):
+    """An AOTI engine folder's manifest (with DDIM tables) and files that are not packages."""
+    from ldmvfi_fast.export.aoti import machine_info
+
+    folder = tmp_path / "fake_aoti"
+    folder.mkdir()
+    m = read_manifest(tiny_engines)
+    m.update(runtime="aoti", device="cpu", aoti={"build_machine": machine_info(), "compile_seconds": {},
+                                                  "proxy_executor_ops": m["custom_ops"]},
+             ddim=ddim_tables(m["alphas_cumprod"], steps=(2,)))
+    (folder / "manifest.json").write_text(json.dumps(m))
+    for f in AOTI_FILES.values():
+        (folder / f).write_bytes(b"not a package")
+    return folder
+
+
+def _fails(app, *args, match: str) -> str:
+    p = _run(app, *args, check_rc=2)
+    assert match in p.stderr, p.stderr
+    assert p.stderr.startswith("error: "), p.stderr
+    return p.stderr
+
+
+def test_missing_engine_file_and_newer_manifest_are_refused(app, frames, fake_aoti, tmp_path):
+    p0, p1, _, _ = frames
+    out = tmp_path / "o.png"
+    (fake_aoti / "decoder.pt2").unlink()
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="engine file missing")
+    _fails(app, p0, p1, "-o", out, "--engines", tmp_path / "nowhere", match="engine folder not found")
+    m = json.loads((fake_aoti / "manifest.json").read_text())
+    m["format_version"] = 2
+    (fake_aoti / "manifest.json").write_text(json.dumps(m))
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="format version 2 is newer")
+    (fake_aoti / "manifest.json").write_text("{not json")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="cannot be read")
+    assert not out.exists()
+
+
+def test_unreadable_package_ops_and_options_are_refused(app, frames, fake_aoti, tmp_path):
+    p0, p1, _, _ = frames
+    out = tmp_path / "o.png"
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="cannot load")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, "--ops-library", tmp_path / "none.so",
+           match="ldmvfi_fast::decoder_output")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, "--device", "cuda", match="compiled for cpu")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, "--steps", "x", match="--steps must be an integer")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, "--eta", "2", match="--eta must be")
+    _fails(app, p0, p1, "-o", out, match="--engines DIR is required")
+    assert not out.exists()
+
+
+def test_bad_frames_and_existing_output_are_refused(app, frames, fake_aoti, tmp_path):
+    p0, p1, _, _ = frames
+    out = tmp_path / "o.png"
+    small = _png(tmp_path / "small.png", np.zeros((300, 440, 3), np.uint8))
+    _fails(app, p0, small, "-o", out, "--engines", fake_aoti, match="frame sizes differ")
+    (tmp_path / "text.png").write_text("not an image")
+    _fails(app, p0, tmp_path / "text.png", "-o", out, "--engines", fake_aoti, match="is not a PNG file")
+    _fails(app, tmp_path / "missing.png", p1, "-o", out, "--engines", fake_aoti, match="cannot open")
+    out.write_bytes(b"mine")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="exists; pass --overwrite")
+    assert out.read_bytes() == b"mine"
+    _fails(app, p0, p1, "-o", tmp_path / "no" / "o.png", "--engines", fake_aoti, match="does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fake_aoti", "o.png", "small.png", "text.png"])
