@@ -337,3 +337,27 @@ def test_maxvit_attention_rejects_unsupported(lib):
     attention(lib, q, k, v, table, 2, False, 1, 1.0, expect=CUDA_ERROR_NOT_SUPPORTED)  # head_dim 16
     q, k, v, table = attention_inputs(1, 6, 4, 1, 32, 4, cross=True)
     attention(lib, q, k, v, table, 4, False, 1, 1.0, expect=CUDA_ERROR_INVALID_VALUE)  # H % window
+
+
+# --------------------------------------------------------------------------------------
+# Native provider: a float32 bias table under half/bf16 q is accepted (the CUDA glue
+# converts it to float32), not refused as "mixed dtypes" (which fell back silently).
+
+@pytest.mark.parametrize("table_dtype,accepted", [(torch.float32, True), (torch.bfloat16, True),
+                                                  (torch.int64, False)])
+def test_native_provider_accepts_float32_bias_table(monkeypatch, table_dtype, accepted):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ldmvfi_fast.ops import _native
+
+    if _native.LOAD_ERROR is not None:
+        pytest.skip(f"extension not built: {_native.LOAD_ERROR}")
+    monkeypatch.setattr(_native, "has_kernel", lambda op, key: True)  # as a CUDA build would say
+    with FakeTensorMode():  # CUDA tensors without a GPU (metadata only)
+        q = torch.empty(1, 8, 8, 64, device="cuda", dtype=torch.bfloat16)
+        table = torch.empty(225, 2, device="cuda", dtype=table_dtype)
+        reason = _native.PROVIDER.check("maxvit_attention", [q, q, q, table], window=8, mode="block", num_heads=2)
+        mixed = _native.PROVIDER.check("maxvit_attention", [q, q.float(), q, table.float()], window=8,
+                                       mode="block", num_heads=2)
+    assert (reason is None) == accepted, reason
+    assert mixed is not None and "mixed dtypes" in mixed  # q, k, v must still agree

@@ -210,8 +210,10 @@ class _KernelDSepConv(torch.autograd.Function):
 def test_dsepconv_gradcheck(ops, shape):
     args = [a.requires_grad_(True) for a in
             dsepconv_inputs(*shape, dtype=torch.float64, offset_scale=1.5, away_from_integers=True)]
-    # the input gradient is accumulated with atomicAdd: its summation order (and last bits)
-    # may differ between two identical backward calls
+    # the input gradient is an atomicAdd scatter: its summation order (and last bits) differ
+    # between two identical backward calls, so gradcheck's reentrancy check needs a nonzero
+    # nondet_tol (the default 0 flakes). Bound: <= 4*K*K*C terms of |g * coef * w| <~ 10 per
+    # element, float64 reordering error <~ terms * 10 * 2^-52 ~ 1e-13 at these shapes.
     assert torch.autograd.gradcheck(_KernelDSepConv.apply, args, eps=1e-6, atol=1e-7, rtol=1e-5, nondet_tol=1e-12)
 
 
@@ -355,6 +357,24 @@ def test_maxvit_attention_rejects_unsupported(ops):
         ops.maxvit_attention(big, big, big, torch.randn(31 * 31, 1, device="cuda"), 16, False, 1, 0.2)
     with pytest.raises(RuntimeError):  # H not a multiple of the window
         ops.maxvit_attention(q[:, :12], k[:, :12], v[:, :12], table, 8, False, 1, 0.2)
+
+
+@pytest.mark.parametrize("dtype", LOW)
+def test_maxvit_attention_float32_bias_table_runs_native(ops, dtype):
+    """A float32 bias table under half/bf16 q runs on the CUDA kernel (not refused as
+    mixed dtypes and silently sent to another backend)."""
+    from ldmvfi_fast.ops import _native, pick_backend
+
+    q, k, v, table = attention_inputs(1, 8, 8, 2, 32, 8, True, dtype)
+    assert table.dtype == torch.float32
+    assert _native.PROVIDER.check("maxvit_attention", [q, k, v, table], window=8, mode="block",
+                                  num_heads=2) is None
+    impl = pick_backend("maxvit_attention", (q, k, v, table), None, window=8, mode="block", num_heads=2)
+    assert impl is _native.maxvit_attention
+    out = impl(q, k, v, table, 8, "block", 2)
+    ref32 = maxvit_attention_reference(q.float(), k.float(), v.float(), table, 8, "block", 2)
+    ref_lp = maxvit_attention_reference(q, k, v, table.to(dtype), 8, "block", 2)
+    assert_within_ref_error(out, ref32, ref_lp, f"attention {dtype} with float32 table")
 
 
 def test_maxvit_attention_empty(ops):

@@ -149,8 +149,15 @@ class _Native:
             extra = " (extension built without CUDA)" if key == "CUDA" else ""
             return f"no {key or dev.type} kernel for {op}{extra}"
         dtype = tensors[0].dtype
-        if any(t.dtype != dtype for t in tensors):
-            return "mixed dtypes: " + ", ".join(sorted({str(t.dtype) for t in tensors}))
+        same = tensors
+        if op == "maxvit_attention" and len(tensors) == 4:
+            # the bias table may be float32 under a bf16/fp16 q (autocast, half models): the
+            # glue converts it (CUDA: to float32, the kernels' bias type; CPU: to q's dtype)
+            same, table = tensors[:3], tensors[3]
+            if not table.is_floating_point():
+                return f"bias table dtype {table.dtype} is not floating"
+        if any(t.dtype != dtype for t in same):
+            return "mixed dtypes: " + ", ".join(sorted({str(t.dtype) for t in same}))
         if dtype not in DTYPES[key]:
             return f"dtype {dtype} not supported on {key} (supported: {', '.join(map(str, DTYPES[key]))})"
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
