@@ -6,6 +6,9 @@ without it they skip (CI skips them). They need g++ and the CUDA toolkit's heade
 (``cuda_runtime_api.h``: ``$CUDA_HOME/include``, ``/usr/local/cuda/include`` or beside nvcc).
 
 * the plugin library compiles with -Wall -Wextra -Werror (TensorRT's headers as system headers);
+* built as a shared library with hidden visibility (as CMake builds it), it exports
+  ``getCreators`` and ``setLoggerFinder`` (TensorRT's own ``TENSORRTAPI`` does not export
+  outside TensorRT: a first CMake build showed nothing exported);
 * the host-only harness (csrc/plugins/tensorrt/tests/plugin_harness.cpp: the plugins linked
   with stubs of the C API, no libnvinfer, no GPU) builds and its checks pass;
 * the C++ app's TensorRT backend (export/cpp/trt/trt_engine.cpp) compiles against the
@@ -70,6 +73,20 @@ def _flags(trt: Path, cuda: Path) -> list[str]:
 def test_plugins_compile_against_headers():
     trt, cuda, gxx = _trt_include(), _cuda_include(), _gxx()
     _run([gxx, *_flags(trt, cuda), "-fPIC", "-fsyntax-only", str(PLUGINS / "ldmvfi_trt_plugins.cpp")])
+
+
+def test_plugin_library_exports_get_creators(tmp_path):
+    """Built as CMake builds it (hidden visibility), the library exports getCreators and
+    setLoggerFinder, which IPluginRegistry::loadLibrary looks up."""
+    trt, cuda, gxx = _trt_include(), _cuda_include(), _gxx()
+    nm = shutil.which("nm")
+    if not nm:
+        pytest.skip("nm not found")
+    lib = tmp_path / "libldmvfi_fast_trt_plugins.so"
+    _run([gxx, *_flags(trt, cuda), "-fPIC", "-shared", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
+          str(PLUGINS / "ldmvfi_trt_plugins.cpp"), "-o", str(lib)])  # C API symbols left undefined
+    exported = {line.split()[-1] for line in _run([nm, "-D", "--defined-only", str(lib)]).stdout.splitlines()}
+    assert {"getCreators", "setLoggerFinder"} <= exported, sorted(exported)
 
 
 def test_plugin_harness_passes(tmp_path):

@@ -348,7 +348,7 @@ char const* LdmvfiPluginCreator::getPluginNamespace() const noexcept { return kN
 }  // namespace trt
 }  // namespace ldmvfi_fast
 
-extern "C" TENSORRTAPI nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
+extern "C" LDMVFI_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
     using ldmvfi_fast::trt::LdmvfiPluginCreator;
     using ldmvfi_fast::trt::OpKind;
     static LdmvfiPluginCreator dsep(OpKind::kDSepConv);
@@ -359,6 +359,6 @@ extern "C" TENSORRTAPI nvinfer1::IPluginCreatorInterface* const* getCreators(int
     return creators;
 }
 
-extern "C" TENSORRTAPI void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
+extern "C" LDMVFI_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
     ldmvfi_fast::trt::gLoggerFinder = finder;
 }

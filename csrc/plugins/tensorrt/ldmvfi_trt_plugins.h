@@ -115,11 +115,18 @@ char const* lastError() noexcept;
 }  // namespace trt
 }  // namespace ldmvfi_fast
 
+// TensorRT's TENSORRTAPI exports only when building TensorRT itself: our own macro
+#if defined(_WIN32)
+#define LDMVFI_TRT_EXPORT __declspec(dllexport)
+#else
+#define LDMVFI_TRT_EXPORT __attribute__((visibility("default")))
+#endif
+
 extern "C" {
 //! The creators of this library (for IPluginRegistry::loadLibrary).
-TENSORRTAPI nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+LDMVFI_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 //! Logger finder given by TensorRT when the library is loaded (errors are logged through it).
-TENSORRTAPI void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
+LDMVFI_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
 }
 
 #endif  // LDMVFI_FAST_TRT_PLUGINS_H_
