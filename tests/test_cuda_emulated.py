@@ -316,16 +316,23 @@ def test_maxvit_attention(lib, window, head_dim, heads, H, W, mode):
     torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
 
 
-@pytest.mark.parametrize("window,head_dim,heads,H,W", [(8, 32, 1, 8, 8), (2, 64, 2, 2, 4)])
+@pytest.mark.parametrize("window,head_dim,heads,H,W", [
+    (8, 32, 2, 16, 8),  # tensor-core block kernel: 4 x 4 token tiles, one 32-channel chunk
+    (8, 256, 1, 8, 8),  # four 64-channel chunks
+    (5, 64, 1, 5, 10),  # n = 25: padded token tiles
+    (2, 64, 2, 2, 4),  # warp kernel (CUDA cores)
+])
+@pytest.mark.parametrize("mode", ["block", "grid"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_maxvit_attention_low_precision(lib, window, head_dim, heads, H, W, dtype):
-    """half/bf16 storage (the tensor-core path of the block kernel where it exists)."""
+def test_maxvit_attention_low_precision(lib, window, head_dim, heads, H, W, mode, dtype):
+    """half/bf16 storage: the block kernel's WMMA (tensor-core) path under the emulation;
+    error vs the float32 reference within 2x the half/bf16 reference's own + 1 ulp."""
     q, k, v, table = [t.to(dtype) if i < 3 else t for i, t in
-                      enumerate(attention_inputs(1, H, W, heads, head_dim, window, cross=False))]
+                      enumerate(attention_inputs(1, H, W, heads, head_dim, window, cross=True))]
     scale = head_dim ** -0.5
-    out = attention(lib, q, k, v, table, window, False, heads, scale, dtype)
-    ref32 = maxvit_attention_reference(q.float(), k.float(), v.float(), table, window, "block", heads, scale)
-    ref_lp = maxvit_attention_reference(q, k, v, table.to(dtype), window, "block", heads, scale).float()
+    out = attention(lib, q, k, v, table, window, mode == "grid", heads, scale, dtype)
+    ref32 = maxvit_attention_reference(q.float(), k.float(), v.float(), table, window, mode, heads, scale)
+    ref_lp = maxvit_attention_reference(q, k, v, table.to(dtype), window, mode, heads, scale).float()
     err, ref_err = (out.float() - ref32).abs().max().item(), (ref_lp - ref32).abs().max().item()
     assert err <= 2 * ref_err + torch.finfo(dtype).eps * ref32.abs().max().item(), (err, ref_err)
 

@@ -515,6 +515,94 @@ inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred
 inline unsigned __activemask() { return 0xffffffffu; }
 
 // ---------------------------------------------------------------------------------------
+// WMMA (nvcuda::wmma), 16x16x16 with half / bf16 inputs and float accumulators. Every lane
+// holds the whole tile (see the header comment); each call is a warp collective (all 32
+// lanes must call it with the same pointer), then every lane computes the same result.
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+namespace detail {
+inline float to_f(float v) { return v; }
+inline float to_f(__half v) { return __half2float(v); }
+inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename Use, int M, int N, int K>
+struct dims;
+template <int M, int N, int K>
+struct dims<matrix_a, M, N, K> {
+  static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K>
+struct dims<matrix_b, M, N, K> {
+  static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K>
+struct dims<accumulator, M, N, K> {
+  static constexpr int rows = M, cols = N;
+};
+inline void collective(const void* key) {
+  cuda_host::warp_collective(cuda_host::WarpOp::Wmma, 0xffffffffu, 0, 0, 0, key);
+}
+}  // namespace detail
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "emulated wmma: 16x16x16 only");
+  static constexpr int rows = detail::dims<Use, M, N, K>::rows, cols = detail::dims<Use, M, N, K>::cols;
+  static constexpr int num_elements = rows * cols;
+  float x[num_elements];  // row-major tile, values converted to float
+};
+
+template <typename Use, int M, int N, int K, typename T, typename L>
+inline void fill_fragment(fragment<Use, M, N, K, T, L>& f, float v) {
+  for (float& e : f.x) e = v;
+}
+
+template <typename Use, int M, int N, int K, typename T, typename L, typename P>
+inline void load_matrix_sync(fragment<Use, M, N, K, T, L>& f, const P* p, unsigned ldm) {
+  detail::collective(p);
+  using F = fragment<Use, M, N, K, T, L>;
+  constexpr bool col = std::is_same<L, col_major>::value;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c) f.x[r * F::cols + c] = detail::to_f(col ? p[c * ldm + r] : p[r * ldm + c]);
+}
+
+template <int M, int N, int K, typename T>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, T, void>& f, const float* p, unsigned ldm, layout_t l) {
+  detail::collective(p);
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) f.x[r * N + c] = l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+}
+
+template <int M, int N, int K, typename T>
+inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, T, void>& f, unsigned ldm, layout_t l) {
+  detail::collective(p);
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * N + c];
+}
+
+template <int M, int N, int K, typename TA, typename LA, typename TB, typename LB, typename TC>
+inline void mma_sync(fragment<accumulator, M, N, K, TC, void>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
+                     const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, TC, void>& c) {
+  detail::collective(nullptr);
+  float out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float s = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) s = std::fma(a.x[i * K + k], b.x[k * N + j], s);
+      out[i * N + j] = s;
+    }
+  std::memcpy(d.x, out, sizeof(out));
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
+// ---------------------------------------------------------------------------------------
 // Runtime API subset
 inline cudaError_t cudaGetLastError() {
   const cudaError_t e = cuda_host::g_last_error;

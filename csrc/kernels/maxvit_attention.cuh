@@ -36,8 +36,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "common.cuh"
+
+// Tensor-core (WMMA, 16x16x16, fp16/bf16 in, fp32 accumulate) block kernel for half and
+// bf16 storage on sm_80+ (bf16 WMMA needs sm_80). Older architectures and float storage
+// compile the CUDA-core (FFMA) path. The host emulation runs the WMMA path.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define LDMVFI_ATTN_MMA 1
+#include <mma.h>
+#else
+#define LDMVFI_ATTN_MMA 0
+#endif
 
 namespace ldmvfi {
 namespace kernels {
@@ -97,8 +108,9 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// CUDA-core body (all storage types; the only one for float).
 template <typename T>
-__global__ void __launch_bounds__(kAttnThreads) maxvit_attention_block_kernel(const AttnParams<T> P) {
+__device__ __forceinline__ void attention_block_ffma(const AttnParams<T>& P) {
   __shared__ __align__(16) float Qs[kAttnMaxTokens * kAttnQKStride];
   __shared__ __align__(16) float Ks[kAttnMaxTokens * kAttnQKStride];  // k chunk, then v chunk
   __shared__ __align__(16) float S[kAttnMaxTokens * kAttnSStride];
@@ -232,6 +244,168 @@ __global__ void __launch_bounds__(kAttnThreads) maxvit_attention_block_kernel(co
       }
     }
   }
+}
+
+#if LDMVFI_ATTN_MMA
+// Tensor-core body for half / bf16 storage. Same item decomposition as the FFMA body (one
+// block of 8 warps per (window, head)); q, k, v are staged in shared memory in their
+// storage type, 64 channels at a time. Tokens padded to nt = ceil(n/16) tiles of 16:
+// S = q k^T (nt x nt tiles, 2 per warp) accumulates in fp32 fragments; scale + bias +
+// softmax in fp32 (as the FFMA body); P is rounded to the storage type (as PyTorch's
+// half/bf16 attention does: softmax output in the input dtype) and O = P v (nt x 4 tiles
+// per 64-channel chunk) accumulates in fp32 before the final rounding. Shared memory
+// ~45 KB static (< 48 KB).
+constexpr int kMmaD = 64;              // channels per staged chunk
+constexpr int kMmaLd = kMmaD + 8;      // elements per smem row of q/k/v/P (16-byte multiple)
+constexpr int kMmaSLd = kAttnMaxTokens + 4;  // floats per smem row of S / O staging
+
+template <typename T>
+__device__ __forceinline__ void attention_block_mma(const AttnParams<T>& P) {
+  using namespace nvcuda;
+  __shared__ __align__(32) T Qh[kAttnMaxTokens * kMmaLd];
+  __shared__ __align__(32) T Kh[kAttnMaxTokens * kMmaLd];  // k chunk, then v chunk
+  __shared__ __align__(32) T Ph[kAttnMaxTokens * kMmaLd];
+  __shared__ __align__(32) float S[kAttnMaxTokens * kMmaSLd];  // scores, then O staging
+
+  const int64_t item = blockIdx.x;
+  const int head = static_cast<int>(item % P.heads);
+  const int64_t wi = item / P.heads;
+  const int64_t per_b = static_cast<int64_t>(P.nh) * P.nw;
+  const int64_t b = wi / per_b;
+  const int rem = static_cast<int>(wi - b * per_b);
+  const int wx = rem / P.nw, wy = rem - (rem / P.nw) * P.nw;
+  const int w = P.window, n = w * w, d = P.head_dim;
+  const int nt = (n + 15) / 16, np = nt * 16;  // token tiles, padded token count
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int ch0 = head * d;
+  const T zero = from_acc<T>(0.f);
+  // this warp's two 16x16 output tiles: row tile rt, column tiles ct0, ct0 + 1
+  const int rt = warp >> 1, ct0 = (warp & 1) * 2;
+
+  const T* qb = P.q + b * P.q_sb + ch0;
+  const T* kb = P.k + b * P.k_sb + ch0;
+  const T* vb = P.v + b * P.v_sb + ch0;
+  T* ob = P.out + b * P.o_sb + ch0;
+
+  // ---- S = q k^T
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc[2];
+  wmma::fill_fragment(sacc[0], 0.f);
+  wmma::fill_fragment(sacc[1], 0.f);
+  for (int dc = 0; dc < d; dc += kMmaD) {
+    const int dl = min(kMmaD, d - dc);  // multiple of 32
+    if (dc) __syncthreads();  // previous chunk consumed
+    for (int e = tid; e < np * kMmaD; e += kAttnThreads) {
+      const int t = e / kMmaD, c = e - (e / kMmaD) * kMmaD;
+      T qv = zero, kv = zero;
+      if (t < n && c < dl) {
+        int r, cc;
+        token_rc(t, w, wx, wy, P.nh, P.nw, P.grid, r, cc);
+        qv = qb[r * P.q_sh + cc * P.q_sw + dc + c];
+        kv = kb[r * P.k_sh + cc * P.k_sw + dc + c];
+      }
+      Qh[t * kMmaLd + c] = qv;
+      Kh[t * kMmaLd + c] = kv;
+    }
+    __syncthreads();
+    if (rt < nt) {
+      for (int kk = 0; kk < dl; kk += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a;
+        wmma::load_matrix_sync(a, Qh + rt * 16 * kMmaLd + kk, kMmaLd);
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          if (ct0 + u < nt) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> bk;  // k^T
+            wmma::load_matrix_sync(bk, Kh + (ct0 + u) * 16 * kMmaLd + kk, kMmaLd);
+            wmma::mma_sync(sacc[u], a, bk, sacc[u]);
+          }
+        }
+      }
+    }
+  }
+  if (rt < nt) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+      if (ct0 + u < nt)
+        wmma::store_matrix_sync(S + rt * 16 * kMmaSLd + (ct0 + u) * 16, sacc[u], kMmaSLd, wmma::mem_row_major);
+  }
+  __syncthreads();
+
+  // ---- scale + bias (fp32), padding -inf; softmax one warp per row -> P (storage type)
+  for (int e = tid; e < np * kAttnMaxTokens; e += kAttnThreads) {
+    const int i = e / kAttnMaxTokens, j = e - (e / kAttnMaxTokens) * kAttnMaxTokens;
+    float s = -INFINITY;
+    if (i < n && j < n) s = fmaf(S[i * kMmaSLd + j], P.scale, __ldg(P.bias + rel_index(i, j, w) * P.heads + head));
+    S[i * kMmaSLd + j] = s;
+  }
+  __syncthreads();
+  for (int r = warp; r < np; r += kAttnWarpsPerBlock) {
+    if (r < n) {
+      const float* row = S + r * kMmaSLd;
+      const float v0 = row[lane], v1 = row[lane + 32];
+      const float m = warp_max(fmaxf(v0, v1));  // finite: column 0 is always valid
+      const float e0 = expf(v0 - m), e1 = expf(v1 - m);
+      const float inv = 1.f / warp_sum(e0 + e1);
+      Ph[r * kMmaLd + lane] = from_acc<T>(e0 * inv);
+      Ph[r * kMmaLd + lane + 32] = from_acc<T>(e1 * inv);
+    } else {  // padding rows: finite zeros (their outputs are not stored)
+      Ph[r * kMmaLd + lane] = zero;
+      Ph[r * kMmaLd + lane + 32] = zero;
+    }
+  }
+
+  // ---- O = P v, 64 channels at a time
+  for (int dc = 0; dc < d; dc += kMmaD) {
+    const int dl = min(kMmaD, d - dc);
+    __syncthreads();  // P written / previous chunk's O staging read out
+    for (int e = tid; e < np * kMmaD; e += kAttnThreads) {
+      const int t = e / kMmaD, c = e - (e / kMmaD) * kMmaD;
+      T vv = zero;  // zero padding rows: P there is 0, avoid 0 * garbage
+      if (t < n && c < dl) {
+        int r, cc;
+        token_rc(t, w, wx, wy, P.nh, P.nw, P.grid, r, cc);
+        vv = vb[r * P.v_sh + cc * P.v_sw + dc + c];
+      }
+      Kh[t * kMmaLd + c] = vv;
+    }
+    __syncthreads();
+    if (rt < nt) {
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        if ((ct0 + u) * 16 < dl) {
+          wmma::fragment<wmma::accumulator, 16, 16, 16, float> oacc;
+          wmma::fill_fragment(oacc, 0.f);
+          for (int kk = 0; kk < np; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vbf;
+            wmma::load_matrix_sync(pa, Ph + rt * 16 * kMmaLd + kk, kMmaLd);
+            wmma::load_matrix_sync(vbf, Kh + kk * kMmaLd + (ct0 + u) * 16, kMmaLd);
+            wmma::mma_sync(oacc, pa, vbf, oacc);
+          }
+          wmma::store_matrix_sync(S + rt * 16 * kMmaSLd + (ct0 + u) * 16, oacc, kMmaSLd, wmma::mem_row_major);
+        }
+      }
+    }
+    __syncthreads();
+    for (int e = tid; e < n * kMmaD; e += kAttnThreads) {
+      const int t = e / kMmaD, c = e - (e / kMmaD) * kMmaD;
+      if (c < dl) {
+        int r, cc;
+        token_rc(t, w, wx, wy, P.nh, P.nw, P.grid, r, cc);
+        store(ob + r * P.o_sh + cc * P.o_sw + dc + c, S[t * kMmaSLd + c]);
+      }
+    }
+  }
+}
+#endif  // LDMVFI_ATTN_MMA
+
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads) maxvit_attention_block_kernel(const AttnParams<T> P) {
+#if LDMVFI_ATTN_MMA
+  if constexpr (!std::is_same<T, float>::value)
+    attention_block_mma<T>(P);
+  else
+#endif
+    attention_block_ffma<T>(P);
 }
 
 // w = 2: one warp per (window, head); CPL = head_dim / 32 channels per lane.
