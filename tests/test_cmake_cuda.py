@@ -118,3 +118,47 @@ def test_both_architectures_embedded(build):
                           stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout
     assert "sm_80" in proc.stdout and "sm_90" in proc.stdout, proc.stdout
+
+
+def _sass(build) -> dict[str, str]:
+    """{mangled kernel name: its sm_90 SASS} of the library (cuobjdump -sass)."""
+    build, nvcc = build
+    cuobjdump = _find_tool("cuobjdump", nvcc)
+    if cuobjdump is None:
+        missing_tool("cuobjdump not found (PATH, beside nvcc, CUDA_HOME/bin, /usr/local/cuda/bin, triton's bin)")
+    proc = subprocess.run([cuobjdump, "-sass", "-arch", "sm_90", str(_library(build))], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    out = {}
+    for chunk in proc.stdout.split("Function : ")[1:]:
+        name, _, body = chunk.partition("\n")
+        out[name.strip()] = body
+    return out
+
+
+def test_attention_block_kernel_uses_tensor_cores(build):
+    """Static check (nothing runs): the half/bf16 attention block kernel issues HMMA
+    (tensor-core) instructions, the float one does not (CUDA cores, fp32 accuracy)."""
+    sass = _sass(build)
+    blocks = {n: b for n, b in sass.items() if "maxvit_attention_block_kernel" in n}
+    assert len(blocks) == 3, sorted(blocks)
+    for name, body in blocks.items():
+        hmma = body.count("HMMA")
+        if "IfE" in name:  # float instantiation
+            assert hmma == 0, f"{name}: {hmma} HMMA"
+        else:
+            assert hmma > 0, f"{name}: no HMMA instruction"
+
+
+def test_dsepconv_kernels_have_no_compare_select_clamps(build):
+    """Static check of the issue-bound DSepConv/decoder_output kernels (K = 5, float): the
+    clamps are FMNMX (fminf/fmaxf), not FSETP + FSEL pairs, and one float-to-int per axis."""
+    sass = _sass(build)
+    kernels = {n: b for n, b in sass.items()
+               if ("decoder_output_kernelIfLi5" in n or "dsepconv_forward_kernelIfLi5" in n)}
+    assert len(kernels) == 2, sorted(kernels)
+    for name, body in kernels.items():
+        frames = 2 if "decoder_output" in name else 1
+        taps = 25 * frames
+        assert body.count("FSEL") <= taps, f"{name}: {body.count('FSEL')} FSEL for {taps} taps"
+        assert body.count("F2I") <= 2 * taps + 4, f"{name}: {body.count('F2I')} F2I for {taps} taps"

@@ -368,3 +368,30 @@ def test_native_provider_accepts_float32_bias_table(monkeypatch, table_dtype, ac
                                        mode="block", num_heads=2)
     assert (reason is None) == accepted, reason
     assert mixed is not None and "mixed dtypes" in mixed  # q, k, v must still agree
+
+
+# --------------------------------------------------------------------------------------
+# Dispatcher: the automatic order is a per-case table (ldmvfi_fast/ops/_dispatch.ORDER)
+
+def test_backend_order_table(monkeypatch):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ldmvfi_fast.ops import _dispatch
+
+    cpu = torch.zeros(1, 2, 4, 4)
+    assert _dispatch.backend_order("maxvit_attention", [cpu])[0] == "reference"
+    assert _dispatch.backend_order("dsepconv", [cpu])[0] == "native"
+    with FakeTensorMode():
+        half = torch.empty(1, 8, 8, 64, device="cuda", dtype=torch.bfloat16)
+        assert _dispatch.backend_order("maxvit_attention", [half]) == ("native", "triton", "reference")
+    monkeypatch.setitem(_dispatch.ORDER, ("maxvit_attention", "cuda", "half"), ("triton",))
+    with FakeTensorMode():
+        half = torch.empty(1, 8, 8, 64, device="cuda", dtype=torch.float16)
+        assert _dispatch.backend_order("maxvit_attention", [half]) == ("triton", "native", "reference")
+        f32 = torch.empty(1, 8, 8, 64, device="cuda")
+        assert _dispatch.backend_order("maxvit_attention", [f32])[0] == "native"
+    # pick_backend follows the table (CPU dsepconv would run natively with the default table)
+    monkeypatch.setitem(_dispatch.ORDER, ("dsepconv", "cpu", "*"), ("reference", "native"))
+    args = dsepconv_args(1, 1, 3, 2, 2, dtype=torch.float32)
+    from ldmvfi_fast.ops import _reference
+    assert _dispatch.pick_backend("dsepconv", args) is _reference.PROVIDER.get("dsepconv")

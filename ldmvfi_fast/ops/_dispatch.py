@@ -1,10 +1,40 @@
 """Backend choice for the custom ops: one small function, :func:`pick_backend`.
 
-Order: ``native`` (the compiled extension ``ldmvfi_fast._C``: CUDA kernels for CUDA
-tensors, C++ kernels for CPU tensors), then ``triton``, then ``reference`` (pure PyTorch,
-always available). Each backend is a *provider* that says why it refuses a call
-(device, dtype, shape, missing extension, autograd needed but no backward); the reason is
-logged once per (backend, op, reason).
+Backends: ``native`` (the compiled extension ``ldmvfi_fast._C``: CUDA kernels for CUDA
+tensors, C++ kernels for CPU tensors), ``triton``, ``reference`` (pure PyTorch, always
+available). Each backend is a *provider* that says why it refuses a call (device, dtype,
+shape, missing extension, autograd needed but no backward); the reason is logged once per
+(backend, op, reason).
+
+Automatic order, per case (:data:`ORDER`, read by :func:`backend_order`): the fastest
+backend first, then the next one that accepts the call. **Unmeasured**: no GPU was
+available when this table was written, so the CUDA rows are the order the kernels' design
+gives, not timings (measure with ``python benchmarks/kernels.py`` plus the Triton kernels
+on the target GPU, then edit :data:`ORDER`):
+
+==================  ======  ===============  ==============================  ==========
+op                  device  dtype            order                           basis
+==================  ======  ===============  ==============================  ==========
+dsepconv            cuda    any              native, triton, reference       unmeasured
+decoder_output      cuda    any              native, triton, reference       unmeasured
+maxvit_attention    cuda    float32          native, triton, reference       unmeasured
+maxvit_attention    cuda    float16/bf16     native, triton, reference       unmeasured
+dsepconv            cpu     any              native, reference (no Triton)   measured*
+decoder_output      cpu     any              native, reference               measured*
+maxvit_attention    cpu     any              reference, native               design**
+==================  ======  ===============  ==============================  ==========
+
+Reasons for the CUDA rows: dsepconv / decoder_output: one fused pass with the tap
+geometry shared by all channels (native) vs Triton kernels that the static review found
+spending registers and barriers on layout conversions. maxvit_attention float32: the
+CUDA kernel's FFMA path keeps fp32 accuracy without spilling, where Triton's
+``input_precision="ieee"`` fp32 dot spills. float16/bfloat16: both use tensor cores
+(native: WMMA since the block kernel's half/bf16 path, Triton: ``tl.dot``), and native
+also has the one-warp kernel for window 2; this is the row to measure first.
+(*) ``benchmarks/results/ops-cpu-1080x1920.txt`` (``benchmarks/ops_cpu.py``, 2 threads):
+native 4.9x the reference for dsepconv, 3.6x for decoder_output. (**) the native CPU
+attention is a plain correctness fallback (no BLAS); the reference's batched matmuls are
+expected faster (not in that file); the native provider also refuses CPU attention.
 
 Choosing a backend, strongest first:
 
@@ -37,6 +67,19 @@ from .. import _env
 log = logging.getLogger(__name__)
 
 BACKENDS = ("native", "triton", "reference")
+
+#: automatic backend order per case: {(op, device type, dtype group): order}; the first
+#: matching key of (op, device, dtype), (op, device, "*"), (op, "*", "*") wins, else BACKENDS.
+#: dtype groups: "float32", "half" (float16 and bfloat16), "float64". See the module docs.
+ORDER: dict[tuple[str, str, str], tuple[str, ...]] = {
+    ("dsepconv", "cuda", "*"): ("native", "triton", "reference"),
+    ("decoder_output", "cuda", "*"): ("native", "triton", "reference"),
+    ("maxvit_attention", "cuda", "float32"): ("native", "triton", "reference"),
+    ("maxvit_attention", "cuda", "half"): ("native", "triton", "reference"),
+    ("dsepconv", "cpu", "*"): ("native", "reference", "triton"),
+    ("decoder_output", "cpu", "*"): ("native", "reference", "triton"),
+    ("maxvit_attention", "cpu", "*"): ("reference", "native", "triton"),
+}
 ALIASES = {"cuda": "native", "cpp": "native", "cpu": "native", "c++": "native", "torch": "reference",
            "ref": "reference", "pytorch": "reference"}
 OPS = ("dsepconv", "decoder_output", "maxvit_attention")
@@ -75,6 +118,24 @@ def _provider(name: str) -> Provider | str:
         except Exception as exc:  # a missing optional dependency is a clean fallback
             _providers[name] = f"cannot import {name} backend: {type(exc).__name__}: {exc}"
     return _providers[name]
+
+
+def _dtype_group(dtype: torch.dtype) -> str:
+    if dtype in (torch.float16, torch.bfloat16):
+        return "half"
+    return str(dtype).replace("torch.", "")
+
+
+def backend_order(op: str, tensors: Sequence[Tensor]) -> tuple[str, ...]:
+    """The automatic order of the backends for this call (:data:`ORDER`), every backend once."""
+    first = next((t for t in tensors if isinstance(t, Tensor)), None)
+    device = first.device.type if first is not None else "*"
+    group = _dtype_group(first.dtype) if first is not None else "*"
+    for key in ((op, device, group), (op, device, "*"), (op, "*", "*")):
+        if key in ORDER:
+            order = ORDER[key]
+            return tuple(order) + tuple(b for b in BACKENDS if b not in order)
+    return BACKENDS
 
 
 def available_backends(op: str, tensors: Sequence[Tensor], **kw) -> dict[str, str | None]:
@@ -156,7 +217,7 @@ def pick_backend(op: str, tensors: Sequence[Tensor], backend: str | None = None,
         if reason is not None:
             raise RuntimeError(f"backend {name!r} (asked for by {source}) cannot run {op}: {reason}")
         return prov.get(op)
-    order = list(BACKENDS)
+    order = list(backend_order(op, tensors))
     preferred = None if scope is not None else _env.backend_override()
     if preferred:
         preferred = canonical(preferred)
