@@ -41,8 +41,9 @@ Callback = Callable[[int, int], None]
 PREDICTIONS = ("eps", "v", "x0")
 
 __all__ = ["make_beta_schedule", "DiffusionSchedule", "DDIMSchedule", "ddim_timesteps", "ddim_schedule",
-           "ddim_sample", "ddpm_sample", "Sampler", "SAMPLERS", "register_sampler", "get_sampler",
-           "sampler_names", "check_sampling_options", "eps_from", "PREDICTIONS", "Callback"]
+           "ddim_sample", "ddpm_sample", "SPACINGS", "make_timesteps", "SolverSchedule", "solver_sample",
+           "Sampler", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names", "schedule_kwargs",
+           "check_sampling_options", "eps_from", "PREDICTIONS", "Callback"]
 
 
 def make_beta_schedule(kind: str, n: int, linear_start: float, linear_end: float, cosine_s: float = 8e-3) -> np.ndarray:
@@ -135,10 +136,16 @@ def ddim_timesteps(num_steps: int, num_train_steps: int = 1000) -> np.ndarray:
     return ts
 
 
-def ddim_schedule(alphas_cumprod: Tensor, num_steps: int, eta: float, device=None) -> DDIMSchedule:
-    """DDIM coefficients from the model's float32 ``alphas_cumprod`` (T,)."""
+def ddim_schedule(alphas_cumprod: Tensor, num_steps: int | None, eta: float, device=None, *, spacing: str = "uniform",
+                  timesteps=None) -> DDIMSchedule:
+    """DDIM coefficients from the model's float32 ``alphas_cumprod`` (T,).
+
+    ``spacing`` picks the timesteps (:func:`make_timesteps`; ``uniform``, the default, is the
+    original's rule and numerics); ``timesteps`` (descending ints) overrides it (then
+    ``num_steps`` may be None). The step after the last lands on ``alphas_cumprod[0]``, as the
+    original's."""
     ac32 = alphas_cumprod.detach().to("cpu", torch.float32)
-    ts = ddim_timesteps(num_steps, int(ac32.shape[0]))
+    ts = make_timesteps(ac32, num_steps, spacing=spacing, timesteps=timesteps)[::-1].copy()  # ascending
     a32 = ac32[torch.from_numpy(ts)]
     a = a32.double().numpy()
     a_prev = np.asarray([float(ac32[0])] + a[:-1].tolist(), dtype=np.float64)
@@ -152,6 +159,193 @@ def ddim_schedule(alphas_cumprod: Tensor, num_steps: int, eta: float, device=Non
         sqrt_one_minus_alphas=flip((1.0 - a32).sqrt()), sqrt_alphas_prev=flip(a_prev32.sqrt()),
         dir_coef=flip(dir_coef), sigmas=flip(sig32), timesteps_np=ts, alphas_np=a32.numpy(),
         alphas_prev_np=a_prev, sigmas_np=sig)
+
+
+# ---------------------------------------------------------------------------------------------
+# timestep spacings
+
+#: ``uniform``: the original's rule (:func:`ddim_timesteps`); ``trailing``: ``round(T - k T / S) - 1``
+#: (starts at T - 1, the noisiest step; better at few steps); ``karras``: Karras et al.'s rho = 7
+#: ramp in sigma = sqrt((1 - a) / a), each mapped to the nearest training timestep (log sigma), kept
+#: distinct by moving a repeated one up to the next free timestep.
+SPACINGS = ("uniform", "trailing", "karras")
+KARRAS_RHO = 7.0
+
+
+def _check_timesteps(timesteps, num_train_steps: int) -> np.ndarray:
+    try:
+        ts = np.asarray(timesteps)
+        ok = ts.ndim == 1 and ts.size > 0 and (ts.dtype.kind in "iu" or (ts.dtype.kind == "f" and np.all(ts == np.round(ts))))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"timesteps must be a non-empty list of integers, got {timesteps!r}")
+    ts = ts.astype(np.int64)
+    if ts.min() < 0 or ts.max() >= num_train_steps:
+        raise ValueError(f"timesteps must lie in [0, {num_train_steps - 1}], got {ts.tolist()}")
+    if ts.size > 1 and not np.all(np.diff(ts) < 0):
+        raise ValueError(f"timesteps must be strictly descending (sampling order), got {ts.tolist()}")
+    return ts
+
+
+def make_timesteps(alphas_cumprod: Tensor, steps: int | None, spacing: str = "uniform",
+                   timesteps=None) -> np.ndarray:
+    """The sampling timesteps, descending (noisiest first), as int64 numpy.
+
+    ``timesteps`` (a descending list of ints, e.g. the ones a distilled student was trained on)
+    is checked and returned as is; otherwise ``steps`` timesteps by ``spacing`` (:data:`SPACINGS`).
+    Raises ``ValueError`` for what cannot be done.
+    """
+    T = int(alphas_cumprod.shape[0])
+    if timesteps is not None:
+        ts = _check_timesteps(timesteps, T)
+        if steps is not None and int(steps) != len(ts):
+            raise ValueError(f"steps ({steps}) differs from the number of timesteps given ({len(ts)})")
+        return ts
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if steps is None or not 1 <= int(steps) <= T:
+        raise ValueError(f"steps must be between 1 and {T}, got {steps}")
+    steps = int(steps)
+    if spacing == "uniform":
+        return ddim_timesteps(steps, T)[::-1].copy()
+    if spacing == "trailing":
+        return (np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1)[:steps]
+    ac = alphas_cumprod.detach().to("cpu", torch.float64).numpy()
+    log_sig = 0.5 * np.log((1.0 - ac) / ac)  # increasing in t
+    lo, hi = np.exp(log_sig[0]) ** (1 / KARRAS_RHO), np.exp(log_sig[-1]) ** (1 / KARRAS_RHO)
+    ramp = np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros(1)
+    want = np.log((hi + ramp * (lo - hi)) ** KARRAS_RHO)  # descending log sigma
+    ts = np.abs(want[:, None] - log_sig[None, :]).argmin(axis=1)
+    ts = np.minimum(ts, T - 1 - np.arange(steps))  # room above for the distinct ones
+    for i in range(steps - 2, -1, -1):  # distinct: from the cleanest end up
+        ts[i] = max(ts[i], ts[i + 1] + 1)
+    return ts.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# multistep solvers in x0 (data) prediction form
+
+
+@dataclass
+class SolverSchedule:
+    """Per-step coefficients of a multistep solver, in sampling order (S steps).
+
+    At step i, with ``m_i = (x - sqrt(1 - a_i) eps) / sqrt(a_i)`` the x0-prediction at
+    ``timesteps[i]``, the update is
+    ``x <- cx[i] x + c0[i] m_i + c1[i] m_{i-1} + c2[i] m_{i-2} + cn[i] z``  (z ~ N(0, I)).
+    ``orders[i]`` (python ints) says how many of the ``m`` are used; ``noisy[i]`` whether ``z``
+    is drawn. Coefficients are float64 device tensors built on the host before the loop (the
+    arithmetic runs in the latent's dtype); ``*_np`` are float64 copies for inspection.
+    """
+    timesteps: Tensor
+    sqrt_alphas: Tensor
+    sqrt_one_minus_alphas: Tensor
+    cx: Tensor
+    c0: Tensor
+    c1: Tensor
+    c2: Tensor
+    cn: Tensor
+    orders: tuple[int, ...]
+    noisy: tuple[bool, ...]
+    timesteps_np: np.ndarray
+    coefs_np: dict
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+
+def _solver_schedule(alphas_cumprod: Tensor, ts: np.ndarray, kind: str, order: int, eta: float,
+                     device) -> SolverSchedule:
+    """Coefficients for ``kind`` in {``dpmpp``, ``consistency``} on descending timesteps ``ts``.
+
+    ``dpmpp``: DPM-Solver++ (Lu et al. 2022) multistep of ``order`` (1..3) in lambda = log(alpha /
+    sigma), with the SDE variant's noise when ``eta`` > 0 (order <= 2; eta = 1 is the
+    DPM-Solver++(2M) SDE); the first steps use the orders the history allows and the last steps
+    lower ones (``min(order, i + 1, S - i)``); the last step goes to clean data (sigma = 0),
+    so it returns the model's x0-prediction. ``consistency``: x0-prediction, then re-noised to
+    the next timestep with fresh noise (multistep consistency sampling), the last returns x0.
+    """
+    ac = alphas_cumprod.detach().to("cpu", torch.float64).numpy()
+    S = len(ts)
+    al = np.sqrt(ac[ts])
+    sg = np.sqrt(1.0 - ac[ts])
+    al_n = np.append(al[1:], 1.0)  # the target of each step; the last is clean data
+    sg_n = np.append(sg[1:], 0.0)
+    lam = np.log(al / sg)
+    cx, c0, c1, c2, cn = (np.zeros(S) for _ in range(5))
+    orders, noisy = [], []
+    for i in range(S):
+        if kind == "consistency":
+            c0[i], cn[i] = al_n[i], sg_n[i]
+            orders.append(1)
+            noisy.append(i < S - 1)
+            continue
+        E = al[i] * sg_n[i] / (sg[i] * al_n[i])  # exp(-h), 0 at the clean end
+        h = -np.log(E) if E > 0 else np.inf
+        k = min(order, i + 1, S - i)
+        orders.append(k)
+        if eta > 0:
+            Eeta = E ** eta
+            A = al_n[i] * -np.expm1(-(1.0 + eta) * h) if E > 0 else al_n[i]
+            cx[i] = sg_n[i] / sg[i] * Eeta
+            cn[i] = sg_n[i] * np.sqrt(max(0.0, -np.expm1(-2.0 * eta * h))) if E > 0 else 0.0
+            noisy.append(bool(cn[i] > 0))
+        else:
+            A = al_n[i] * -np.expm1(-h) if E > 0 else al_n[i]
+            cx[i] = sg_n[i] / sg[i]
+            noisy.append(False)
+        if k == 1:
+            c0[i] = A
+        elif k == 2:  # D = m0 + (m0 - m1) / (2 r), r = h_prev / h
+            r = (lam[i] - lam[i - 1]) / h
+            c0[i], c1[i] = A * (1 + 0.5 / r), -A * 0.5 / r
+        else:  # third order (DPM-Solver++(3M)): D0, D1, D2 as combinations of (m0, m1, m2)
+            r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+            d10 = np.array([1.0, -1.0, 0.0]) / r0
+            d11 = np.array([0.0, 1.0, -1.0]) / r1
+            D1 = d10 + r0 / (r0 + r1) * (d10 - d11)
+            D2 = 2.0 * (d10 - d11) / (r0 + r1)  # ~ h^2 x0'' (the divided difference is half of it)
+            em1 = np.expm1(-h)
+            phi1, phi2, phi3 = -em1, em1 / h + 1.0, (em1 + h) / h ** 2 - 0.5
+            c = al_n[i] * (phi1 * np.array([1.0, 0.0, 0.0]) + phi2 * D1 - phi3 * D2)
+            c0[i], c1[i], c2[i] = c
+    dev = lambda v: torch.tensor(v, dtype=torch.float64, device=device)  # noqa: E731
+    return SolverSchedule(
+        timesteps=torch.from_numpy(ts.astype(np.int64)).to(device), sqrt_alphas=dev(al), sqrt_one_minus_alphas=dev(sg),
+        cx=dev(cx), c0=dev(c0), c1=dev(c1), c2=dev(c2), cn=dev(cn), orders=tuple(orders), noisy=tuple(noisy),
+        timesteps_np=ts.astype(np.int64), coefs_np={"cx": cx, "c0": c0, "c1": c1, "c2": c2, "cn": cn})
+
+
+def solver_sample(eps_fn: EpsFn, x_T: Tensor, sched: SolverSchedule, *, generator: torch.Generator | None = None,
+                  callback: Callback | None = None, return_intermediates: bool = False):
+    """Run a :class:`SolverSchedule` (DPM-Solver++ 2M/3M/SDE, consistency sampling). Same
+    signature as :func:`ddim_sample`; noise is drawn from ``generator`` only at stochastic steps."""
+    x = x_T
+    B = x.shape[0]
+    inter = {"x_inter": [x], "pred_x0": [x]}
+    hist: list[Tensor] = []
+    for i in range(sched.num_steps):
+        t = sched.timesteps[i].expand(B)
+        e = eps_fn(x, t)
+        m = (x - sched.sqrt_one_minus_alphas[i] * e) / sched.sqrt_alphas[i]
+        hist = [m] + hist[:2]
+        k = sched.orders[i]
+        new = sched.cx[i] * x + sched.c0[i] * m
+        if k >= 2:
+            new = new + sched.c1[i] * hist[1]
+        if k >= 3:
+            new = new + sched.c2[i] * hist[2]
+        if sched.noisy[i]:
+            new = new + sched.cn[i] * _randn_like(x, generator)
+        x = new.to(x_T.dtype)
+        if return_intermediates:
+            inter["x_inter"].append(x)
+            inter["pred_x0"].append(m)
+        if callback is not None:
+            callback(i + 1, sched.num_steps)
+    return (x, inter) if return_intermediates else x
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -253,10 +447,14 @@ class Sampler:
     Attributes:
         name: the name the pipeline (``sampler=``) and the command line (``--sampler``) use.
         description: one line for ``--help``.
-        make_schedule: ``(alphas_cumprod (T,) float32, steps, eta, device) -> schedule``; raises
-            :class:`~ldmvfi_fast.errors.OptionError` for a step count or eta it cannot use.
+        make_schedule: ``(alphas_cumprod (T,) float32, steps, eta, device) -> schedule``, plus the
+            keywords ``spacing=`` and ``timesteps=`` when ``uses_spacing``; raises ``ValueError``
+            (or :class:`~ldmvfi_fast.errors.OptionError`) for what it cannot do.
         sample: ``(eps_fn, x_T, schedule, *, generator, callback, return_intermediates) -> x_0``.
         uses_steps, uses_eta: whether ``steps`` / ``eta`` mean anything to it.
+        uses_spacing: whether it takes ``spacing`` (:data:`SPACINGS`) and explicit ``timesteps``.
+        default_spacing: the spacing used when none is given.
+        stochastic: whether it draws noise (at any eta it accepts).
     """
     name: str
     description: str
@@ -264,6 +462,9 @@ class Sampler:
     sample: Callable
     uses_steps: bool = True
     uses_eta: bool = True
+    uses_spacing: bool = False
+    default_spacing: str | None = None
+    stochastic: bool = False
 
 
 SAMPLERS: dict[str, Sampler] = {}
@@ -288,12 +489,32 @@ def get_sampler(name: str) -> Sampler:
         raise OptionError(f"sampler must be one of {sampler_names()}, got {name!r}") from None
 
 
-def check_sampling_options(sampler: str, steps: int, eta: float, num_train_steps: int = 1000) -> Sampler:
-    """Validate sampler, steps and eta before anything heavy runs; return the sampler.
+def schedule_kwargs(spec: Sampler, spacing: str | None = None, timesteps=None) -> dict:
+    """The keywords of ``spec.make_schedule`` for a spacing / explicit timesteps (OptionError
+    when the sampler takes neither)."""
+    if not spec.uses_spacing:
+        if spacing is not None or timesteps is not None:
+            raise OptionError(f"the {spec.name} sampler takes no spacing or timesteps")
+        return {}
+    return {"spacing": spacing or spec.default_spacing, "timesteps": timesteps}
+
+
+def check_sampling_options(sampler: str, steps: int | None, eta: float, num_train_steps: int = 1000, *,
+                           spacing: str | None = None, timesteps=None) -> Sampler:
+    """Validate sampler, steps, eta, spacing and explicit timesteps before anything heavy runs;
+    return the sampler. ``steps`` may be None when ``timesteps`` are given.
 
     Raises :class:`~ldmvfi_fast.errors.OptionError` naming the allowed range.
     """
     s = get_sampler(sampler)
+    if spacing is not None and spacing not in SPACINGS:
+        raise OptionError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    if timesteps is not None:
+        try:
+            n = len(_check_timesteps(timesteps, num_train_steps))
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+        steps = n if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise OptionError(f"steps must be an integer, got {steps!r}")
     if s.uses_steps and not 1 <= steps <= num_train_steps:
@@ -304,16 +525,18 @@ def check_sampling_options(sampler: str, steps: int, eta: float, num_train_steps
         raise OptionError(f"eta must be a number in [0, 1], got {eta!r}") from None
     if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
         raise OptionError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: the paper's), got {eta}")
+    kw = schedule_kwargs(s, spacing, timesteps)
     if s.uses_steps:
         try:
-            s.make_schedule(torch.linspace(0.999, 0.01, num_train_steps), steps, eta, "cpu")
+            s.make_schedule(torch.linspace(0.999, 0.01, num_train_steps), steps, eta, "cpu", **kw)
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return s
 
 
-def _ddim_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None) -> DDIMSchedule:
-    return ddim_schedule(alphas_cumprod, steps, eta, device=device)
+def _ddim_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None, *, spacing: str = "uniform",
+               timesteps=None) -> DDIMSchedule:
+    return ddim_schedule(alphas_cumprod, steps, eta, device=device, spacing=spacing, timesteps=timesteps)
 
 
 def _ddpm_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None) -> DiffusionSchedule:
@@ -323,7 +546,29 @@ def _ddpm_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None) -> D
     return DiffusionSchedule({k: v.to(device) for k, v in sched.buffers.items()})
 
 
-register_sampler(Sampler("ddim", "DDIM (the paper's sampler, uniform timesteps as the original)",
-                         _ddim_make, ddim_sample))
+def _solver_make(kind: str, order: int, use_eta: bool):
+    def make(alphas_cumprod: Tensor, steps: int, eta: float, device=None, *, spacing: str = "trailing",
+             timesteps=None) -> SolverSchedule:
+        ts = make_timesteps(alphas_cumprod, steps, spacing=spacing, timesteps=timesteps)
+        return _solver_schedule(alphas_cumprod, ts, kind, order, float(eta) if use_eta else 0.0, device)
+    return make
+
+
+register_sampler(Sampler("ddim", "DDIM (the paper's sampler; eta 0 is deterministic; uniform spacing as the "
+                                 "original by default)", _ddim_make, ddim_sample,
+                         uses_spacing=True, default_spacing="uniform", stochastic=True))
 register_sampler(Sampler("ddpm", "ancestral DDPM over all training steps (steps and eta ignored)",
-                         _ddpm_make, ddpm_sample, uses_steps=False, uses_eta=False))
+                         _ddpm_make, ddpm_sample, uses_steps=False, uses_eta=False, stochastic=True))
+register_sampler(Sampler("dpmpp_2m", "DPM-Solver++(2M): deterministic, 2nd order, for few steps (5-20; trailing "
+                                     "spacing by default; eta ignored)", _solver_make("dpmpp", 2, False),
+                         solver_sample, uses_eta=False, uses_spacing=True, default_spacing="trailing"))
+register_sampler(Sampler("dpmpp_3m", "DPM-Solver++(3M): deterministic, 3rd order multistep (trailing spacing by "
+                                     "default; eta ignored)", _solver_make("dpmpp", 3, False),
+                         solver_sample, uses_eta=False, uses_spacing=True, default_spacing="trailing"))
+register_sampler(Sampler("dpmpp_2m_sde", "DPM-Solver++(2M) SDE: stochastic, eta scales the noise (1: the SDE, "
+                                         "0: dpmpp_2m)", _solver_make("dpmpp", 2, True),
+                         solver_sample, uses_spacing=True, default_spacing="trailing", stochastic=True))
+register_sampler(Sampler("consistency", "multistep consistency sampling for a consistency-distilled student "
+                                        "(x0 each step, re-noised with fresh noise; trailing spacing by default)",
+                         _solver_make("consistency", 1, False), solver_sample, uses_eta=False,
+                         uses_spacing=True, default_spacing="trailing", stochastic=True))
