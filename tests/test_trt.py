@@ -20,7 +20,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from ldmvfi_fast.errors import EngineError, OptionError  # noqa: E402
+from ldmvfi_fast.errors import EngineError, InputError, OptionError  # noqa: E402
 from ldmvfi_fast.export import tensorrt as T  # noqa: E402
 from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest  # noqa: E402
 
@@ -594,3 +594,141 @@ def test_manifest_json_is_plain(trt_dir):
     assert m["tensorrt"]["source"]["custom_ops_mode"] == "decompose"
     assert set(m["tensorrt"]["engines"]) == {"encoder", "unet_step", "decoder"}
 
+
+
+# ---------------------------------------------------------------- the runtime's run loop, on CPU tensors
+
+class _FakeContext:
+    """Executes ``out = 2 * first input`` (+ the second input when there is one, cast) through the
+    addresses it was given, as TensorRT would; counts runs."""
+
+    def __init__(self, graph_ref):
+        self.graph_ref, self.shapes, self.addresses, self.runs = graph_ref, {}, {}, 0
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+
+    def get_tensor_shape(self, name):
+        return self.shapes[self.graph_ref().inputs[0]]
+
+    def execute_async_v3(self, stream):
+        g = self.graph_ref()
+        bufs = g.buffers
+        for n in g.inputs + g.outputs:
+            assert self.addresses[n] == bufs[n].data_ptr(), f"{n}: stale address"
+        shp = self.shapes[g.inputs[0]]
+        n = 1
+        for s in shp:
+            n *= s
+        x = bufs[g.inputs[0]][:n]
+        bufs[g.outputs[0]][:n] = 2 * x
+        self.runs += 1
+        return True
+
+
+class _FakeEngine:
+    def __init__(self, names):
+        self.names, self.num_io_tensors = names, len(names)
+        self.ctx = None
+
+    def get_tensor_name(self, i):
+        return self.names[i]
+
+    def create_execution_context(self):
+        return self.ctx
+
+
+def _graph(monkeypatch, use_graph=True, capture_fails=False):
+    import weakref
+
+    import torch
+
+    from ldmvfi_fast.runtime import tensorrt as R
+
+    captured, capturing = [], []
+
+    class FakeCUDAGraph:
+        def __init__(self):
+            self.fn = None
+
+        def replay(self):
+            self.fn()
+
+    class graph_ctx:
+        def __init__(self, g):
+            self.g = g
+
+        def __enter__(self):
+            if capture_fails:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            captured.append(self.g)
+            capturing.append(True)
+            return self
+
+        def __exit__(self, *a):
+            capturing.clear()
+            return False
+
+    class Stream:
+        cuda_stream = 0
+
+    monkeypatch.setattr(R.torch.cuda, "CUDAGraph", FakeCUDAGraph)
+    monkeypatch.setattr(R.torch.cuda, "graph", graph_ctx)
+    monkeypatch.setattr(R.torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(R.torch.cuda, "synchronize", lambda device=None: None)
+    spec = {"inputs": [{"name": "x_t", "dtype": "float32", "shape": ["batch", 3, "H/32", "W/32"]}],
+            "outputs": [{"name": "eps", "dtype": "float32", "shape": ["batch", 3, "H/32", "W/32"]}],
+            "profiles": {"x_t": {"min": [1, 3, 2, 2], "opt": [1, 3, 4, 4], "max": [2, 3, 8, 8]}}}
+    eng = _FakeEngine(["x_t", "eps"])
+    holder = {}
+    eng.ctx = _FakeContext(lambda: holder["g"])
+    g = R._Graph("unet_step", eng, spec, torch.device("cpu"), use_graph=use_graph)
+    holder["g"] = g
+    # inside a capture nothing runs: the launch is recorded, and replay() runs it
+    real_execute = g._execute
+
+    def execute(stream):
+        if capturing:
+            captured[-1].fn = lambda: real_execute(stream)
+        else:
+            real_execute(stream)
+    monkeypatch.setattr(g, "_execute", execute)
+    return g, eng.ctx, captured
+
+
+def test_runtime_step_warms_up_captures_then_replays(monkeypatch):
+    import torch
+
+    g, ctx, captured = _graph(monkeypatch)
+    x = torch.arange(48, dtype=torch.float32).view(1, 3, 4, 4)
+    outs = [g.run([x + i])[0] for i in range(4)]
+    for i, o in enumerate(outs):  # right values every step, fresh tensors (not views of the buffer)
+        torch.testing.assert_close(o, 2 * (x + i))
+        assert o.data_ptr() != g.buffers["eps"].data_ptr()
+    assert len(captured) == 1 and ctx.runs == 4  # run 1 warm-up, run 2 captured, 3-4 replayed
+    # a new shape: new buffers (larger), graphs dropped, warm-up again
+    y = torch.ones(2, 3, 8, 8)
+    torch.testing.assert_close(g.run([y])[0], 2 * y)
+    assert not g.graphs and ctx.shapes["x_t"] == (2, 3, 8, 8)
+    torch.testing.assert_close(g.run([y])[0], 2 * y)
+    assert len(captured) == 2
+    # back to the small shape: buffers kept (large enough), warm-up again
+    torch.testing.assert_close(g.run([x])[0], 2 * x)
+    assert not g.graphs and g.warm == {((1, 3, 4, 4),)}  # the context's shapes changed: graphs dropped
+    with pytest.raises(InputError, match="profile"):
+        g.run([torch.ones(1, 3, 16, 8)])
+
+
+def test_runtime_capture_failure_falls_back(monkeypatch, caplog):
+    import torch
+
+    g, ctx, captured = _graph(monkeypatch, capture_fails=True)
+    x = torch.ones(1, 3, 4, 4)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            torch.testing.assert_close(g.run([x])[0], 2 * x)
+    assert not g.use_graph and "capture failed" in caplog.text and ctx.runs == 3
