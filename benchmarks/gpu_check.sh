@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first-GPU-run checklist, all output under one folder.
 #
-#   benchmarks/gpu_check.sh [--out DIR] [--only STEP[,STEP...]] [--dry-run] [--list]
+#   benchmarks/gpu_check.sh [--out DIR (default build/gpu_check)] [--only STEP[,STEP...]] [--dry-run] [--list]
 #
 # Steps (in order; --only picks some, e.g. to split the run over several 10-minute calls):
 #   env          nvidia-smi, nvcc, compute-sanitizer, python/torch/triton versions
@@ -23,7 +23,7 @@ set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
-OUT="gpu_check_out"
+OUT="build/gpu_check"  # build/ is git-ignored
 DRY=0
 LIST=0
 ONLY=""
