@@ -592,6 +592,7 @@ def test_runtime_wrong_folder_kind(onnx_dir):
 def test_manifest_json_is_plain(trt_dir):
     m = json.loads((trt_dir / "manifest.json").read_text())
     assert m["tensorrt"]["source"]["custom_ops_mode"] == "decompose"
+    assert "timesteps" in m["ddim"]["schedules"]["1"]  # tables for the C++ application (2 training steps here)
     assert set(m["tensorrt"]["engines"]) == {"encoder", "unet_step", "decoder"}
 
 

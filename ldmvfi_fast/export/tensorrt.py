@@ -600,8 +600,12 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
                          "fp32_layers": counts, "reused": reused}
         if timing_cache is not None:
             _atomic_write(Path(timing_cache), bytes(memoryview(cache.serialize())))
+        from .aoti import ddim_tables
+
         manifest = {k: v for k, v in m.items() if k not in ("graphs", "exporter", "onnx_optimized")}
         manifest.update({
+            # the DDIM coefficient tables the C++ application samples with (export/cpp)
+            "ddim": m.get("ddim") or ddim_tables(m["alphas_cumprod"]),
             "runtime": "tensorrt", "toolkit_version": __version__, "graphs": graphs, "device": "cuda",
             "tensorrt": {"version": version, "gpu": gpu, "precision": precision, "precision_mode": mode,
                          "refittable": bool(refittable), "workspace_gb": workspace_gb,
