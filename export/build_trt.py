@@ -26,7 +26,7 @@ import time
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 epilog="exit status: 0 done, 2 user error, 1 internal error")
-    p.add_argument("--engines", required=True, help="ONNX engine folder (export/export_onnx.py)")
+    p.add_argument("--engines", help="ONNX engine folder (export/export_onnx.py); required")
     p.add_argument("--out", help="output folder (new or empty; see --overwrite); default ENGINES.trt-PRECISION")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                    help="engine precision (fp16/bf16 keep DSepConv coordinates and softmax in fp32)")
@@ -44,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
 
     from ldmvfi_fast.errors import EXIT_USER_ERROR, LdmvfiError
-    from ldmvfi_fast.export.tensorrt import build_trt, parse_profile
+    from ldmvfi_fast.export.tensorrt import build_trt, import_tensorrt, parse_profile
 
     t0 = time.perf_counter()
     try:
+        import_tensorrt()  # first: without TensorRT nothing here can run, whatever the options
+        if not args.engines:
+            p.error("the following arguments are required: --engines")
         out = build_trt(args.engines, args.out, precision=args.precision, profile=parse_profile(args.profile),
                         timing_cache=args.timing_cache, plugins=args.plugins, refittable=args.refittable,
                         workspace_gb=args.workspace, overwrite=args.overwrite)

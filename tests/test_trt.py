@@ -479,6 +479,8 @@ def test_script_without_tensorrt_one_line_exit_2(onnx_dir, monkeypatch, capsys):
     assert build_trt.main(["--engines", str(onnx_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install tensorrt" in err, err
+    assert build_trt.main([]) == 2  # no options at all: the same one line
+    assert capsys.readouterr().err.strip() == err
 
 
 def test_script_subprocess_no_traceback(onnx_dir):
