@@ -40,8 +40,16 @@ def sync(device) -> None:
 def summary(seconds: list[float]) -> dict:
     """Median/min/max in milliseconds and the raw times (ms) of one timed variant."""
     ms = [t * 1e3 for t in seconds]
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "repeats": len(ms),
-            "raw_ms": ms}
+    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "iqr_ms": iqr(ms),
+            "repeats": len(ms), "raw_ms": ms}
+
+
+def iqr(values: list[float]) -> float:
+    """Interquartile range (0 for fewer than two values)."""
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], device=None, repeats: int = 5, warmup: int = 1,
@@ -97,6 +105,59 @@ def time_cuda_events(fn: Callable, args: tuple, warmup: int, repeats: int, flush
         end.synchronize()
         times.append(start.elapsed_time(end))
     return times
+
+
+# ---------------------------------------------------------------------------------------------
+# memory (Linux /proc): resident set size and its high-water mark, which can be reset
+
+
+def _proc_status_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mib() -> float | None:
+    """This process's resident set size now (MiB; None where /proc is missing)."""
+    kib = _proc_status_kib("VmRSS")
+    return None if kib is None else kib / 1024
+
+
+def peak_rss_mib() -> float | None:
+    """The resident set's high-water mark since the start or the last :func:`reset_peak_rss` (MiB)."""
+    kib = _proc_status_kib("VmHWM")
+    if kib is None:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; not resettable
+    return kib / 1024
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc ``malloc_trim``), so
+    that the resident set is what is still in use."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Reset the high-water mark to the current resident set (Linux >= 4.0: ``5`` into
+    ``/proc/self/clear_refs``); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

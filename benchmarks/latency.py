@@ -1,14 +1,43 @@
-"""Latency of LDMVFI inference, per stage and end to end, and of the command line's video path.
+"""Latency of LDMVFI inference, per stage and end to end, on several runtimes, and of the command line's video path.
 
 Times, at one resolution, device and dtype: encoding one frame, one U-Net (denoising)
-step, decoding, and a whole interpolation (2 encodes + S sampling steps + decode).
-Weights are random unless --ckpt is given: speed does not depend on their values.
-Warm-up runs first; each figure is the median over --repeats runs, with CUDA synchronised
-around every timed call. Prints a table and writes JSON (device, date, commit, command).
+step, decoding, and a whole interpolation (2 encodes + S sampling steps + decode), for each
+runtime (``--runtime torch,onnxruntime,aoti``) and, for eager PyTorch, each op backend
+(``--backend``), all in the same process. Weights are random unless --ckpt is given: speed
+does not depend on their values. Every variant runs once untimed (its output is compared
+with the first variant's: the max abs difference, a correctness column), then
+``--warmup - 1`` more warm-up runs, then the variants take turns ``--repeats`` times (CUDA
+synchronised around every timed call); figures are medians (and min, IQR). Ratios and
+differences are against the first variant (eager torch when listed first, as by default).
+
+Engines (``onnxruntime``: :func:`ldmvfi_fast.export.onnx.export_onnx`; ``aoti``:
+:func:`ldmvfi_fast.export.aoti.build_aoti`; ``exported``: ``.pt2`` programs) are built once
+into ``--engines-cache DIR`` (default: ``$TMPDIR/ldmvfi-fast-bench-engines``), in a folder
+named by config, runtime, dtype, device, a hash of the weights and a hash of the package's
+model/op/export sources, and reused by later runs; the build times and file sizes are
+recorded beside them and in the JSON. Nothing in the cache is ever deleted by this script.
+
+Peak memory (``--memory``, default on): for each runtime, a child process loads only that
+runtime and runs each stage; before every stage it collects garbage, returns freed heap
+to the system (``malloc_trim``) and resets the kernel's resident-set high-water mark
+(``/proc/self/clear_refs``), then reads ``VmHWM``: the peak resident memory of the process
+during the stage (model/engines included) and the extra over the resident memory before it.
+Measured on the second call of each stage (warm) and the first (cold: lazy initialisation,
+ONNX Runtime's arena growing).
+
+Prints markdown tables and writes JSON (device, date, commit, command, raw numbers).
 
     python benchmarks/latency.py --config official --height 256 --width 448 --device cpu --steps 200
+    python benchmarks/latency.py --runtime torch,onnxruntime,aoti --config official --steps 10 --repeats 5
+    python benchmarks/latency.py --runtime torch,onnxruntime --profile-decoder ...   # top ops of the decoder
+    python benchmarks/latency.py --runtime torch,onnxruntime:threads=1,onnxruntime:opt=basic ...  # ORT options
     python benchmarks/latency.py --config official --height 1080 --width 1920 --device cuda --dtype bfloat16
     python benchmarks/latency.py --backend auto,reference ...   # op backends timed alternately
+
+A runtime may carry options after a colon, ``+``-separated: ``onnxruntime:opt=basic+threads=2``
+(``opt`` disable|basic|extended|all: graph optimisation level; ``threads``: intra-op threads;
+``inter``: inter-op threads; ``mode`` seq|par: execution mode; ``mem_pattern`` 0|1; ``arena`` 0|1:
+the CPU memory arena).
 
 Whole-video mode (``--video CLIP``): the command line's video path
 (:func:`ldmvfi_fast.cli.interpolate_video`: decode, interpolate, encode H.264) on a clip
@@ -23,14 +52,37 @@ can save. Medians over ``--repeats``, raw times in the JSON.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import logging
 import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+from _common import (
+    RESULTS,
+    ROOT,
+    peak_rss_mib,
+    release_memory,
+    reset_peak_rss,
+    rss_mib,
+    run_info,
+    time_interleaved,
+    write_json,
+)
 
-from _common import RESULTS, run_info, time_interleaved, write_json
+log = logging.getLogger("latency")
+
+#: runtimes this benchmark can build engines for and time (tensorrt needs a GPU: not here yet)
+BENCH_RUNTIMES = ("torch", "exported", "onnxruntime", "aoti")
+_ORT_KEYS = {"opt", "threads", "inter", "mode", "mem_pattern", "arena"}
+_ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+STAGES = ("encode (1 frame)", "unet step", "decode")
 
 
 def build_model(args, device, dtype):
@@ -57,48 +109,519 @@ def _scoped(backend: str, fn):
     return run
 
 
+# ---------------------------------------------------------------------------------------------
+# variants: runtimes (with options) and op backends
+
+
+def parse_variants(runtimes: str, backends: str) -> list[dict]:
+    """``[{"name", "runtime", "backend", "options"}]`` from ``--runtime`` and ``--backend``;
+    :class:`~ldmvfi_fast.errors.OptionError` on an unknown runtime, option or backend."""
+    from ldmvfi_fast.errors import OptionError
+
+    bks = [b.strip() for b in backends.split(",") if b.strip()] or ["auto"]
+    for b in bks:
+        if b not in ("auto", "native", "triton", "reference"):
+            raise OptionError(f"unknown op backend {b!r}: use auto, native, triton or reference")
+    out, seen = [], set()
+    for tok in (t.strip() for t in runtimes.split(",")):
+        if not tok:
+            continue
+        rt, _, opts = tok.partition(":")
+        if rt not in BENCH_RUNTIMES:
+            raise OptionError(f"unknown runtime {rt!r}: this benchmark times {', '.join(BENCH_RUNTIMES)} "
+                              "(comma-separated, e.g. --runtime torch,onnxruntime,aoti)")
+        options = {}
+        for kv in filter(None, opts.split("+")):
+            k, eq, v = kv.partition("=")
+            if rt != "onnxruntime" or not eq or k not in _ORT_KEYS:
+                raise OptionError(f"unknown option {kv!r} for runtime {rt}: only onnxruntime takes options "
+                                  f"({', '.join(sorted(_ORT_KEYS))}; e.g. onnxruntime:opt=basic+threads=2)")
+            if k == "opt" and v not in _ORT_LEVELS:
+                raise OptionError(f"onnxruntime opt={v!r}: use one of {', '.join(_ORT_LEVELS)}")
+            if k == "mode" and v not in ("seq", "par"):
+                raise OptionError(f"onnxruntime mode={v!r}: use seq or par")
+            if k in ("threads", "inter", "mem_pattern", "arena") and not v.isdigit():
+                raise OptionError(f"onnxruntime {k}={v!r}: expected a non-negative integer")
+            options[k] = v
+        for b in (bks if rt == "torch" else ["auto"]):
+            name = tok if rt != "torch" or len(bks) == 1 and b == "auto" else f"torch[ops={b}]"
+            if name in seen:
+                raise OptionError(f"variant {name!r} is listed twice")
+            seen.add(name)
+            out.append({"name": name, "runtime": rt, "backend": b, "options": options})
+    if not out:
+        raise OptionError("--runtime lists no runtime")
+    return out
+
+
+def check_packages(variants: list[dict]) -> None:
+    """Fail before any slow work when a runtime's optional packages are missing."""
+    from ldmvfi_fast.errors import EngineError
+
+    rts = {v["runtime"] for v in variants}
+    if "onnxruntime" in rts:
+        from ldmvfi_fast.runtime.onnxruntime import import_onnxruntime
+
+        import_onnxruntime()
+        try:
+            import onnx  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError as exc:
+            raise EngineError(f"the onnxruntime runtime is timed on graphs exported here, which needs the packages "
+                              f"onnx and onnxscript ({exc}): pip install onnx onnxscript") from None
+
+
+def ort_session_options(options: dict):
+    """An ``onnxruntime.SessionOptions`` from a variant's options (None: the runtime's default)."""
+    if not options:
+        return None
+    from ldmvfi_fast.runtime.onnxruntime import import_onnxruntime
+
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if "opt" in options:
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_LEVELS[options["opt"]])
+    if "threads" in options:
+        so.intra_op_num_threads = int(options["threads"])
+    if "inter" in options:
+        so.inter_op_num_threads = int(options["inter"])
+    if "mode" in options:
+        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if options["mode"] == "par"
+                             else ort.ExecutionMode.ORT_SEQUENTIAL)
+    if "mem_pattern" in options:
+        so.enable_mem_pattern = options["mem_pattern"] != "0"
+    if "arena" in options:
+        so.enable_cpu_mem_arena = options["arena"] != "0"
+    return so
+
+
+# ---------------------------------------------------------------------------------------------
+# engines: built once into a cache folder, reused
+
+
+def source_hash() -> str:
+    """sha256 of the package sources that shape an engine (models, ops, export, config)."""
+    pkg = ROOT / "ldmvfi_fast"
+    files = sorted(p for d in ("models", "ops", "export") for p in (pkg / d).rglob("*.py"))
+    files.append(pkg / "config.py")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def engine_key(runtime: str, model, device: torch.device, whash: str) -> str:
+    dt = str(next(model.parameters()).dtype).replace("torch.", "")
+    return f"{model.cfg.name}-{runtime}-{dt}-{device.type}-w{whash.split(':')[-1][:12]}-s{source_hash()[:12]}"
+
+
+class _Records(logging.Handler):
+    """Collects the export modules' per-graph log lines ("exported %s in %.1f s ...")."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        if isinstance(record.args, tuple) and str(record.msg).startswith(("exported %s", "compiled %s")):
+            self.records.append((record.name.rsplit(".", 1)[-1], str(record.msg).split()[0], record.args))
+
+
+def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
+    """Export/compile ``model`` for ``runtime`` into the new folder ``folder``; the build facts."""
+    handler = _Records()
+    loggers = [logging.getLogger(f"ldmvfi_fast.export.{m}") for m in ("onnx", "pt2", "aoti")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    try:
+        if runtime == "onnxruntime":
+            from ldmvfi_fast.export.onnx import export_onnx
+
+            export_onnx(model, folder)
+        elif runtime == "aoti":
+            from ldmvfi_fast.export.aoti import build_aoti
+
+            build_aoti(model, folder, device=device)
+        elif runtime == "exported":
+            from ldmvfi_fast.export.pt2 import export_pt2
+
+            export_pt2(model, folder)
+        else:
+            raise ValueError(runtime)
+    finally:
+        for lg, lv in zip(loggers, old):
+            lg.removeHandler(handler)
+            lg.setLevel(lv)
+    total = time.perf_counter() - t0
+    graphs: dict = {}
+    for module, verb, a in handler.records:
+        g = graphs.setdefault(str(a[0]), {})
+        if module == "onnx":
+            g.update({"export_s": round(float(a[1]), 1), "check_s": round(float(a[2]), 1)})
+        elif module == "pt2":
+            g["torch_export_s"] = round(float(a[1]), 1)
+        elif module == "aoti":
+            g["aoti_compile_s"] = round(float(a[1]), 1)
+    from ldmvfi_fast.export.manifest import read_manifest
+
+    m = read_manifest(folder)
+    for name, gm in m["graphs"].items():
+        graphs.setdefault(name, {})["file"] = gm["file"]
+        graphs[name]["size_mb"] = round((folder / gm["file"]).stat().st_size / 1e6, 1)
+    folder_mb = round(sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6, 1)
+    from _common import commit, now
+
+    return {"runtime": runtime, "build_s": round(total, 1), "graphs": graphs, "built_at": now(),
+            "commit": commit(), "folder_mb": folder_mb,
+            "manifest_sizes": m["sizes"]}
+
+
+def engines_for(runtime: str, model, device: torch.device, cache: Path, whash: str) -> tuple[Path, dict]:
+    """The engine folder of ``runtime`` for ``model`` in ``cache`` (built when missing) and its build facts."""
+    from ldmvfi_fast.errors import EngineError
+
+    folder = cache / engine_key(runtime, model, device, whash)
+    facts_path = cache / (folder.name + ".build.json")
+    if (folder / "manifest.json").is_file():
+        log.info("reusing %s engines in %s", runtime, folder)
+        facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+        return folder, {**facts, "reused": True}
+    if folder.exists() and any(folder.iterdir()):
+        raise EngineError(f"{folder} exists but holds no manifest.json (an interrupted or foreign folder); "
+                          "remove it yourself or pick another --engines-cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    log.info("building %s engines into %s (slow: minutes)", runtime, folder)
+    facts = _build(runtime, model, folder, device)
+    tmp = facts_path.with_name(facts_path.name + ".tmp")
+    tmp.write_text(json.dumps(facts, indent=1) + "\n")
+    os.replace(tmp, facts_path)
+    return folder, {**facts, "reused": False}
+
+
+def load_variant(v: dict, model, folder: Path | None, device: torch.device, whash: str):
+    """The backbone of variant ``v``."""
+    from ldmvfi_fast.runtime import TorchBackbone
+
+    if v["runtime"] == "torch":
+        return TorchBackbone(model)
+    if v["runtime"] == "onnxruntime":
+        from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
+
+        return OrtBackbone.from_dir(folder, device=device, expect_weights_hash=whash,
+                                    session_options=ort_session_options(v["options"]))
+    if v["runtime"] == "aoti":
+        from ldmvfi_fast.runtime.aoti import AotiBackbone
+
+        return AotiBackbone.from_dir(folder, device=device, expect_weights_hash=whash)
+    from ldmvfi_fast.runtime.exported import ExportedBackbone
+
+    return ExportedBackbone.from_dir(folder, device=device, expect_weights_hash=whash)
+
+
+def _max_diff(a, b) -> float:
+    """Max abs difference between two outputs (tensors, lists of tensors or Encoded)."""
+    from ldmvfi_fast.pipeline import Encoded
+
+    if isinstance(a, Encoded):
+        a, b = [a.z, *a.phi], [b.z, *b.phi]
+    if isinstance(a, torch.Tensor):
+        a, b = [a], [b]
+    return max(((x.float() - y.float()).abs().max().item() if x.numel() else 0.0) for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
 def run(args) -> dict:
+    from tqdm import tqdm
+
+    from ldmvfi_fast.export.manifest import weights_hash
     from ldmvfi_fast.pipeline import Interpolator
 
-    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    variants = parse_variants(args.runtime, args.backend)
+    check_packages(variants)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
+    info_at_start = run_info(device)  # the commit measured (others may commit while this runs)
+    load_before = os.getloadavg()
     model = build_model(args, device, dtype)
-    it = Interpolator(model, steps=args.steps, eta=args.eta, padding=args.padding)
+    engine_rts = sorted({v["runtime"] for v in variants} - {"torch"})
+    whash = weights_hash(model) if engine_rts else None
+    cache = Path(args.engines_cache or Path(tempfile.gettempdir()) / "ldmvfi-fast-bench-engines")
+    folders, builds = {}, {}
+    for rt in engine_rts:
+        folders[rt], builds[rt] = engines_for(rt, model, device, cache, whash)
+    its, load_s = {}, {}
+    for v in variants:
+        t0 = time.perf_counter()
+        bb = load_variant(v, model, folders.get(v["runtime"]), device, whash)
+        load_s[v["name"]] = round(time.perf_counter() - t0, 2)
+        its[v["name"]] = Interpolator(bb, steps=args.steps, eta=args.eta, padding=args.padding)
+    names = [v["name"] for v in variants]
+    fns_of = {v["name"]: (lambda f, v=v: _scoped(v["backend"], f)) for v in variants}
+    base = its[names[0]]
     g = torch.Generator(device="cpu").manual_seed(0)
     f0 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
     f1 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
-    results = {}
+    results, diffs = {}, {}
+    whole = f"interpolate ({base.steps} steps)"
     with torch.inference_mode():
-        e0, e1 = it.encode(f0), it.encode(f1)
+        e0, e1 = _scoped(variants[0]["backend"], lambda: (base.encode(f0), base.encode(f1)))()
         cond = torch.cat([e0.z, e1.z], 1)
-        x = torch.randn(e0.z.shape, device=device, dtype=dtype)
+        x = torch.randn(e0.z.shape, generator=g).to(device, dtype)
         t = torch.full((args.batch,), 500, device=device, dtype=torch.long)
-        z = it.sample_latent(e0, e1, it.new_generator(0))
+        z = _scoped(variants[0]["backend"], lambda: base.sample_latent(e0, e1, base.new_generator(0)))()
         stages = {
-            "encode (1 frame)": lambda: it.encode(f0),
-            "unet step": lambda: model.eps(x, t, cond),
-            "decode": lambda: it.decode(z, e0, e1),
+            STAGES[0]: (lambda it: (lambda: it.encode(f0)), args.repeats, args.warmup),
+            STAGES[1]: (lambda it: (lambda: it.backbone.denoise(x, t, cond)), args.repeats, args.warmup),
+            STAGES[2]: (lambda it: (lambda: it.decode(z, e0, e1)), args.repeats, args.warmup),
+            whole: (lambda it: (lambda: it.interpolate(f0, f1, seed=0)), args.whole_repeats, min(args.warmup, 1)),
         }
-        for name, fn in stages.items():
-            results[name] = time_interleaved({b: _scoped(b, fn) for b in backends}, device, args.repeats,
-                                             args.warmup)
-        results[f"interpolate ({it.ddim.num_steps} steps)"] = time_interleaved(
-            {b: _scoped(b, lambda: it.interpolate(f0, f1, seed=0)) for b in backends}, device, args.whole_repeats,
-            min(args.warmup, 1))
-    padded = tuple(e0.frame.shape[-2:])
+        bar = tqdm(total=sum(len(names) * (1 + max(w - 1, 0) + r) for _, r, w in stages.values()), unit="run",
+                   desc="timing", disable=args.quiet)
+        for stage, (make, repeats, warmup) in stages.items():
+            fns = {n: fns_of[n](make(its[n])) for n in names}
+            outs = {}
+            for n in names:  # first call: correctness (and the first warm-up)
+                bar.set_postfix_str(f"{stage}: {n}")
+                outs[n] = fns[n]()
+                bar.update()
+            diffs[stage] = {n: _max_diff(outs[n], outs[names[0]]) for n in names}
+            del outs
+            results[stage] = time_interleaved(fns, device, repeats, max(warmup - 1, 0),
+                                              setup=lambda n, s=stage: (bar.set_postfix_str(f"{s}: {n}"),
+                                                                        bar.update()))
+        bar.close()
+    for stage, r in results.items():
+        for n in names:
+            r[n]["max_abs_diff"] = diffs[stage][n]
+            r[n]["ratio_vs_" + names[0]] = r[names[0]]["median_ms"] / r[n]["median_ms"]
     meta = {
-        **run_info(device),
+        **info_at_start, "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
         "config": model.cfg.name, "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype,
-        "input_hw": [args.height, args.width], "padded_hw": list(padded), "padding": args.padding,
-        "batch": args.batch, "steps": it.ddim.num_steps, "backends": backends,
-        "native_extension": _native_loaded(),
+        "input_hw": [args.height, args.width], "padded_hw": list(e0.frame.shape[-2:]), "padding": args.padding,
+        "batch": args.batch, "steps": base.steps, "eta": args.eta, "variants": variants, "baseline": names[0],
+        "backends": [v["name"] for v in variants], "warmup": args.warmup, "repeats": args.repeats,
+        "whole_repeats": args.whole_repeats, "native_extension": _native_loaded(),
+        "engines": {rt: {"folder": str(folders[rt]), **builds[rt]} for rt in engine_rts},
+        "load_s": load_s, "ratio": f"{names[0]} median / variant median (> 1: the variant is faster)",
+        "max_abs_diff": f"max |output - {names[0]}'s output| on the same inputs (encode: z and every feature; "
+                        "decode: the same latent and features for all; interpolate: the same seed)",
     }
+    if "onnxruntime" in {v["runtime"] for v in variants}:
+        import onnxruntime
+
+        meta["onnxruntime"] = onnxruntime.__version__
+        meta["ort_session_options"] = {v["name"]: v["options"] or "OrtBackbone default" for v in variants
+                                       if v["runtime"] == "onnxruntime"}
     if device.type == "cuda":
         meta["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return {"meta": meta, "results": results}
+    report = {"meta": meta, "results": results}
+    its.clear()
+    base = None
+    if args.profile_decoder:
+        report["profile"] = profile_decoder(args, model, variants, folders, device, dtype, whash, (z, e0, e1))
+    if args.memory and device.type == "cpu":
+        del model
+        release_memory()
+        report["memory"] = memory_all(args, variants, folders)
+        meta["memory_method"] = ("peak resident set (VmHWM, reset before each stage via /proc/self/clear_refs, "
+                                 "after gc + malloc_trim) in a child process per runtime that loads only that "
+                                 "runtime; peak_mib: the process's peak during the stage (weights included); "
+                                 "extra_mib: over the resident memory just before it")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the decoder's top costs: torch.profiler on eager PyTorch, ONNX Runtime's profiler on the graph
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def profile_decoder(args, model, variants, folders, device, dtype, whash, inputs) -> dict:
+    """Top ops of one decode (after a warm-up) on eager torch and, when timed, ONNX Runtime."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from ldmvfi_fast.runtime import TorchBackbone
+
+    z, e0, e1 = inputs
+    out = {}
+    bb = TorchBackbone(model)
+    with torch.inference_mode():
+        bb.decode(z, e0.phi, e1.phi, e0.frame, e1.frame)
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as prof:
+            bb.decode(z, e0.phi, e1.phi, e0.frame, e1.frame)
+        wall = time.perf_counter() - t0
+    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in ev)
+    top = sorted(ev, key=lambda e: -e.self_cpu_time_total)[:args.profile_top]
+    by_shape = prof.key_averages(group_by_input_shape=True)
+    rows = []
+    for e in top:
+        shapes = sorted((s for s in by_shape if s.key == e.key), key=lambda s: -s.self_cpu_time_total)[:3]
+        rows.append({"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
+                     "share": e.self_cpu_time_total / total, "gflop": (e.flops or 0) / 1e9,
+                     "gflop_per_s": (e.flops or 0) / 1e3 / max(e.self_cpu_time_total, 1),
+                     "top_shapes": [{"input_shapes": s.input_shapes, "calls": s.count,
+                                     "self_ms": s.self_cpu_time_total / 1e3,
+                                     "input_mb": sum(_numel(x) for x in s.input_shapes if x) * 4 / 1e6}
+                                    for s in shapes]})
+    out["torch"] = {"wall_ms_profiled": wall * 1e3, "self_cpu_total_ms": total / 1e3, "top": rows}
+    ort_v = next((v for v in variants if v["runtime"] == "onnxruntime"), None)
+    if ort_v is not None:
+        out["onnxruntime"] = _profile_ort_decoder(ort_v, folders["onnxruntime"], device, args.profile_top,
+                                                  (z, e0, e1))
+    return out
+
+
+def _profile_ort_decoder(v, folder, device, n_top, inputs) -> dict:
+    import shutil
+
+    from ldmvfi_fast.export.manifest import read_manifest
+    from ldmvfi_fast.runtime.onnxruntime import OrtBackbone, import_onnxruntime
+
+    ort = import_onnxruntime()
+    z, e0, e1 = inputs
+    m = read_manifest(folder)
+    so = ort_session_options(v["options"]) or ort.SessionOptions()
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    tmp = Path(tempfile.mkdtemp(prefix="ldmvfi-ort-profile-"))
+    try:
+        so.profile_file_prefix = str(tmp / "decoder")
+        sess = ort.InferenceSession(str(Path(folder) / m["graphs"]["decoder"]["file"]), so,
+                                    providers=["CPUExecutionProvider"])
+        bb = OrtBackbone(folder, m, {"decoder": sess}, device)
+        bb.decode(z, e0.phi, e1.phi, e0.frame, e1.frame)
+        bb.decode(z, e0.phi, e1.phi, e0.frame, e1.frame)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    last = runs[-1]
+    nodes = [e for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+             and last["ts"] <= e["ts"] <= last["ts"] + last["dur"]]
+    total = sum(e["dur"] for e in nodes)
+    by_op: dict = {}
+    for e in nodes:
+        op = e.get("args", {}).get("op_name", "?")
+        d = by_op.setdefault(op, {"op": op, "calls": 0, "us": 0})
+        d["calls"] += 1
+        d["us"] += e["dur"]
+    top_ops = sorted(by_op.values(), key=lambda d: -d["us"])[:n_top]
+    top_nodes = sorted(nodes, key=lambda e: -e["dur"])[:n_top]
+    return {"run_ms": last["dur"] / 1e3, "nodes_run": len(nodes), "node_total_ms": total / 1e3,
+            "top_ops": [{"op": d["op"], "calls": d["calls"], "ms": d["us"] / 1e3, "share": d["us"] / total}
+                        for d in top_ops],
+            "top_nodes": [{"node": e["name"][:-len("_kernel_time")], "op": e.get("args", {}).get("op_name"),
+                           "ms": e["dur"] / 1e3, "share": e["dur"] / total,
+                           "output_mb": int(e.get("args", {}).get("output_size", 0)) / 1e6,
+                           "activation_mb": int(e.get("args", {}).get("activation_size", 0)) / 1e6,
+                           "parameter_mb": int(e.get("args", {}).get("parameter_size", 0)) / 1e6}
+                          for e in top_nodes],
+            "session_options": v["options"] or "OrtBackbone default"}
+
+
+def profile_table(prof: dict) -> str:
+    lines = []
+    t = prof.get("torch")
+    if t:
+        lines += ["", f"Eager decoder, top ops by self CPU time (torch.profiler; {t['self_cpu_total_ms']:.0f} ms "
+                  "self total):", "", "| op | calls | self ms | share | GFLOP | GFLOP/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['op']} | {r['calls']} | {r['self_ms']:.1f} | {100 * r['share']:.1f}% | {r['gflop']:.2f} | "
+                  f"{r['gflop_per_s']:.1f} |" for r in t["top"]]
+    o = prof.get("onnxruntime")
+    if o:
+        lines += ["", f"ONNX Runtime decoder, top op types ({o['nodes_run']} nodes run, {o['node_total_ms']:.0f} ms "
+                  f"in kernels of a {o['run_ms']:.0f} ms run):", "", "| op type | nodes | ms | share |",
+                  "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['op']} | {r['calls']} | {r['ms']:.1f} | {100 * r['share']:.1f}% |" for r in o["top_ops"]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory: one child process per runtime
+
+
+def memory_all(args, variants, folders) -> dict:
+    out = {}
+    seen = set()
+    for v in variants:
+        key = (v["runtime"], v["backend"], json.dumps(v["options"], sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(v),
+               "--engines", str(folders.get(v["runtime"], "")), "--height", str(args.height), "--width",
+               str(args.width), "--batch", str(args.batch), "--dtype", args.dtype, "--padding", args.padding,
+               "--device", "cpu"]
+        for flag, val in (("--config", args.config), ("--ckpt", args.ckpt), ("--threads", args.threads)):
+            if val:
+                cmd += [flag, str(val)]
+        log.info("peak memory of %s (child process)", v["name"])
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if r.returncode or not lines:
+            out[v["name"]] = {"error": f"exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}"}
+            log.warning("memory child for %s failed: %s", v["name"], r.stderr[-2000:])
+        else:
+            out[v["name"]] = json.loads(lines[-1])
+    return out
+
+
+def memory_child(args) -> dict:
+    """Run in a fresh process: load one runtime, then each stage with the peak RSS reset before it."""
+    from ldmvfi_fast.pipeline import Interpolator
+
+    v = json.loads(args.memory_child)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device("cpu"), getattr(torch, args.dtype)
+    rec = {"can_reset_peak": reset_peak_rss(), "start_rss_mib": rss_mib()}
+
+    def measure(fn):
+        release_memory()
+        reset_peak_rss()
+        before = rss_mib()
+        out = fn()
+        peak = peak_rss_mib()
+        return out, {"rss_before_mib": before, "peak_mib": peak, "extra_mib": peak - before}
+
+    def load():
+        if v["runtime"] == "torch":
+            model = build_model(args, device, dtype)
+            return load_variant(v, model, None, device, "")
+        return load_variant(v, None, Path(args.engines), device, None)
+    bb, rec["load"] = measure(load)
+    it = Interpolator(bb, steps=2, padding=args.padding)
+    g = torch.Generator().manual_seed(0)
+    f0 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
+    f1 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
+    with torch.inference_mode(), __import__("ldmvfi_fast.ops", fromlist=["use_backend"]).use_backend(
+            None if v["backend"] == "auto" else v["backend"]):
+        e0, rec["encode (1 frame) cold"] = measure(lambda: it.encode(f0))
+        e1, rec["encode (1 frame)"] = measure(lambda: it.encode(f1))
+        cond = torch.cat([e0.z, e1.z], 1)
+        x = torch.randn(e0.z.shape, generator=g).to(dtype)
+        t = torch.full((args.batch,), 500, dtype=torch.long)
+        _, rec["unet step cold"] = measure(lambda: bb.denoise(x, t, cond))
+        _, rec["unet step"] = measure(lambda: bb.denoise(x, t, cond))
+        _, rec["decode cold"] = measure(lambda: it.decode(x, e0, e1))
+        _, rec["decode"] = measure(lambda: it.decode(x, e0, e1))
+    return rec
 
 
 def _native_loaded() -> bool:
@@ -111,21 +634,51 @@ def _native_loaded() -> bool:
 
 def table(report: dict) -> str:
     m = report["meta"]
-    bs = m["backends"]
-    lines = [f"LDMVFI latency: config={m['config']} {m['input_hw'][0]}x{m['input_hw'][1]} "
+    vs = m["backends"]
+    base = vs[0]
+    lines = [f"LDMVFI latency: config={m['config']} ({m['weights']} weights) {m['input_hw'][0]}x{m['input_hw'][1]} "
              f"(padded {m['padded_hw'][0]}x{m['padded_hw'][1]}) batch={m['batch']} {m['dtype']} on {m['device']} "
-             f"({m['device_type']}, {m['threads']} threads), commit {m['commit']}; median ms (min-max), "
-             "backends timed alternately"]
-    head = f"{'stage':26s}" + "".join(f" {('ops=' + b):>24s}" for b in bs)
-    if len(bs) > 1:
-        head += f" {bs[-1] + '/' + bs[0]:>14s}"
-    lines.append(head)
+             f"({m['device_type']}, {m['threads']} threads), commit {m['commit']}, {m['date']}; median ms "
+             f"(IQR) over {m['repeats']} repeats ({m.get('whole_repeats', 1)} for the whole interpolation), "
+             f"variants alternated; speed-up = {base} median / variant median; diff = max abs difference "
+             f"from {base}'s output", ""]
+    lines.append("| stage | " + " | ".join(vs) + " |")
+    lines.append("| --- |" + " ---: |" * len(vs))
     for name, r in report["results"].items():
-        row = f"{name:26s}" + "".join(
-            f" {r[b]['median_ms']:10.1f} ({r[b]['min_ms']:.0f}-{r[b]['max_ms']:.0f})".rjust(25) for b in bs)
-        if len(bs) > 1:
-            row += f" {r[bs[-1]]['median_ms'] / r[bs[0]]['median_ms']:13.2f}x"
-        lines.append(row)
+        cells = []
+        for v in vs:
+            c = r[v]
+            cell = f"{c['median_ms']:.1f} ({c.get('iqr_ms', 0):.0f})"
+            if v != base:
+                cell += f", {r[base]['median_ms'] / c['median_ms']:.2f}x"
+                if "max_abs_diff" in c:
+                    cell += f", diff {c['max_abs_diff']:.1e}"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    mem = report.get("memory")
+    if mem:
+        lines += ["", "Peak resident memory, MiB (whole process during the stage, warm; in brackets: extra over "
+                  "the resident memory before the stage); child process per runtime", ""]
+        cols = list(mem)
+        lines.append("| stage | " + " | ".join(cols) + " |")
+        lines.append("| --- |" + " ---: |" * len(cols))
+        for stage in ("load", *STAGES):
+            cells = []
+            for c in cols:
+                r = mem[c].get(stage)
+                cells.append(f"{r['peak_mib']:.0f} (+{r['extra_mib']:.0f})" if r else mem[c].get("error", "-"))
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    eng = m.get("engines")
+    if eng:
+        lines += ["", "Engines (build time, s; file size, MB per graph):"]
+        for rt, b in eng.items():
+            gs = ", ".join(f"{k} {g.get('size_mb', '?')} MB" + "".join(
+                f" {lab} {g[key]} s" for key, lab in (("export_s", "export"), ("check_s", "check"),
+                                                      ("torch_export_s", "torch.export"),
+                                                      ("aoti_compile_s", "compile")) if key in g)
+                for k, g in b.get("graphs", {}).items())
+            lines.append(f"- {rt}: {'reused, ' if b.get('reused') else ''}built in {b.get('build_s', '?')} s at "
+                         f"commit {b.get('commit', '?')}: {gs}")
     return "\n".join(lines)
 
 
@@ -236,8 +789,39 @@ def main(argv=None) -> int:
     p.add_argument("--video-frames", type=int, default=8, help="input frames of the video (default 8)")
     p.add_argument("--multi", type=int, default=2, choices=(2, 4, 8), help="video mode: frame-rate multiplier")
     p.add_argument("--crf", type=int, default=17, help="video mode: x264 quality")
+    p.add_argument("--runtime", default="torch",
+                   help=f"runtimes, comma-separated, timed alternately in this process: {', '.join(BENCH_RUNTIMES)} "
+                        "(default torch); onnxruntime takes options: onnxruntime:opt=basic+threads=2")
+    p.add_argument("--engines-cache", default=None, metavar="DIR",
+                   help="where engines are built once and reused (default: $TMPDIR/ldmvfi-fast-bench-engines)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="peak resident memory per stage, a child process per runtime (CPU; default on)")
+    p.add_argument("--profile-decoder", action="store_true",
+                   help="top ops of one decode: torch.profiler (eager) and ONNX Runtime's profiler")
+    p.add_argument("--profile-top", type=int, default=12, help="ops listed by --profile-decoder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--engines", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/latency-....json)")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for k in ("repeats", "warmup", "whole_repeats", "batch", "steps"):
+        if getattr(args, k) < (0 if k == "warmup" else 1):
+            p.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'warmup' else 1}")
+    from ldmvfi_fast.errors import LdmvfiError
+
+    try:
+        return _main(args)
+    except LdmvfiError as exc:
+        print(f"latency.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    if args.memory_child:
+        print(json.dumps(memory_child(args)))
+        return 0
     if args.video:
         report = run_video(args)
         print(video_table(report))
@@ -247,9 +831,12 @@ def main(argv=None) -> int:
     else:
         report = run(args)
         print(table(report))
+        if "profile" in report:
+            print(profile_table(report["profile"]))
         m = report["meta"]
+        tag = "+".join(m["backends"]).replace(":", "-").replace("=", "").replace("[", "-").replace("]", "")
         default = RESULTS / (f"latency-{m['config']}-{m['input_hw'][0]}x{m['input_hw'][1]}-{m['device_type']}"
-                             f"-{m['dtype']}-{'+'.join(m['backends'])}.json")
+                             f"-{m['dtype']}-{tag}.json")
     out = write_json(Path(args.out) if args.out else default, report)
     print(f"wrote {out}")
     return 0
