@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -58,7 +57,7 @@ def cases(big: bool | None) -> list[Case]:
     out: list[Case] = []
     for B, C, K, H, W, strided in [(1, 3, 5, 7, 9, False), (2, 3, 3, 13, 17, True), (1, 5, 5, 1, 1, False),
                                    (1, 3, 5, 31, 33, True), (2, 3, 3, 8, 8, False)]:
-        p = dict(B=B, C=C, K=K, H=H, W=W, strided=strided)
+        p = {"B": B, "C": C, "K": K, "H": H, "W": W, "strided": strided}
         desc = f"B{B} C{C} K{K} {H}x{W}{' strided' if strided else ''}"
         out.append(Case("dsepconv", desc, params=p))
         out.append(Case("decoder_output", desc, params=dict(p, C=3)))
@@ -67,21 +66,21 @@ def cases(big: bool | None) -> list[Case]:
             for mode in ("block", "grid"):
                 H, W = window * 3, window * 2
                 out.append(Case("maxvit_attention", f"w{window} hd{head_dim}x{heads} {mode} {H}x{W} strided",
-                                params=dict(B=2, H=H, W=W, window=window, head_dim=head_dim, heads=heads, mode=mode,
-                                            strided=True)))
+                                params={"B": 2, "H": H, "W": W, "window": window, "head_dim": head_dim, "heads": heads, "mode": mode,
+                                            "strided": True}))
     out.append(Case("maxvit_attention", "w8 hd32x2 block 16x24 contiguous",
-                    params=dict(B=1, H=16, W=24, window=8, head_dim=32, heads=2, mode="block", strided=False)))
+                    params={"B": 1, "H": 16, "W": 24, "window": 8, "head_dim": 32, "heads": 2, "mode": "block", "strided": False}))
     # the real padded 1080p shapes (1536x2048)
     out.append(Case("dsepconv", "1080p padded: B1 C3 K5 1536x2048", True,
-                    dict(B=1, C=3, K=5, H=1536, W=2048, strided=False)))
+                    {"B": 1, "C": 3, "K": 5, "H": 1536, "W": 2048, "strided": False}))
     out.append(Case("decoder_output", "1080p padded: B1 C3 K5 1536x2048", True,
-                    dict(B=1, C=3, K=5, H=1536, W=2048, strided=False)))
+                    {"B": 1, "C": 3, "K": 5, "H": 1536, "W": 2048, "strided": False}))
     out.append(Case("maxvit_attention", "1080p decoder 1/2: 768x1024 C64 hd32 w8 block", True,
-                    dict(B=1, H=768, W=1024, window=8, head_dim=32, heads=2, mode="block", strided=False)))
+                    {"B": 1, "H": 768, "W": 1024, "window": 8, "head_dim": 32, "heads": 2, "mode": "block", "strided": False}))
     out.append(Case("maxvit_attention", "1080p decoder 1/2: 768x1024 C64 hd32 w8 grid", True,
-                    dict(B=1, H=768, W=1024, window=8, head_dim=32, heads=2, mode="grid", strided=False)))
+                    {"B": 1, "H": 768, "W": 1024, "window": 8, "head_dim": 32, "heads": 2, "mode": "grid", "strided": False}))
     out.append(Case("maxvit_attention", "1080p latent 48x64 C256 hd32 w2 block", True,
-                    dict(B=1, H=48, W=64, window=2, head_dim=32, heads=8, mode="block", strided=True)))
+                    {"B": 1, "H": 48, "W": 64, "window": 2, "head_dim": 32, "heads": 8, "mode": "block", "strided": True}))
     if big is None:
         return out
     return [c for c in out if c.big == big]
@@ -97,7 +96,7 @@ def make_args(torch, case: Case, dtype, device):
 
     if case.op in ("dsepconv", "decoder_output"):
         B, C, K, H, W = p["B"], p["C"], p["K"], p["H"], p["W"]
-        heads = lambda: [r(B, K, H, W, lo=0.0), r(B, K, H, W, lo=0.0), r(B, K * K, H, W, lo=-4.0, hi=4.0),  # noqa: E731
+        heads = lambda: [r(B, K, H, W, lo=0.0), r(B, K, H, W, lo=0.0), r(B, K * K, H, W, lo=-4.0, hi=4.0),
                          r(B, K * K, H, W, lo=-4.0, hi=4.0)]
         if case.op == "dsepconv":
             Hin, Win = H + K - 1, W + K - 1
@@ -139,7 +138,7 @@ def run_checks(torch, selected: list[Case], backends: list[str], dtypes: list[st
                 tensors = [a for a in args if isinstance(a, torch.Tensor)]
                 kw = {}
                 if case.op == "maxvit_attention":
-                    kw = dict(window=args[4], mode=args[5], num_heads=args[6])
+                    kw = {"window": args[4], "mode": args[5], "num_heads": args[6]}
                 why = available_backends(case.op, tensors[:4] if kw else tensors, **kw).get(be)
                 if why:
                     row.update(status="skipped", reason=str(why))
@@ -183,7 +182,11 @@ def _time(torch, fn, repeats: int, warmup: int) -> float:
 
 def sdpa_attention(torch, q, k, v, table, window, mode, heads, scale):
     """Windowed attention with F.scaled_dot_product_attention (window partition copies included)."""
-    from ldmvfi_fast.ops.maxvit_ref import relative_position_bias, window_partition, window_unpartition
+    from ldmvfi_fast.ops.maxvit_ref import (
+        relative_position_bias,
+        window_partition,
+        window_unpartition,
+    )
 
     B, H, W, C = q.shape
     hd = C // heads
@@ -207,20 +210,20 @@ def run_bench(torch, backends: list[str], dtypes: list[str], repeats: int, warmu
             args, _ = make_args(torch, case, getattr(torch, dt), "cuda")
             fn = {"dsepconv": ops.dsepconv, "decoder_output": ops.decoder_output,
                   "maxvit_attention": ops.maxvit_attention}[case.op]
-            cols = {"reference": lambda: fn(*args, backend="reference")}
+            cols = {"reference": lambda fn=fn, args=args: fn(*args, backend="reference")}
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            kw = dict(window=args[4], mode=args[5], num_heads=args[6]) if case.op == "maxvit_attention" else {}
+            kw = {"window": args[4], "mode": args[5], "num_heads": args[6]} if case.op == "maxvit_attention" else {}
             avail = available_backends(case.op, tensors, **kw)
             for be in backends:
                 if not avail.get(be):
-                    cols[be] = (lambda b=be: fn(*args, backend=b))
+                    cols[be] = (lambda b=be, fn=fn, args=args: fn(*args, backend=b))
             if case.op == "maxvit_attention":
-                cols["sdpa"] = lambda: sdpa_attention(torch, *args)
+                cols["sdpa"] = lambda args=args: sdpa_attention(torch, *args)
             row = {"case": str(case), "dtype": dt}
             for name, f in cols.items():
                 try:
                     row[f"{name}_ms"] = round(_time(torch, f, repeats, warmup), 4)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - one failed column, the others go on
                     row[f"{name}_ms"] = None
                     row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:300]
             ref = row.get("reference_ms")

@@ -18,11 +18,16 @@ from pathlib import Path
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper
 
-from ldmvfi_fast.errors import EngineError, InputError, OptionError  # noqa: E402
-from ldmvfi_fast.export import tensorrt as T  # noqa: E402
-from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, read_manifest, write_manifest  # noqa: E402
+from ldmvfi_fast.errors import EngineError, InputError, OptionError
+from ldmvfi_fast.export import tensorrt as T
+from ldmvfi_fast.export.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    read_manifest,
+    write_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
@@ -120,7 +125,7 @@ class FakeTRT(types.ModuleType):
         self.calls: list[tuple] = []
         self.plan = plan
         self.DataType = _Enum(FLOAT="FLOAT", HALF="HALF", BF16="BF16", INT32="INT32", INT64="INT64", BOOL="BOOL")
-        flags = dict(REFIT="REFIT", DEBUG="DEBUG")
+        flags = {"REFIT": "REFIT", "DEBUG": "DEBUG"}
         if not strongly_typed_only:
             flags.update(FP16="FP16", BF16="BF16flag", OBEY_PRECISION_CONSTRAINTS="OBEY")
         self.BuilderFlag = _Enum(**flags)
@@ -321,14 +326,14 @@ def test_parse_profile_refuses_malformed(bad):
 
 
 def test_engine_key_covers_every_fact(onnx_dir, tmp_path):
-    base = dict(onnx_digest=T.onnx_digest(onnx_dir / "decoder.onnx"), trt_version="10.13.0", gpu=GPU,
-                precision="fp16", profiles=T.profiles_from_manifest(_manifest())["decoder"], plugins_digest=None)
+    base = {"onnx_digest": T.onnx_digest(onnx_dir / "decoder.onnx"), "trt_version": "10.13.0", "gpu": GPU,
+                "precision": "fp16", "profiles": T.profiles_from_manifest(_manifest())["decoder"], "plugins_digest": None}
     k = T.engine_key(**base)
     assert k == T.engine_key(**dict(base))
-    changes = [dict(onnx_digest=T.onnx_digest(onnx_dir / "encoder.onnx")), dict(trt_version="10.14.0"),
-               dict(gpu={**GPU, "name": "NVIDIA A100"}), dict(gpu={**GPU, "compute_capability": "8.0"}),
-               dict(precision="fp32"), dict(plugins_digest="sha256:1"),
-               dict(profiles=T.profiles_from_manifest(_manifest(), {"min": (768, 768)})["decoder"])]
+    changes = [{"onnx_digest": T.onnx_digest(onnx_dir / "encoder.onnx")}, {"trt_version": "10.14.0"},
+               {"gpu": {**GPU, "name": "NVIDIA A100"}}, {"gpu": {**GPU, "compute_capability": "8.0"}},
+               {"precision": "fp32"}, {"plugins_digest": "sha256:1"},
+               {"profiles": T.profiles_from_manifest(_manifest(), {"min": (768, 768)})["decoder"]}]
     keys = {T.engine_key(**{**base, **c}) for c in changes}
     assert len(keys) == len(changes) and k not in keys
     assert T.engine_file_name("decoder", "fp16", k) == f"decoder.fp16.{k[:16]}.engine"
@@ -490,7 +495,7 @@ def test_script_subprocess_no_traceback(onnx_dir):
     except ImportError:
         pass
     r = subprocess.run([sys.executable, str(REPO / "export" / "build_trt.py"), "--engines", str(onnx_dir)],
-                       capture_output=True, text=True, timeout=120)
+                       check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "tensorrt" in r.stderr
 
@@ -545,8 +550,8 @@ def test_runtime_loads_with_matching_key(trt_dir, fake_trt, monkeypatch):
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(version="10.14.0"), "stale TensorRT engine"),
-    (dict(gpu={"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}), "stale TensorRT engine"),
+    ({"version": "10.14.0"}, "stale TensorRT engine"),
+    ({"gpu": {"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}}, "stale TensorRT engine"),
 ])
 def test_runtime_refuses_stale_engines(trt_dir, monkeypatch, change, match):
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTRT(version=change.get("version", "10.13.0")))
@@ -646,7 +651,6 @@ class _FakeEngine:
 
 
 def _graph(monkeypatch, use_graph=True, capture_fails=False):
-    import weakref
 
     import torch
 
@@ -729,7 +733,7 @@ def test_runtime_step_warms_up_captures_then_replays(monkeypatch):
 def test_runtime_capture_failure_falls_back(monkeypatch, caplog):
     import torch
 
-    g, ctx, captured = _graph(monkeypatch, capture_fails=True)
+    g, ctx, _ = _graph(monkeypatch, capture_fails=True)
     x = torch.ones(1, 3, 4, 4)
     with caplog.at_level("WARNING"):
         for _ in range(3):

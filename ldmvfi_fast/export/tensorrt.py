@@ -42,14 +42,32 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import EngineError, OptionError
-from .manifest import GRAPHS, MANIFEST_NAME, check_engine_target, read_manifest, write_manifest
+from .manifest import (
+    GRAPHS,
+    check_engine_target,
+    read_manifest,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "PRECISIONS", "PLUGIN_OPS", "PLUGIN_DOMAIN", "import_tensorrt", "parse_profile", "profiles_from_manifest",
-    "onnx_digest", "file_digest", "engine_key", "engine_file_name", "fp32_nodes", "gpu_identity",
-    "trt_version", "load_plugins", "build_trt", "default_out_dir",
+    "PLUGIN_DOMAIN",
+    "PLUGIN_OPS",
+    "PRECISIONS",
+    "build_trt",
+    "default_out_dir",
+    "engine_file_name",
+    "engine_key",
+    "file_digest",
+    "fp32_nodes",
+    "gpu_identity",
+    "import_tensorrt",
+    "load_plugins",
+    "onnx_digest",
+    "parse_profile",
+    "profiles_from_manifest",
+    "trt_version",
 ]
 
 PRECISIONS = ("fp32", "fp16", "bf16")

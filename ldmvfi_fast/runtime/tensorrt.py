@@ -25,12 +25,19 @@ import torch
 from torch import Tensor
 
 from ..errors import EngineError, InputError
-from ..export.tensorrt import expected_key, gpu_identity, import_tensorrt, load_plugins, make_logger, trt_version
+from ..export.tensorrt import (
+    expected_key,
+    gpu_identity,
+    import_tensorrt,
+    load_plugins,
+    make_logger,
+    trt_version,
+)
 from ._engine import EngineBackbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrtBackbone", "PLUGINS_ENV"]
+__all__ = ["PLUGINS_ENV", "TrtBackbone"]
 
 #: environment variable naming the plugin library when it is not beside the engines
 PLUGINS_ENV = "LDMVFI_FAST_TRT_PLUGINS"
