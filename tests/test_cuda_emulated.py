@@ -395,3 +395,27 @@ def test_backend_order_table(monkeypatch):
     args = dsepconv_args(1, 1, 3, 2, 2, dtype=torch.float32)
     from ldmvfi_fast.ops import _reference
     assert _dispatch.pick_backend("dsepconv", args) is _reference.PROVIDER.get("dsepconv")
+
+
+def test_native_provider_refuses_frames_beyond_32bit_offsets(monkeypatch):
+    """The CUDA DSepConv kernels' 32-bit offsets (check_dims) are a clear refusal in the
+    provider (the dispatcher then falls back), not a launch error."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ldmvfi_fast.ops import _native
+
+    if _native.LOAD_ERROR is not None:
+        pytest.skip(f"extension not built: {_native.LOAD_ERROR}")
+    monkeypatch.setattr(_native, "has_kernel", lambda op, key: True)
+    with FakeTensorMode():
+        for H, W, ok in ((1088, 1920, True), (9000, 9600, False)):
+            K = 5
+            inp = torch.empty(1, 3, H + K - 1, W + K - 1, device="cuda")
+            ver = torch.empty(1, K, H, W, device="cuda")
+            kk = torch.empty(1, K * K, H, W, device="cuda")
+            reason = _native.PROVIDER.check("dsepconv", [inp, ver, ver, kk, kk, kk])
+            assert (reason is None) == ok, reason
+            frame = torch.empty(1, 3, H, W, device="cuda")
+            reason = _native.PROVIDER.check("decoder_output", [frame, frame, ver, ver, kk, kk, ver, ver, kk, kk, kk,
+                                                               frame])
+            assert (reason is None) == ok, reason

@@ -34,8 +34,12 @@
 //   Acc<T> buffer (float for half/bf16: the caller casts it back). Not deterministic
 //   bit-for-bit across runs (atomic order), within float rounding.
 //
-// Limits: H*W < 2^31 per plane; B * ceil(C/4) is looped over grid z (no limit); K odd for
-// decoder_output; backward with K != 5 needs K <= kMaxRuntimeK. The frame gathers are not
+// * Instruction count (the kernels are issue-bound, not DRAM-bound): 32-bit offsets from
+//   per-plane base pointers, fminf/fmaxf clamps with one NaN test per tap, one floor and
+//   one float-to-int per axis (see tap_axis / make_tap).
+//
+// Limits: K*K*H*W < 2^31 and 4*(H+K-1)*(W+K-1) < 2^31 (32-bit offsets); B * ceil(C/4) is
+// looped over grid z (no limit); K odd for decoder_output; backward with K != 5 needs K <= kMaxRuntimeK. The frame gathers are not
 // staged in shared memory (the offsets are learned and unbounded); a channel-interleaved
 // copy of the frames (one 16-byte gather per corner instead of 3) is the next step if
 // profiling shows the gathers, not DRAM, limit decoder_output.

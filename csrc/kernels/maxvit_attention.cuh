@@ -28,10 +28,15 @@
 //   tokens in registers, scores are reduced with warp shuffles. Avoids a 256-thread block
 //   for a 4 x 4 problem.
 //
-// Precision: storage float/half/bf16, all arithmetic fp32 (products, softmax, PV).
-// Limits: CUDA cores (FFMA), not tensor cores: the n = 64 windows make QK^T and PV small
-// 64 x 64 x d GEMMs; an mma.sync / wgmma version (bf16) is the next step if the profile
-// shows the block kernel compute-bound rather than memory-bound. Window <= 8.
+// * block kernel, half/bf16 storage on sm_80+: tensor cores (WMMA 16x16x16, fp32
+//   accumulate), see attention_block_mma below; float storage (and older archs) keep the
+//   CUDA-core (FFMA) body described above.
+//
+// Precision: float storage: all arithmetic fp32 (products, softmax, PV). half/bf16 block
+// kernel: q k^T from half/bf16 operands with fp32 accumulation, fp32 scale/bias/softmax, P
+// rounded to the storage type, P v with fp32 accumulation. Warp kernel: fp32 throughout.
+// Limits: window <= 8, head_dim % 32 == 0. Not yet measured on a GPU (the tensor-core
+// path is compile-checked for sm_80/sm_90 and run under the host emulation only).
 #pragma once
 
 #include <algorithm>

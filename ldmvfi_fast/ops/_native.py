@@ -123,6 +123,19 @@ def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window
                                                   int(num_heads), float(scale))
 
 
+def _cuda_size_refusal(op: str, tensors: Sequence[Tensor]) -> str | None:
+    """The CUDA DSepConv kernels use 32-bit offsets inside a (batch, 4-channel chunk):
+    K*K*H*W and 4*(H+K-1)*(W+K-1) must stay below 2^31 (csrc/kernels/dsepconv.cuh)."""
+    heads = tensors[1] if op == "dsepconv" else tensors[2]  # vertical: (B, K, H, W)
+    if heads.dim() != 4:
+        return None  # the op's own checks report malformed shapes
+    K, H, W = heads.shape[1:]
+    if K * K * H * W >= 2 ** 31 or 4 * (H + K - 1) * (W + K - 1) >= 2 ** 31:
+        return (f"frame {H}x{W} with K={K} exceeds the CUDA kernel's 32-bit offsets "
+                "(K*K*H*W and 4*(H+K-1)*(W+K-1) must be below 2^31)")
+    return None
+
+
 # ----------------------------------------------------------------------------- provider
 class _Native:
     name = "native"
@@ -166,6 +179,10 @@ class _Native:
                 return f"{op} kernel is forward only and gradients are required"
             if not has_kernel(f"{op}_backward", key):
                 return f"no {key} kernel for {op}_backward and gradients are required"
+        if key == "CUDA" and op in ("dsepconv", "decoder_output"):
+            reason = _cuda_size_refusal(op, tensors)
+            if reason is not None:
+                return reason
         if op == "maxvit_attention":
             window, mode, num_heads = kw.get("window"), kw.get("mode"), kw.get("num_heads")
             if mode not in MODES:

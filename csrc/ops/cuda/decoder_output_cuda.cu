@@ -30,6 +30,9 @@ at::Tensor decoder_output_cuda(const at::Tensor& frame0, const at::Tensor& frame
                                                    vertical1, horizontal1, offset_x1, offset_y1, mask, residual);
   TORCH_CHECK(frame0.is_cuda(), "decoder_output (CUDA kernel): tensors must be on a CUDA device, got ",
               frame0.device());
+  TORCH_CHECK(ldmvfi::kernels::detail::check_dims(d.B, d.C, d.K, d.H, d.W) == cudaSuccess,
+              "decoder_output (CUDA kernel): sizes exceed the kernel's limits (K*K*H*W and "
+              "4*(H+K-1)*(W+K-1) below 2^31); use another backend");
   const c10::cuda::CUDAGuard guard(frame0.device());
   const at::Tensor ts[12] = {frame0.contiguous(),    frame1.contiguous(),    vertical0.contiguous(),
                              horizontal0.contiguous(), offset_x0.contiguous(), offset_y0.contiguous(),

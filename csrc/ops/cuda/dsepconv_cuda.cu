@@ -28,6 +28,14 @@ void check_cuda(const char* op, const at::Tensor& input) {
   TORCH_CHECK(input.is_cuda(), op, " (CUDA kernel): tensors must be on a CUDA device, got ", input.device());
 }
 
+// The kernels use 32-bit offsets inside a (batch, channel chunk): say so instead of a bare
+// "invalid argument" from the launcher.
+void check_sizes(const char* op, int64_t B, int64_t C, int64_t K, int64_t H, int64_t W) {
+  TORCH_CHECK(ldmvfi::kernels::detail::check_dims(B, C, K, H, W) == cudaSuccess, op,
+              " (CUDA kernel): sizes B=", B, " C=", C, " K=", K, " H=", H, " W=", W,
+              " exceed the kernel's limits (K*K*H*W and 4*(H+K-1)*(W+K-1) below 2^31); use another backend");
+}
+
 void check_launch(const char* op, cudaError_t err) {
   TORCH_CHECK(err == cudaSuccess, op, " (CUDA kernel): launch failed: ", cudaGetErrorString(err));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -37,6 +45,7 @@ at::Tensor dsepconv_cuda(const at::Tensor& input_, const at::Tensor& vertical_, 
                          const at::Tensor& offset_x_, const at::Tensor& offset_y_, const at::Tensor& mask_) {
   const auto d = detail::check_dsepconv_args(input_, vertical_, horizontal_, offset_x_, offset_y_, mask_);
   check_cuda("dsepconv", input_);
+  check_sizes("dsepconv", d.B, d.C, d.K, d.H, d.W);
   const c10::cuda::CUDAGuard guard(input_.device());
   const auto input = input_.contiguous();
   const auto vertical = vertical_.contiguous();
@@ -65,6 +74,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   detail::check_common(op, input_, "grad_out", grad_out_);
   detail::check_shape(op, "grad_out", grad_out_, {d.B, d.C, d.H, d.W});
   check_cuda(op, input_);
+  check_sizes(op, d.B, d.C, d.K, d.H, d.W);
   TORCH_CHECK(d.K == 5 || d.K <= ldmvfi::kernels::kMaxRuntimeK, op, " (CUDA kernel): K = ", d.K,
               " is not supported (K = 5 or K <= ", ldmvfi::kernels::kMaxRuntimeK, ")");
   const c10::cuda::CUDAGuard guard(input_.device());
