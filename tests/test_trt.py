@@ -210,10 +210,15 @@ class FakeTRT(types.ModuleType):
 
         class Config:
             def __init__(self):
-                self.flags, self.pools, self.profiles, self.cache = set(), {}, [], None
+                self.flags, self.pools, self.profiles, self.cache = {"TF32"}, {}, [], None  # TF32 on by default
+                self.cleared = set()
 
             def set_flag(self, flag):
                 self.flags.add(flag)
+
+            def clear_flag(self, flag):
+                self.flags.discard(flag)
+                self.cleared.add(flag)
 
             def set_memory_pool_limit(self, pool, size):
                 self.pools[pool] = size
@@ -391,7 +396,7 @@ def test_build_fp16_calls_tensorrt_as_documented(onnx_dir, tmp_path, fake_trt):
     assert set(builds) == {"encoder.onnx", "unet_step.onnx", "decoder.onnx"}
     for g in ("encoder", "unet_step", "decoder"):
         _, _, flags, pools, profiles, has_cache = builds[f"{g}.onnx"]
-        assert flags == {"FP16", "OBEY", "REFIT"} and pools == {"WORKSPACE": 2 << 30} and has_cache
+        assert flags == {"FP16", "OBEY", "REFIT", "TF32"} and pools == {"WORKSPACE": 2 << 30} and has_cache
         want = {n: (s["min"], s["opt"], s["max"]) for n, s in _manifest()["graphs"][g]["profiles"].items()}
         assert profiles == [want]
         key = m["tensorrt"]["engines"][g]["key"]
@@ -412,7 +417,7 @@ def test_build_fp16_calls_tensorrt_as_documented(onnx_dir, tmp_path, fake_trt):
 def test_build_fp32_sets_no_precision_flags(onnx_dir, tmp_path, fake_trt):
     out = T.build_trt(onnx_dir, tmp_path / "trt", gpu=GPU)
     for c in fake_trt.builds().values():
-        assert c[2] == frozenset() and c[3] == {}
+        assert c[2] == frozenset() and c[3] == {}  # TF32 cleared: exact float32
     assert all(layer.precision is None for layer in fake_trt.networks["decoder.onnx"].layers)
     assert read_manifest(out)["tensorrt"]["precision_mode"] == "typed"
 

@@ -22,6 +22,7 @@ them, with a ``manifest.json`` of runtime ``tensorrt``, into ``out_dir``;
   strongly typed: the ONNX graph's dtypes decide); there a reduced-precision build needs a
   float16/bfloat16 ONNX export and the constraints cannot be applied (refused, see
   :func:`_precision_mode`).
+* fp32 engines are built with ``BuilderFlag.TF32`` cleared (TensorRT enables TF32 by default).
 * **Timing cache**: read from and written back to ``timing_cache`` (atomically).
 * **Plugins**: ``plugins`` (the library built by ``CMakeLists.txt`` with
   ``-DTENSORRT_ROOT``) is loaded into TensorRT's plugin registry before parsing.
@@ -471,6 +472,8 @@ def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profi
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if refittable:
         config.set_flag(trt.BuilderFlag.REFIT)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: fp32 means float32 convolutions and matmuls
     counts: dict[str, int] = {}
     if mode == "constraints":
         config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.BF16)
