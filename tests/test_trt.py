@@ -125,7 +125,7 @@ class FakeTRT(types.ModuleType):
         self.calls: list[tuple] = []
         self.plan = plan
         self.DataType = _Enum(FLOAT="FLOAT", HALF="HALF", BF16="BF16", INT32="INT32", INT64="INT64", BOOL="BOOL")
-        flags = {"REFIT": "REFIT", "DEBUG": "DEBUG"}
+        flags = {"REFIT": "REFIT", "DEBUG": "DEBUG", "TF32": "TF32"}
         if not strongly_typed_only:
             flags.update(FP16="FP16", BF16="BF16flag", OBEY_PRECISION_CONSTRAINTS="OBEY")
         self.BuilderFlag = _Enum(**flags)
