@@ -57,6 +57,8 @@ if [ -n "$ONLY" ]; then
 fi
 
 cd "$REPO" || exit 2
+# the package is used from this checkout (built in place, not installed)
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$DRY" = 0 ]; then
   if [ -z "$PY" ] || ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "no CUDA device here (torch.cuda.is_available() is false or torch is missing): dry run"

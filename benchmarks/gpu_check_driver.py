@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         for c in selected:
             print(c)
         return 0
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("ldmvfi_fast") is None:  # not installed (the GPU image): this checkout's
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
 
     if a.device.startswith("cuda") and not torch.cuda.is_available():

@@ -54,6 +54,8 @@ def test_dry_run_lists_every_step(tmp_path):
         if "--out " in line.split(":", 1)[1] or "--junitxml" in line:
             assert str(tmp_path / "o") in line, line
     assert not (tmp_path / "o").exists()  # nothing written in a dry run
+    # the package comes from the checkout (the GPU image does not install it)
+    assert 'export PYTHONPATH="$REPO' in SCRIPT.read_text()
 
 
 def test_without_cuda_the_script_runs_dry(tmp_path):
