@@ -55,6 +55,10 @@ COND_PREFIX = "cond_stage_model."
 EMA_META = ("model_ema.decay", "model_ema.num_updates")
 _UNUSED_AE = re.compile(r"^decoder\.up\.\d+\.cross_attn\.out_conv\.")
 _LOSS = re.compile(r"^(first_stage_model\.)?loss\.")
+#: top-level key of a distilled student's record (beside ``state_dict``)
+DISTILLATION_KEY = "distillation"
+DISTILL_METHODS = ("progressive", "consistency")
+DISTILL_SAMPLERS = ("ddim", "consistency")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +232,8 @@ class CheckpointStateDict(dict):
             raise CheckpointError(f"checkpoint {self.path} cannot be read: {exc}") from None
 
     _all_data_members: tuple[str, ...] = ()
+    #: the top-level ``"distillation"`` record of a student checkpoint (None for a teacher)
+    distillation: dict | None = None
 
     def __reduce_ex__(self, protocol):
         # saved again with torch.save, it is a plain OrderedDict (loadable with weights_only)
@@ -335,6 +341,7 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> CheckpointState
         raise CheckpointError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {exc}{hint}") from None
     sd = CheckpointStateDict(extract_state_dict(obj, str(path)))
     sd.path, sd.members, sd.verified, sd._all_data_members = path, members, set(), data_members
+    sd.distillation = obj.get(DISTILLATION_KEY) if isinstance(obj, Mapping) else None
     if verify:
         sd.verify()
     return sd
@@ -546,6 +553,8 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
     # CRC checks only of the storages loaded below (not the unused raw/EMA twin, the
     # cond_stage_model duplicate or optimizer state)
     sd = read_checkpoint(ckpt, verify=False) if isinstance(ckpt, (str, Path)) else extract_state_dict(ckpt)
+    record = getattr(sd, "distillation", None) if isinstance(ckpt, (str, Path)) else (
+        ckpt.get(DISTILLATION_KEY) if isinstance(ckpt, Mapping) and "state_dict" in ckpt else None)
     if not _looks_like_ldmvfi(sd):
         raise CheckpointError("this is not an LDMVFI checkpoint: it has no 'model.diffusion_model.*' and "
                               f"'first_stage_model.*' weights (first keys: {list(sd)[:4]})")
@@ -567,6 +576,12 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
         sd.verify(k for k in want if k in sd)
     model.load_state_dict(mapped, strict=True, assign=True)
     model.unet_weights = weights
+    if record is not None:
+        record = validate_distillation(record, int(cfg.diffusion.timesteps), str(ckpt) if isinstance(ckpt, (str, Path))
+                                       else "checkpoint")
+        model.distillation = record
+        log.info("distilled student: %s, %d %s steps, %s prediction", record["method"], record["steps"],
+                 record["sampler"], record["prediction"])
     model.eval().requires_grad_(False)
     log.info("loaded LDMVFI (%s config, %s U-Net weights)", cfg.name, weights)
     return model.to(device=device, dtype=dtype)
@@ -591,3 +606,49 @@ def checkpoint_info(path: str | Path) -> dict:
     except CheckpointError as exc:
         info["config"] = f"unknown ({exc})"
     return info
+
+
+# ---------------------------------------------------------------------------------------------
+# distilled students
+
+
+def validate_distillation(record, num_train_steps: int = 1000, where: str = "checkpoint") -> dict:
+    """Check a student's ``"distillation"`` record; return a plain copy.
+
+    Required: ``method`` (progressive | consistency), ``prediction`` (eps | v | x0), ``steps``
+    (K >= 1), ``timesteps`` (K descending ints in [0, T)), ``sampler`` (ddim | consistency).
+    Optional: ``unet_output`` (what the raw U-Net output means; default ``prediction``) and
+    ``boundary`` (``{"sigma_data", "timestep_scaling"}``: consistency boundary scaling), plus
+    provenance (``teacher_weights_hash``, ``config``, ``toolkit_version``...), kept as is.
+    """
+    def bad(msg):
+        return CheckpointError(f"{where}: invalid distillation record: {msg}")
+
+    if not isinstance(record, Mapping):
+        raise bad(f"expected a mapping, got {type(record).__name__}")
+    rec = dict(record)
+    for k in ("method", "prediction", "steps", "timesteps", "sampler"):
+        if k not in rec:
+            raise bad(f"missing field {k!r}")
+    if rec["method"] not in DISTILL_METHODS:
+        raise bad(f"method {rec['method']!r} is not one of {DISTILL_METHODS}")
+    if rec["sampler"] not in DISTILL_SAMPLERS:
+        raise bad(f"sampler {rec['sampler']!r} is not one of {DISTILL_SAMPLERS}")
+    for k in ("prediction", "unet_output"):
+        if k in rec and rec[k] not in ("eps", "v", "x0"):
+            raise bad(f"{k} {rec[k]!r} is not one of ('eps', 'v', 'x0')")
+    steps, ts = rec["steps"], rec["timesteps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise bad(f"steps must be a positive integer, got {steps!r}")
+    if (not isinstance(ts, (list, tuple)) or len(ts) != steps
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < num_train_steps for x in ts)
+            or any(a <= b for a, b in zip(ts, ts[1:]))):
+        raise bad(f"timesteps must be {steps} descending integers in [0, {num_train_steps}), got {ts!r}")
+    rec["timesteps"] = [int(x) for x in ts]
+    b = rec.get("boundary")
+    if b is not None:
+        if not isinstance(b, Mapping) or not all(isinstance(b.get(k), (int, float)) and not isinstance(b.get(k), bool)
+                                                 for k in ("sigma_data", "timestep_scaling")):
+            raise bad(f"boundary must hold numbers sigma_data and timestep_scaling, got {b!r}")
+        rec["boundary"] = {"sigma_data": float(b["sigma_data"]), "timestep_scaling": float(b["timestep_scaling"])}
+    return rec

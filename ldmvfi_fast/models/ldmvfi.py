@@ -35,6 +35,9 @@ class LDMVFI(nn.Module):
         for name in SCHEDULE_BUFFERS:
             self.register_buffer(name, sched.buffers[name])
         self.unet_weights = "ema"  # set by the loader: which U-Net weights were loaded
+        #: the distillation record of a student checkpoint (see :mod:`ldmvfi_fast.distill.student`),
+        #: None for a teacher; set by the loader
+        self.distillation: dict | None = None
 
     @property
     def schedule(self) -> DiffusionSchedule:
@@ -52,8 +55,76 @@ class LDMVFI(nn.Module):
         """Predicted noise for latent x_t (B, 3, h, w), timesteps t (B,), cond = cat(z0, z1) (B, 6, h, w)."""
         return self.unet(torch.cat([x_t, cond], dim=1), t)
 
+    @property
+    def prediction(self) -> str:
+        """What :meth:`denoise` returns: ``eps`` (teacher), or the student's ``v`` / ``x0``."""
+        rec = self.distillation
+        return "eps" if rec is None else rec["prediction"]
+
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The model's output of type :attr:`prediction` (B, 3, h, w).
+
+        A teacher returns :meth:`eps` unchanged (bit-identical). A student applies its
+        record: the raw U-Net output means ``record["unet_output"]``; with a ``boundary``
+        entry (consistency students) the output is ``c_skip(t) x_t + c_out(t) x0(raw)``.
+        """
+        raw = self.eps(x_t, t, cond)
+        rec = self.distillation
+        if rec is None:
+            return raw
+        return student_output(raw, x_t, t, self.alphas_cumprod, rec)
+
     def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor,
                quantize: bool = True) -> Tensor:
         """Sampled latent -> (B, 3, H, W) middle frame at the padded size (not clamped)."""
         return self.first_stage.decode(z / self.cfg.diffusion.scale_factor, phi0, phi1, frame0, frame1,
                                        quantize=quantize)
+
+
+# ---------------------------------------------------------------------------------------------
+# distilled students: what their U-Net output means (shared by the loader, the runtime and the
+# distillation trainer, so every consumer applies the same scaling)
+
+
+def boundary_scalings(t: Tensor, sigma_data: float = 0.5, timestep_scaling: float = 10.0) -> tuple[Tensor, Tensor]:
+    """Consistency models' boundary-condition scalings (latent consistency models' form):
+    ``c_skip = s_d^2 / ((k t)^2 + s_d^2)``, ``c_out = k t / sqrt((k t)^2 + s_d^2)``, both (B,) float32;
+    ``c_skip(0) = 1``, ``c_out(0) = 0``, so the student is the identity at t = 0."""
+    s = t.to(torch.float32) * timestep_scaling
+    d = s * s + sigma_data ** 2
+    return sigma_data ** 2 / d, s / d.sqrt()
+
+
+def x0_from(raw: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
+    """The clean latent implied by an ``eps``, ``v`` or ``x0`` output at timesteps t (B,), float32."""
+    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
+    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
+    raw, x = raw.float(), x_t.float()
+    if kind == "x0":
+        return raw
+    if kind == "eps":
+        return (x - s1a * raw) / sa
+    if kind == "v":
+        return sa * x - s1a * raw
+    raise ValueError(f"unknown output kind {kind!r}")
+
+
+def student_output(raw: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, record: dict) -> Tensor:
+    """A student's output of type ``record["prediction"]`` from its raw U-Net output."""
+    kind = record.get("unet_output", record["prediction"])
+    b = record.get("boundary")
+    if b is None:
+        if kind == record["prediction"]:
+            return raw
+        x0 = x0_from(raw, x_t, t, alphas_cumprod, kind)
+    else:
+        c_skip, c_out = boundary_scalings(t, b["sigma_data"], b["timestep_scaling"])
+        shape = (-1,) + (1,) * (x_t.dim() - 1)
+        x0 = c_skip.view(shape) * x_t.float() + c_out.view(shape) * x0_from(raw, x_t, t, alphas_cumprod, kind)
+    pred = record["prediction"]
+    if pred == "x0":
+        return x0.to(x_t.dtype)
+    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
+    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
+    eps = (x_t.float() - sa * x0) / s1a
+    return (eps if pred == "eps" else sa * eps - s1a * x0).to(x_t.dtype)

@@ -16,7 +16,6 @@ class TorchBackbone:
     """
 
     name = "torch"
-    prediction = "eps"
 
     def __init__(self, model: LDMVFI):
         if not isinstance(model, LDMVFI):
@@ -28,6 +27,10 @@ class TorchBackbone:
         self.latent_factor = model.latent_factor
         self.latent_channels = model.cfg.diffusion.channels
         self.alphas_cumprod = model.alphas_cumprod
+        #: a student's distillation record (method, prediction, steps, timesteps, sampler...), None for a teacher
+        self.distillation = getattr(model, "distillation", None)
+        #: what :meth:`denoise` returns: ``eps`` for the teacher, the student's ``v`` / ``x0``
+        self.prediction = model.prediction
 
     def check_size(self, height: int, width: int, batch: int) -> None:
         return None  # eager PyTorch runs any multiple of pad_unit
@@ -36,7 +39,7 @@ class TorchBackbone:
         return self.model.encode(frames)
 
     def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        return self.model.eps(x_t, t, cond)
+        return self.model.denoise(x_t, t, cond)
 
     def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor,
                quantize: bool = True) -> Tensor:

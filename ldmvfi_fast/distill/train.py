@@ -1,0 +1,523 @@
+"""One trainer for progressive and consistency distillation of the U-Net (the autoencoder is frozen).
+
+:func:`distill` loads the teacher, encodes the triplets (or reads their cache), trains the
+student (initialised from the teacher's U-Net) and writes, in ``out_dir``:
+
+* ``student.ckpt``: the student (a normal checkpoint + its ``"distillation"`` record, see
+  :mod:`.student`); progressive runs also keep each round's student as ``student_k{N}.ckpt``;
+* ``state.pt``: everything a resume needs (student, EMA, target network, round teacher,
+  optimizer, iteration, RNG states, the loss history), rewritten every ``save_every`` iterations;
+* ``losses.jsonl``: one JSON object per iteration (iteration, round, loss, seconds);
+* ``run.json``: what the run is (teacher hash, method, options): a resume must match it.
+
+Every file is written to a temporary name and renamed. Every random choice of iteration ``i``
+comes from a generator seeded with ``(seed, rank, i)``, so a run resumed from its last
+``state.pt`` continues exactly as the uninterrupted run would (same student, deterministic CPU).
+
+Distribution: when ``torch.distributed`` is initialised (``torchrun --nproc_per_node N``; gloo on
+CPU, nccl on CUDA) the student is wrapped in ``DistributedDataParallel``; each rank draws its own
+batches, gradients are averaged, rank 0 writes the files. bf16 autocast on CUDA (``amp=True``).
+
+Op backends: the student's forward runs with gradients, which the compiled MaxViT attention
+kernels (C++ and Triton) do not support, so the training step runs inside
+``use_backend("reference")`` (pure PyTorch attention, differentiable); the frozen teacher's
+forwards (no gradient) use ``backend`` (default: the automatic choice, the compiled kernels).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError, MediaError, OptionError
+from .data import TripletLatents, load_triplets, sample_batch
+from .objectives import END, alpha_sigma, consistency_loss, ddim_step, model_output, progressive_loss, \
+    progressive_target
+from ..models.ldmvfi import student_output
+from .student import atomic_torch_save, make_record, progressive_rounds, save_student, trailing_timesteps
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DistillConfig", "distill", "METHODS", "RUN_FILES"]
+
+METHODS = ("progressive", "consistency")
+RUN_FILES = ("student.ckpt", "state.pt", "losses.jsonl", "run.json")
+#: option fields that a resume may change (they do not change the result)
+_RESUMABLE = ("save_every",)
+
+
+@dataclass
+class DistillConfig:
+    """Options of a distillation run.
+
+    Attributes:
+        method: ``progressive`` or ``consistency``.
+        steps: K, the student's sampling steps.
+        teacher_steps: progressive: the teacher's DDIM steps of the first round (K x a power of 2;
+            default 64 or K if larger); consistency: the points of the teacher solver's grid
+            (DDIM over the skipped steps between them; default 40, LCM's skipping of ~25 steps).
+        prediction: progressive students: ``v`` (default) or ``x0``; consistency students give
+            ``x0`` (boundary-scaled, from an eps U-Net output).
+        loss: consistency: ``huber`` (default) or ``l2``; progressive: the method's weighted MSE.
+        unet_output: what the student's raw U-Net output means: ``eps`` (default: as the teacher's,
+            so the student starts as exactly the teacher and the prediction is computed from it)
+            or ``direct`` (the output is the prediction itself, v or x0: the paper's choice for
+            teachers trained that way; from an eps teacher it starts far from it).
+        iters: iterations (per round for progressive).
+        batch, lr, crop (frame pixels, multiples of 256), ema_decay (student EMA, warm-up
+        min(decay, (1+n)/(10+n))), target_decay (consistency target network), seed,
+        grad_checkpoint, grad_clip, save_every, amp (bf16 autocast on CUDA),
+        sigma_data / timestep_scaling (boundary scalings).
+    """
+    method: str = "progressive"
+    steps: int = 1
+    teacher_steps: int | None = None
+    prediction: str = "v"
+    loss: str = "huber"
+    unet_output: str = "eps"
+    iters: int = 1000
+    batch: int = 8
+    lr: float = 1e-4
+    crop: tuple[int, int] = (256, 256)
+    ema_decay: float = 0.999
+    target_decay: float = 0.95
+    seed: int = 0
+    grad_checkpoint: bool = False
+    grad_clip: float = 1.0
+    save_every: int = 100
+    amp: bool = True
+    sigma_data: float = 0.5
+    timestep_scaling: float = 10.0
+
+    def resolved(self, pad_unit: int = 256, num_train_steps: int = 1000) -> "DistillConfig":
+        """Check every option (OptionError) and fill the defaults; before anything heavy runs."""
+        c = dataclasses.replace(self, crop=tuple(int(x) for x in self.crop))
+        if c.method not in METHODS:
+            raise OptionError(f"method must be one of {METHODS}, got {c.method!r}")
+        if isinstance(c.steps, bool) or not isinstance(c.steps, int) or not 1 <= c.steps <= num_train_steps:
+            raise OptionError(f"steps must be an integer in [1, {num_train_steps}], got {c.steps!r}")
+        if c.method == "progressive":
+            if c.teacher_steps is None:
+                c.teacher_steps = max(64, c.steps)
+            if c.prediction not in ("v", "x0"):
+                raise OptionError(f"progressive students predict v or x0, got --prediction {c.prediction!r}")
+            progressive_rounds(c.teacher_steps, c.steps)  # raises when unreachable
+            if c.teacher_steps == c.steps:
+                raise OptionError(f"--teacher-steps {c.teacher_steps} equals --steps: nothing to distill")
+        else:
+            if c.teacher_steps is None:
+                c.teacher_steps = 40
+            c.prediction = "x0"
+            if c.loss not in ("huber", "l2"):
+                raise OptionError(f"loss must be huber or l2, got {c.loss!r}")
+        if c.unet_output not in ("eps", "direct"):
+            raise OptionError(f"unet_output must be eps or direct, got {c.unet_output!r}")
+        if not 1 <= c.teacher_steps <= num_train_steps:
+            raise OptionError(f"teacher steps must be in [1, {num_train_steps}], got {c.teacher_steps}")
+        for name in ("iters", "batch", "save_every"):
+            v = getattr(c, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise OptionError(f"{name} must be a positive integer, got {v!r}")
+        if len(c.crop) != 2 or any(x < pad_unit or x % pad_unit for x in c.crop):
+            raise OptionError(f"crop must be two multiples of {pad_unit} (frame pixels), got {c.crop}")
+        for name in ("ema_decay", "target_decay"):
+            v = getattr(c, name)
+            if not (isinstance(v, (int, float)) and 0.0 <= v < 1.0):
+                raise OptionError(f"{name} must be in [0, 1), got {v!r}")
+        if not (isinstance(c.lr, (int, float)) and math.isfinite(c.lr) and c.lr > 0):
+            raise OptionError(f"lr must be a positive number, got {c.lr!r}")
+        if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < 2 ** 63:
+            raise OptionError(f"seed must be an integer in [0, 2**63), got {c.seed!r}")
+        return c
+
+    def identity(self) -> dict:
+        """The fields a resume must match."""
+        d = dataclasses.asdict(self)
+        d["crop"] = list(d["crop"])
+        for k in _RESUMABLE:
+            d.pop(k)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _iteration_generator(seed: int, rank: int, it: int) -> torch.Generator:
+    s = int(np.random.SeedSequence([seed, rank, it]).generate_state(1, dtype=np.uint64)[0]) & (2 ** 63 - 1)
+    return torch.Generator().manual_seed(s)
+
+
+class _EMA:
+    """Exponential moving average of a module's parameters (float32 copies)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float, warmup: bool):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.shadow = {n: p.detach().clone().float() for n, p in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        for n, p in module.state_dict().items():
+            s = self.shadow[n]
+            if p.dtype.is_floating_point:
+                s.mul_(d).add_(p.detach().float(), alpha=1 - d)
+            else:
+                s.copy_(p)
+
+    def state(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load(self, st: dict) -> None:
+        self.updates = int(st["updates"])
+        for n, t in st["shadow"].items():
+            self.shadow[n].copy_(t)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        module.load_state_dict({n: t.to(p.dtype) for (n, t), p in zip(self.shadow.items(),
+                                                                        module.state_dict().values())})
+
+
+def _enable_grad_checkpointing(unet: torch.nn.Module) -> None:
+    """Recompute each U-Net block in the backward pass (less memory, ~30% more compute)."""
+    from torch.utils.checkpoint import checkpoint
+
+    for blk in [*unet.input_blocks, unet.middle_block, *unet.output_blocks]:
+        fwd = blk.forward
+        blk.forward = lambda h, emb, _f=fwd: checkpoint(_f, h, emb, use_reentrant=False)
+
+
+def _plain_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy without the gradient-checkpointing forwards (which would call the original)."""
+    c = copy.deepcopy(module)
+    for m in c.modules():
+        m.__dict__.pop("forward", None)
+    return c
+
+
+def _unet_fn(unet: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    return lambda x, t, c: unet(torch.cat([x, c], dim=1), t)
+
+
+def _write_json_atomic(path: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        m = os.umask(0)
+        os.umask(m)
+        os.chmod(tmp, 0o666 & ~m)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MediaError(f"{out} exists and is not a folder")
+    if resume and overwrite:
+        raise OptionError("--resume and --overwrite exclude each other")
+    if resume:
+        if not (out / "state.pt").is_file() or not (out / "run.json").is_file():
+            raise MediaError(f"nothing to resume in {out}: no state.pt and run.json (start a new run without --resume)")
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise MediaError(f"{out} exists and is not empty: pass --resume to continue its run or --overwrite to "
+                         "start again (only the run's own files are replaced)")
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, data=None, vimeo=None,
+            cache_dir=None, max_frames: int | None = None, start_frame: int = 0, limit: int | None = None,
+            resume: bool = False, overwrite: bool = False, device: str | torch.device = "cpu",
+            backend: str | None = None, progress: bool = True,
+            on_iteration: Callable[[int], None] | None = None):
+    """Train a student; returns ``(student_path, student_unet)`` (the EMA U-Net module).
+
+    ``on_iteration(i)`` is called after iteration ``i`` (1-based) and its checkpoint; tests use it
+    to stop a run. Raises :class:`~ldmvfi_fast.errors.LdmvfiError` subclasses on bad input,
+    before anything is written.
+    """
+    import torch.distributed as dist
+
+    from ..checkpoint import load_model
+    from ..export.manifest import weights_hash
+    from ..ops import use_backend
+
+    out = Path(out_dir)
+    device = torch.device(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    cfg = cfg.resolved()
+    _check_out_dir(out, resume, overwrite)
+
+    model = load_model(teacher, device=device)
+    if model.distillation is not None:
+        raise CheckpointError(f"{teacher} is a distilled student ({model.distillation['method']}, "
+                              f"{model.distillation['steps']} steps): distill from the original teacher checkpoint")
+    cfg = cfg.resolved(model.cfg.min_pad_unit(), int(model.cfg.diffusion.timesteps))
+    T = int(model.cfg.diffusion.timesteps)
+    teacher_hash = weights_hash(model)
+    ac = model.alphas_cumprod.float()
+    run_info = {"format": "ldmvfi_fast.distill_run", "version": 1, "teacher": str(teacher),
+                "teacher_weights_hash": teacher_hash, "options": cfg.identity(), "world_size": world,
+                "data": str(data) if data is not None else None, "vimeo": str(vimeo) if vimeo is not None else None,
+                "max_frames": max_frames, "start_frame": start_frame, "limit": limit}
+    state = None
+    if resume:
+        old = json.loads((out / "run.json").read_text())
+        diffs = [k for k in ("teacher_weights_hash", "options", "world_size", "data", "vimeo", "max_frames",
+                             "start_frame", "limit") if old.get(k) != run_info[k]]
+        if old.get("format") != run_info["format"]:
+            diffs = ["format"]
+        if diffs:
+            raise OptionError(f"cannot resume {out}: its run differs in {', '.join(diffs)} "
+                              f"(e.g. {diffs[0]}: {old.get(diffs[0])!r} there, {run_info.get(diffs[0])!r} now)")
+        state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+        if state.get("run_id") != old.get("run_id"):
+            raise OptionError(f"cannot resume {out}: state.pt belongs to another run "
+                              f"({state.get('run_id')} vs run.json's {old.get('run_id')})")
+        run_info["run_id"] = old["run_id"]
+    else:
+        run_info["run_id"] = uuid.uuid4().hex
+
+    # data: rank 0 encodes (and fills the cache) first
+    if distributed and rank != 0:
+        dist.barrier()
+    with use_backend(backend):
+        triplets = load_triplets(model, data=data, vimeo=vimeo, encoder_hash=teacher_hash, cache_dir=cache_dir,
+                                 max_frames=max_frames, start_frame=start_frame, limit=limit, device=device,
+                                 progress=progress and rank == 0)
+    if distributed and rank == 0:
+        dist.barrier()
+    log.info("%d triplets", len(triplets))
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            _write_json_atomic(out / "run.json", json.dumps(run_info, indent=1))
+    trainer = _Trainer(model, cfg, triplets, ac, T, device, backend, rank, world, distributed, out,
+                       run_info["run_id"], teacher_hash)
+    if state is not None:
+        trainer.load(state)
+    path = trainer.run(progress=progress and rank == 0, on_iteration=on_iteration)
+    return path, trainer.final_unet
+
+
+class _Trainer:
+    def __init__(self, model, cfg: DistillConfig, data: TripletLatents, ac: Tensor, T: int, device, backend,
+                 rank: int, world: int, distributed: bool, out: Path, run_id: str, teacher_hash: str):
+        self.model, self.cfg, self.data, self.T = model, cfg, data, T
+        self.ac = ac.to(device)
+        self.device, self.backend, self.rank, self.world, self.distributed = device, backend, rank, world, distributed
+        self.out, self.run_id, self.teacher_hash = out, run_id, teacher_hash
+        self.f = model.latent_factor
+        self.crop = (cfg.crop[0] // self.f, cfg.crop[1] // self.f)
+        if cfg.method == "progressive":
+            self.rounds = progressive_rounds(cfg.teacher_steps, cfg.steps)
+        else:
+            self.rounds = [cfg.steps]
+        self.total = cfg.iters * len(self.rounds)
+        #: how the student's raw U-Net output is read (the record's prediction / unet_output / boundary)
+        self.student_rec = {"prediction": cfg.prediction,
+                            "unet_output": "eps" if cfg.unet_output == "eps" else cfg.prediction}
+        if cfg.method == "consistency":
+            self.student_rec["boundary"] = {"sigma_data": cfg.sigma_data, "timestep_scaling": cfg.timestep_scaling}
+        self.it = 0
+        self.losses: list[dict] = []
+        self.student = copy.deepcopy(model.unet).float().requires_grad_(True).train()
+        self.round_teacher = None  # progressive rounds after the first: the previous student (frozen)
+        self._new_round(0, first=True)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _new_round(self, r: int, first: bool = False) -> None:
+        cfg = self.cfg
+        if not first:  # progressive: the last round's EMA becomes the teacher and the new student
+            self.ema.copy_to(self.student)
+            self.round_teacher = _plain_copy(self.student).requires_grad_(False).eval()
+        self.round = r
+        self.opt = torch.optim.AdamW(self.student.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.ema = _EMA(self.student, cfg.ema_decay, warmup=True)
+        self.target = _EMA(self.student, cfg.target_decay, warmup=False) if cfg.method == "consistency" else None
+
+    def state(self) -> dict:
+        st = {"run_id": self.run_id, "iteration": self.it, "round": self.round,
+              "student": self.student.state_dict(), "ema": self.ema.state(), "optimizer": self.opt.state_dict(),
+              "losses": self.losses, "rng_torch": torch.get_rng_state(),
+              "options": self.cfg.identity()}
+        if self.target is not None:
+            st["target"] = self.target.state()
+        if self.round_teacher is not None:
+            st["round_teacher"] = self.round_teacher.state_dict()
+        return st
+
+    def load(self, st: dict) -> None:
+        self.it, self.round, self.losses = int(st["iteration"]), int(st["round"]), list(st["losses"])
+        if st.get("round_teacher") is not None:
+            self.round_teacher = _plain_copy(self.student).requires_grad_(False).eval()
+            self.round_teacher.load_state_dict(st["round_teacher"])
+        self.student.load_state_dict(st["student"])
+        self.opt = torch.optim.AdamW(self.student.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        self.opt.load_state_dict(st["optimizer"])
+        self.ema.load(st["ema"])
+        if self.target is not None:
+            self.target.load(st["target"])
+        torch.set_rng_state(st["rng_torch"])
+        log.info("resumed at iteration %d of %d (round %d)", self.it, self.total, self.round)
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        atomic_torch_save(self.state(), self.out / "state.pt")
+        _write_json_atomic(self.out / "losses.jsonl", "".join(json.dumps(r) + "\n" for r in self.losses))
+
+    def _record(self, steps: int) -> dict:
+        cfg = self.cfg
+        boundary = ({"sigma_data": cfg.sigma_data, "timestep_scaling": cfg.timestep_scaling}
+                    if cfg.method == "consistency" else None)
+        return make_record(cfg.method, steps, cfg.prediction, self.student_rec["unet_output"],
+                           self.T, boundary, self.teacher_hash, self.model.cfg.to_dict(),
+                           {"teacher_steps": cfg.teacher_steps, "iterations": self.it, "options": cfg.identity()})
+
+    def save_student(self, path: Path, steps: int) -> None:
+        if self.rank != 0:
+            return
+        save_student(path, self.model, self.student.state_dict(), self.ema.shadow, self._record(steps))
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def _teacher_x0(self, cond: Tensor):
+        from ..ops import use_backend
+
+        if self.round_teacher is None:
+            fn, rec = _unet_fn(self.model.unet), None
+        else:
+            fn, rec = _unet_fn(self.round_teacher), self.student_rec
+
+        def x0(x, t):
+            with torch.no_grad(), use_backend(self.backend), self._autocast():
+                return model_output(fn, x, t, cond, self.ac, rec).float()
+        return x0
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.amp)
+
+    def step(self, net) -> float:
+        from ..ops import use_backend
+
+        cfg, ac, dev = self.cfg, self.ac, self.device
+        g = _iteration_generator(cfg.seed, self.rank, self.it)
+        cond, x0 = sample_batch(self.data, cfg.batch, self.crop, g)
+        cond, x0 = cond.to(dev), x0.to(dev)
+        B = x0.shape[0]
+        eps = torch.randn(x0.shape, generator=g).to(dev)
+        teacher_x0 = self._teacher_x0(cond)
+        if cfg.method == "progressive":
+            n = self.rounds[self.round]
+            grid_s = trailing_timesteps(n, self.T) + [END]
+            grid_t = trailing_timesteps(2 * n, self.T) + [END]
+            i = torch.randint(n, (B,), generator=g)
+            t = torch.tensor(grid_s, dtype=torch.long)[i].to(dev)
+            t_mid = torch.tensor(grid_t, dtype=torch.long)[2 * i + 1].to(dev)
+            t_next = torch.tensor(grid_s, dtype=torch.long)[i + 1].to(dev)
+            al, si = alpha_sigma(ac, t)
+            x_t = al * x0 + si * eps
+            target = progressive_target(teacher_x0, x_t, t, t_mid, t_next, ac)
+            with use_backend("reference"), self._autocast():
+                raw = net(torch.cat([x_t, cond], dim=1), t)
+            pred = student_output(raw.float(), x_t, t, ac, self.student_rec)
+            loss = progressive_loss(pred, x_t, t, target, ac, cfg.prediction).mean()
+        else:
+            chain = trailing_timesteps(cfg.teacher_steps, self.T) + [END]
+            n = torch.randint(cfg.teacher_steps, (B,), generator=g)
+            t_hi = torch.tensor(chain, dtype=torch.long)[n].to(dev)
+            t_lo = torch.tensor(chain, dtype=torch.long)[n + 1].to(dev)
+            al, si = alpha_sigma(ac, t_hi)
+            x_hi = al * x0 + si * eps
+            rec = self.student_rec
+            with torch.no_grad():
+                x_lo = ddim_step(x_hi, teacher_x0(x_hi, t_hi), t_hi, t_lo, ac)
+                tgt_net = self._target_net
+                self.target.copy_to(tgt_net)
+                with self._autocast():
+                    tgt = model_output(_unet_fn(tgt_net), x_lo, t_lo.clamp(min=0), cond, ac, rec).float()
+                end = (t_lo == END).view(-1, 1, 1, 1)
+                target = torch.where(end, x_lo, tgt)
+            with use_backend("reference"), self._autocast():
+                pred = model_output(lambda x, t, c: net(torch.cat([x, c], dim=1), t), x_hi, t_hi, cond, ac, rec)
+            loss = consistency_loss(pred, target, cfg.loss).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.ema.update(self.student)
+        if self.target is not None:
+            self.target.update(self.student)
+        return float(loss.detach())
+
+    def run(self, progress: bool, on_iteration=None) -> Path:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if cfg.method == "consistency":
+            self._target_net = _plain_copy(self.student).requires_grad_(False)
+        net = self.student
+        if cfg.grad_checkpoint:
+            _enable_grad_checkpointing(self.student)
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            net = DDP(self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        log.info("distilling (%s, %d steps%s): %d iterations, batch %d x %d process(es); student forward on the "
+                 "reference MaxViT attention (the compiled kernels have no backward)", cfg.method, cfg.steps,
+                 f", rounds {self.rounds}" if cfg.method == "progressive" else "", self.total, cfg.batch, self.world)
+        bar = tqdm(total=self.total, initial=self.it, desc=f"distill {cfg.method}", unit="it", disable=not progress)
+        try:
+            while self.it < self.total:
+                r = self.it // cfg.iters
+                if r != self.round:
+                    self._new_round(r)
+                t0 = time.perf_counter()
+                loss = self.step(net)
+                self.it += 1
+                dt = time.perf_counter() - t0
+                self.losses.append({"iter": self.it, "round": self.round, "steps": self.rounds[self.round],
+                                    "loss": loss, "seconds": round(dt, 4)})
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", round=self.round)
+                round_end = self.it % cfg.iters == 0
+                if round_end and cfg.method == "progressive" and self.rank == 0:
+                    k = self.rounds[self.round]
+                    self.save_student(self.out / f"student_k{k}.ckpt", k)
+                if self.it % cfg.save_every == 0 or round_end:
+                    self.save()
+                if on_iteration is not None:
+                    on_iteration(self.it)
+        finally:
+            bar.close()
+        path = self.out / "student.ckpt"
+        self.save_student(path, cfg.steps)
+        self.save()
+        self.final_unet = _plain_copy(self.student).requires_grad_(False).eval()
+        self.ema.copy_to(self.final_unet)
+        if self.rank == 0:
+            log.info("student written to %s", path)
+        return path
