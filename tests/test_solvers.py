@@ -240,3 +240,25 @@ def test_one_multistep_update_has_local_error_of_order_plus_one(name, order):
         errs.append(float((new - model.flow(xT, ts[0], ts[i + 1])).abs().max()))
     slope = _slope(steps, errs)
     assert order + 0.7 <= slope <= order + 1.4, f"{name}: local slope {slope:.2f}, errors {errs}"
+
+
+@pytest.mark.parametrize("sampler, renoise", [("ddim", "ddim"), ("consistency", "fresh")])
+def test_student_samplers_equal_the_distillation_loop(sampler, renoise):
+    """What a student checkpoint names (sampler ``ddim`` at eta 0 or ``consistency``, on its
+    timesteps) samples exactly as the distillation code's own loop (the same noise draws)."""
+    objectives = pytest.importorskip("ldmvfi_fast.distill.objectives")
+    ac = _ac()
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 3, generator=g)
+
+    def x0_fn(x, t):  # any x0-predicting student
+        return torch.einsum("ij,bjhw->bihw", w, x).tanh() * (1 + t.float().view(-1, 1, 1, 1) / 1000)
+
+    ts = [999, 749, 400, 120]
+    xT = torch.randn(2, 3, 4, 4, generator=g)
+    want = objectives.sample_student(x0_fn, xT, ts, ac, renoise, generator=torch.Generator().manual_seed(1))
+    spec = S.get_sampler(sampler)
+    sched = spec.make_schedule(ac, None, 0.0, "cpu", timesteps=ts)
+    got = spec.sample(lambda x, t: S.eps_from(x0_fn(x, t), x, t, ac, "x0"), xT, sched,
+                      generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
