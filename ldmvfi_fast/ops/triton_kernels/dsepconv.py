@@ -3,16 +3,22 @@
 Design
 ------
 * **Forward** (:func:`dsepconv`): one program per block of ``BLOCK_P`` output pixels
-  (flattened over ``B * H * W``) and *all* channels, in chunks of ``BLOCK_C``. For each of
-  the ``K * K`` taps the program computes the sample position and the four bilinear
-  weights once per pixel and reuses them for every channel, so the per-pixel heads
-  (vertical, horizontal, offsets, mask) are read once per channel chunk, not once per
-  channel. Accumulation is float32 whatever the storage dtype (fp32 / fp16 / bf16).
+  (flattened over ``B * H * W``) and a chunk of ``NC = min(C, 4)`` channels (grid axis 1).
+  For each of the ``K * K`` taps the program computes the sample position and the four
+  bilinear weights once per pixel and reuses them for every channel of the chunk, so the
+  per-pixel heads (vertical, horizontal, offsets, mask) are read once per chunk. One
+  layout: every tensor is 1-D over the pixels and the channels are a static loop of 1-D
+  accumulators. (The earlier (pixel, channel) tiles mixed with 1-D per-pixel tensors
+  compiled, for sm_90, fp32, K = 5, C = 3, to 239 layout conversions and 470 barriers,
+  255 registers + 1160 B stack (dsepconv) and 449 / 890, 168 registers + 4472 B stack
+  (decoder_output); now 0 conversions, 0 barriers, 80 registers (dsepconv, taps unrolled)
+  and 48 registers (decoder_output, runtime tap loop), no stack. Not timed: no GPU.) Accumulation is float32 whatever the storage dtype (fp32 / fp16 / bf16).
   The float operations and their order are those of :mod:`..dsepconv_ref` (the original
   CUDA kernel), quirks included: tap origin ``pixel + tap - (K-1)//2 + 1``, ``offset_x``
   moves rows, ``offset_y`` moves columns, positions clamped into the input, corners from
   the floor of the *unclamped* position, then clamped.
-* **Backward** (:class:`DSepConvFunction`): same tiling; per tap it recomputes the corners,
+* **Backward** (:class:`DSepConvFunction`): (pixel, channel) tiles of ``BLOCK_C`` channels
+  (not yet moved to the 1-D layout); per tap it recomputes the corners,
   reduces ``grad_out * value`` over channels to get the grads of vertical / horizontal /
   mask and ``grad_out * d(value)/d(position)`` for the offsets (zero where the position
   was clamped, as ``torch.clamp``'s backward), and scatters the input grad into a float32
@@ -47,7 +53,7 @@ NUM_WARPS = 4
 
 @triton.jit
 def _tap_geometry(offx_ptr, offy_ptr, head_off, xf, yf, Hin, Win, pmask,
-                  I: tl.constexpr, J: tl.constexpr, HALF: tl.constexpr):
+                  I, J, HALF: tl.constexpr):
     """Sample position of tap (I, J) for a block of pixels: clamped corners and weights.
 
     Restates ``dsepconv_ref.tap_position`` / ``tap_corners`` (the one definition), plus the
@@ -94,35 +100,89 @@ def _corner_offsets(left, right, top, bottom, Hs, Ws, s_h, s_w, PAD: tl.constexp
 
 
 @triton.jit
-def _warp_accumulate(acc, img_ptr, cbase, m2, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr,
-                     head_k, head_kk, HW, xf, yf, Hin, Win, Hs, Ws, s_h, s_w, pmask,
-                     K: tl.constexpr, PAD: tl.constexpr, INVERT_MASK: tl.constexpr):
-    """acc (BLOCK_P, BLOCK_C) += sum over taps of the modulated bilinear samples."""
+def _tap_channel(acc, img_ptr, base, o_tl, o_tr, o_bl, o_br, wl, wr, wt, wb, vi, hj, mt, m):
+    """acc (BLOCK_P,) += modulated bilinear sample of one channel (1-D, pixel layout)."""
+    g_tl = tl.load(img_ptr + base + o_tl, mask=m, other=0.0).to(tl.float32)
+    g_tr = tl.load(img_ptr + base + o_tr, mask=m, other=0.0).to(tl.float32)
+    g_bl = tl.load(img_ptr + base + o_bl, mask=m, other=0.0).to(tl.float32)
+    g_br = tl.load(img_ptr + base + o_br, mask=m, other=0.0).to(tl.float32)
+    val = g_tl * wl * wt + g_tr * wr * wt + g_bl * wl * wb + g_br * wr * wb
+    return acc + val * vi * hj * mt
+
+
+@triton.jit
+def _tap_1d(acc0, acc1, acc2, acc3, img_ptr, base, s_c, ok0, ok1, ok2, ok3,
+            vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr,
+            head_k, head_kk, HW, xf, yf, Hin, Win, Hs, Ws, s_h, s_w, pmask, i, j,
+            K: tl.constexpr, PAD: tl.constexpr, INVERT_MASK: tl.constexpr, NC: tl.constexpr):
+    """One tap (i, j) of :func:`_warp_accumulate_1d`."""
     HALF = (K - 1) // 2  # constexpr
-    for i in tl.static_range(K):
-        vi = tl.load(vert_ptr + head_k + i * HW, mask=pmask, other=0.0).to(tl.float32)
-        for j in tl.static_range(K):
-            t = i * K + j
-            hj = tl.load(horz_ptr + head_k + j * HW, mask=pmask, other=0.0).to(tl.float32)
-            mraw = tl.load(mask_ptr + head_kk + t * HW, mask=pmask, other=0.0)
-            mt = mraw.to(tl.float32)
-            if INVERT_MASK:
-                # rounded to the storage dtype, as the reference's ``1.0 - mask``
-                mt = (1.0 - mt).to(mraw.dtype).to(tl.float32)
-            left, right, top, bottom, wl, wr, wt, wb, inx, iny = _tap_geometry(
-                offx_ptr, offy_ptr, head_kk + t * HW, xf, yf, Hin, Win, pmask, i, j, HALF)
-            o_tl, o_tr, o_bl, o_br = _corner_offsets(left, right, top, bottom, Hs, Ws, s_h, s_w, PAD)
-            g_tl = tl.load(img_ptr + cbase + o_tl, mask=m2, other=0.0).to(tl.float32)
-            g_tr = tl.load(img_ptr + cbase + o_tr, mask=m2, other=0.0).to(tl.float32)
-            g_bl = tl.load(img_ptr + cbase + o_bl, mask=m2, other=0.0).to(tl.float32)
-            g_br = tl.load(img_ptr + cbase + o_br, mask=m2, other=0.0).to(tl.float32)
-            wl2 = wl[:, None]
-            wr2 = wr[:, None]
-            wt2 = wt[:, None]
-            wb2 = wb[:, None]
-            val = g_tl * wl2 * wt2 + g_tr * wr2 * wt2 + g_bl * wl2 * wb2 + g_br * wr2 * wb2
-            acc += val * vi[:, None] * hj[:, None] * mt[:, None]
-    return acc
+    t = i * K + j
+    vi = tl.load(vert_ptr + head_k + i * HW, mask=pmask, other=0.0).to(tl.float32)
+    hj = tl.load(horz_ptr + head_k + j * HW, mask=pmask, other=0.0).to(tl.float32)
+    mraw = tl.load(mask_ptr + head_kk + t * HW, mask=pmask, other=0.0)
+    mt = mraw.to(tl.float32)
+    if INVERT_MASK:
+        # rounded to the storage dtype, as the reference's ``1.0 - mask``
+        mt = (1.0 - mt).to(mraw.dtype).to(tl.float32)
+    left, right, top, bottom, wl, wr, wt, wb, inx, iny = _tap_geometry(
+        offx_ptr, offy_ptr, head_kk + t * HW, xf, yf, Hin, Win, pmask, i, j, HALF)
+    if PAD > 0:
+        left = tl.minimum(tl.maximum(left - PAD, 0), Ws - 1)
+        right = tl.minimum(tl.maximum(right - PAD, 0), Ws - 1)
+        top = tl.minimum(tl.maximum(top - PAD, 0), Hs - 1)
+        bottom = tl.minimum(tl.maximum(bottom - PAD, 0), Hs - 1)
+    o_tl = top * s_h + left * s_w
+    o_tr = top * s_h + right * s_w
+    o_bl = bottom * s_h + left * s_w
+    o_br = bottom * s_h + right * s_w
+    acc0 = _tap_channel(acc0, img_ptr, base, o_tl, o_tr, o_bl, o_br, wl, wr, wt, wb, vi, hj, mt, ok0)
+    if NC > 1:
+        acc1 = _tap_channel(acc1, img_ptr, base + s_c, o_tl, o_tr, o_bl, o_br, wl, wr, wt, wb, vi, hj, mt, ok1)
+    if NC > 2:
+        acc2 = _tap_channel(acc2, img_ptr, base + 2 * s_c, o_tl, o_tr, o_bl, o_br, wl, wr, wt, wb,
+                            vi, hj, mt, ok2)
+    if NC > 3:
+        acc3 = _tap_channel(acc3, img_ptr, base + 3 * s_c, o_tl, o_tr, o_bl, o_br, wl, wr, wt, wb,
+                            vi, hj, mt, ok3)
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
+def _warp_accumulate_1d(acc0, acc1, acc2, acc3, img_ptr, base, s_c, ok0, ok1, ok2, ok3,
+                        vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr,
+                        head_k, head_kk, HW, xf, yf, Hin, Win, Hs, Ws, s_h, s_w, pmask,
+                        K: tl.constexpr, PAD: tl.constexpr, INVERT_MASK: tl.constexpr, NC: tl.constexpr,
+                        UNROLL: tl.constexpr):
+    """acc_c (BLOCK_P,) += sum over taps of the modulated bilinear samples of channel c of
+    the chunk, c < NC <= 4. ONE layout: every tensor is 1-D over the block's pixels and the
+    channels are a static loop of 1-D accumulators (no (pixel, channel) tiles, hence no
+    layout conversions or barriers between them).
+    ``UNROLL``: taps unrolled at compile time (dsepconv); else a runtime loop over the taps
+    (decoder_output: two warps unrolled would spill registers)."""
+    if UNROLL:
+        for i in tl.static_range(K):
+            for j in tl.static_range(K):
+                acc0, acc1, acc2, acc3 = _tap_1d(
+                    acc0, acc1, acc2, acc3, img_ptr, base, s_c, ok0, ok1, ok2, ok3,
+                    vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, head_k, head_kk, HW, xf, yf,
+                    Hin, Win, Hs, Ws, s_h, s_w, pmask, i, j, K, PAD, INVERT_MASK, NC)
+    else:
+        for t in range(K * K):
+            i = t // K
+            j = t - i * K
+            acc0, acc1, acc2, acc3 = _tap_1d(
+                acc0, acc1, acc2, acc3, img_ptr, base, s_c, ok0, ok1, ok2, ok3,
+                vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, head_k, head_kk, HW, xf, yf,
+                Hin, Win, Hs, Ws, s_h, s_w, pmask, i, j, K, PAD, INVERT_MASK, NC)
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
+def _channel_masks(pmask, c0, C):
+    """Pixel mask of channels c0 .. c0 + 3 (1-D, the pixel layout)."""
+    c = tl.zeros_like(pmask.to(tl.int32)) + c0
+    return pmask & (c < C), pmask & (c + 1 < C), pmask & (c + 2 < C), pmask & (c + 3 < C)
 
 
 @triton.jit
@@ -141,19 +201,28 @@ def _pixel_block(NP, H, W, K: tl.constexpr, BLOCK_P: tl.constexpr):
 @triton.jit
 def _dsepconv_fwd_kernel(inp_ptr, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, out_ptr,
                          NP, C, H, W, Hin, Win, s_ib, s_ic, s_ih, s_iw,
-                         K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+                         K: tl.constexpr, BLOCK_P: tl.constexpr, NC: tl.constexpr):
+    """Program (pixel block, chunk of NC <= 4 channels); 1-D pixel layout throughout."""
     pmask, HW, b, hw, xf, yf, head_k, head_kk = _pixel_block(NP, H, W, K, BLOCK_P)
-    cc = tl.arange(0, BLOCK_C)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + cc
-        m2 = pmask[:, None] & (c < C)[None, :]
-        cbase = b[:, None] * s_ib + c[None, :] * s_ic
-        acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-        acc = _warp_accumulate(acc, inp_ptr, cbase, m2, vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr,
-                               head_k, head_kk, HW, xf, yf, Hin, Win, Hin, Win, s_ih, s_iw, pmask,
-                               K, 0, False)
-        out_off = (b * (C * HW) + hw)[:, None] + c[None, :] * HW
-        tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=m2)
+    c0 = tl.program_id(1) * NC
+    ok0, ok1, ok2, ok3 = _channel_masks(pmask, c0, C)
+    acc0 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    acc1 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    acc3 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    acc0, acc1, acc2, acc3 = _warp_accumulate_1d(
+        acc0, acc1, acc2, acc3, inp_ptr, b * s_ib + c0 * s_ic, s_ic, ok0, ok1, ok2, ok3,
+        vert_ptr, horz_ptr, offx_ptr, offy_ptr, mask_ptr, head_k, head_kk, HW, xf, yf, Hin, Win, Hin, Win,
+        s_ih, s_iw, pmask, K, 0, False, NC, True)
+    out_off = b * (C * HW) + hw + c0 * HW
+    ty = out_ptr.dtype.element_ty
+    tl.store(out_ptr + out_off, acc0.to(ty), mask=ok0)
+    if NC > 1:
+        tl.store(out_ptr + out_off + HW, acc1.to(ty), mask=ok1)
+    if NC > 2:
+        tl.store(out_ptr + out_off + 2 * HW, acc2.to(ty), mask=ok2)
+    if NC > 3:
+        tl.store(out_ptr + out_off + 3 * HW, acc3.to(ty), mask=ok3)
 
 
 @triton.jit
@@ -228,32 +297,46 @@ def _decoder_output_kernel(f0_ptr, f1_ptr,
                            mask_ptr, res_ptr, out_ptr,
                            NP, C, H, W,
                            s0b, s0c, s0h, s0w, s1b, s1c, s1h, s1w, srb, src, srh, srw,
-                           K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+                           K: tl.constexpr, BLOCK_P: tl.constexpr, NC: tl.constexpr):
+    """Program (pixel block, chunk of NC <= 4 channels); 1-D pixel layout throughout."""
     PAD = (K - 1) // 2  # constexpr
     pmask, HW, b, hw, xf, yf, head_k, head_kk = _pixel_block(NP, H, W, K, BLOCK_P)
     x = hw % W
     y = hw // W
     Hin = H + 2 * PAD
     Win = W + 2 * PAD
-    cc = tl.arange(0, BLOCK_C)
-    for c0 in range(0, C, BLOCK_C):
-        c = c0 + cc
-        m2 = pmask[:, None] & (c < C)[None, :]
-        acc0 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-        acc0 = _warp_accumulate(acc0, f0_ptr, b[:, None] * s0b + c[None, :] * s0c, m2,
-                                v0_ptr, h0_ptr, ox0_ptr, oy0_ptr, mask_ptr,
-                                head_k, head_kk, HW, xf, yf, Hin, Win, H, W, s0h, s0w, pmask,
-                                K, PAD, False)
-        acc1 = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-        acc1 = _warp_accumulate(acc1, f1_ptr, b[:, None] * s1b + c[None, :] * s1c, m2,
-                                v1_ptr, h1_ptr, ox1_ptr, oy1_ptr, mask_ptr,
-                                head_k, head_kk, HW, xf, yf, Hin, Win, H, W, s1h, s1w, pmask,
-                                K, PAD, True)
-        r_off = b[:, None] * srb + c[None, :] * src + (y * srh + x * srw)[:, None]
-        res = tl.load(res_ptr + r_off, mask=m2, other=0.0).to(tl.float32)
-        out = (acc0 + acc1) + res
-        out_off = (b * (C * HW) + hw)[:, None] + c[None, :] * HW
-        tl.store(out_ptr + out_off, out.to(out_ptr.dtype.element_ty), mask=m2)
+    c0 = tl.program_id(1) * NC
+    ok0, ok1, ok2, ok3 = _channel_masks(pmask, c0, C)
+    a0 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    a1 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    a2 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    a3 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    a0, a1, a2, a3 = _warp_accumulate_1d(
+        a0, a1, a2, a3, f0_ptr, b * s0b + c0 * s0c, s0c, ok0, ok1, ok2, ok3,
+        v0_ptr, h0_ptr, ox0_ptr, oy0_ptr, mask_ptr, head_k, head_kk, HW, xf, yf, Hin, Win, H, W,
+        s0h, s0w, pmask, K, PAD, False, NC, False)
+    b0 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    b1 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    b2 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    b3 = tl.zeros([BLOCK_P], dtype=tl.float32)
+    b0, b1, b2, b3 = _warp_accumulate_1d(
+        b0, b1, b2, b3, f1_ptr, b * s1b + c0 * s1c, s1c, ok0, ok1, ok2, ok3,
+        v1_ptr, h1_ptr, ox1_ptr, oy1_ptr, mask_ptr, head_k, head_kk, HW, xf, yf, Hin, Win, H, W,
+        s1h, s1w, pmask, K, PAD, True, NC, False)
+    r_off = b * srb + c0 * src + y * srh + x * srw
+    out_off = b * (C * HW) + hw + c0 * HW
+    ty = out_ptr.dtype.element_ty
+    res = tl.load(res_ptr + r_off, mask=ok0, other=0.0).to(tl.float32)
+    tl.store(out_ptr + out_off, ((a0 + b0) + res).to(ty), mask=ok0)
+    if NC > 1:
+        res = tl.load(res_ptr + r_off + src, mask=ok1, other=0.0).to(tl.float32)
+        tl.store(out_ptr + out_off + HW, ((a1 + b1) + res).to(ty), mask=ok1)
+    if NC > 2:
+        res = tl.load(res_ptr + r_off + 2 * src, mask=ok2, other=0.0).to(tl.float32)
+        tl.store(out_ptr + out_off + 2 * HW, ((a2 + b2) + res).to(ty), mask=ok2)
+    if NC > 3:
+        res = tl.load(res_ptr + r_off + 3 * src, mask=ok3, other=0.0).to(tl.float32)
+        tl.store(out_ptr + out_off + 3 * HW, ((a3 + b3) + res).to(ty), mask=ok3)
 
 
 def _block_c(C: int) -> int:
@@ -262,6 +345,15 @@ def _block_c(C: int) -> int:
 
 def _grid(n: int) -> tuple[int]:
     return (triton.cdiv(n, BLOCK_P),)
+
+
+def _nc(C: int) -> int:
+    """Channels per program of the 1-D forward kernels (a static loop of at most 4)."""
+    return max(1, min(4, C))
+
+
+def _grid_nc(n: int, C: int) -> tuple[int, int]:
+    return (triton.cdiv(n, BLOCK_P), triton.cdiv(C, _nc(C)))
 
 
 def dsepconv_forward(input: Tensor, vertical: Tensor, horizontal: Tensor,
@@ -273,9 +365,8 @@ def dsepconv_forward(input: Tensor, vertical: Tensor, horizontal: Tensor,
     if n == 0 or C == 0:
         return out.zero_()
     heads = [t.contiguous() for t in (vertical, horizontal, offset_x, offset_y, mask)]
-    _dsepconv_fwd_kernel[_grid(n)](input, *heads, out, n, C, H, W, input.shape[2], input.shape[3],
-                                   *input.stride(), K=K, BLOCK_P=BLOCK_P, BLOCK_C=_block_c(C),
-                                   num_warps=NUM_WARPS)
+    _dsepconv_fwd_kernel[_grid_nc(n, C)](input, *heads, out, n, C, H, W, input.shape[2], input.shape[3],
+                                         *input.stride(), K=K, BLOCK_P=BLOCK_P, NC=_nc(C), num_warps=NUM_WARPS)
     return out
 
 
@@ -381,7 +472,7 @@ def decoder_output(frame0: Tensor, frame1: Tensor,
         return out.zero_()
     heads = [t.contiguous() for t in (vertical0, horizontal0, offset_x0, offset_y0,
                                       vertical1, horizontal1, offset_x1, offset_y1, mask)]
-    _decoder_output_kernel[_grid(n)](frame0, frame1, *heads, residual, out, n, C, H, W,
-                                     *frame0.stride(), *frame1.stride(), *residual.stride(),
-                                     K=K, BLOCK_P=BLOCK_P, BLOCK_C=_block_c(C), num_warps=NUM_WARPS)
+    _decoder_output_kernel[_grid_nc(n, C)](frame0, frame1, *heads, residual, out, n, C, H, W,
+                                           *frame0.stride(), *frame1.stride(), *residual.stride(),
+                                           K=K, BLOCK_P=BLOCK_P, NC=_nc(C), num_warps=NUM_WARPS)
     return out
