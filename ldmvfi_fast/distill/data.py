@@ -39,7 +39,7 @@ from .student import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TripletLatents", "vimeo_triplets", "video_triplets", "encode_triplets", "load_triplets",
+__all__ = ["TripletLatents", "open_source", "vimeo_triplets", "video_triplets", "encode_triplets", "load_triplets",
            "sample_batch"]
 
 
@@ -179,15 +179,23 @@ def encode_triplets(model, source: _Source, *, encoder_hash: str, cache_dir: str
     return data
 
 
-def load_triplets(model, *, data: str | Path | None = None, vimeo: str | Path | None = None,
-                  encoder_hash: str, cache_dir=None, max_frames: int | None = None, start_frame: int = 0,
-                  limit: int | None = None, device="cpu", progress: bool = True) -> TripletLatents:
-    """Triplet latents from ``data`` (a video or a folder of videos) or ``vimeo`` (Vimeo-90K layout)."""
+def open_source(*, data: str | Path | None = None, vimeo: str | Path | None = None, max_frames: int | None = None,
+                start_frame: int = 0, limit: int | None = None) -> _Source:
+    """The triplets of ``data`` (a video or a folder of videos) or ``vimeo`` (Vimeo-90K layout), not yet
+    encoded; raises :class:`MediaError` when there are none."""
     if (data is None) == (vimeo is None):
         raise OptionError("give exactly one of --data (videos) and --vimeo (Vimeo-90K triplets)")
     src = vimeo_triplets(vimeo, limit=limit) if vimeo is not None else video_triplets(data, max_frames, start_frame)
     if data is not None and limit is not None:
         src.triplets = src.triplets[:limit]
+    return src
+
+
+def load_triplets(model, *, data: str | Path | None = None, vimeo: str | Path | None = None,
+                  encoder_hash: str, cache_dir=None, max_frames: int | None = None, start_frame: int = 0,
+                  limit: int | None = None, device="cpu", progress: bool = True) -> TripletLatents:
+    """Triplet latents from ``data`` (a video or a folder of videos) or ``vimeo`` (Vimeo-90K layout)."""
+    src = open_source(data=data, vimeo=vimeo, max_frames=max_frames, start_frame=start_frame, limit=limit)
     return encode_triplets(model, src, encoder_hash=encoder_hash, cache_dir=cache_dir, device=device,
                            progress=progress)
 

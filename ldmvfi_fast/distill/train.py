@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, MediaError, OptionError
-from .data import TripletLatents, load_triplets, sample_batch
+from .data import TripletLatents, encode_triplets, open_source, sample_batch
 from .objectives import END, alpha_sigma, consistency_loss, ddim_step, model_output, progressive_loss, \
     progressive_target
 from ..models.ldmvfi import student_output
@@ -75,6 +75,11 @@ class DistillConfig:
             so the student starts as exactly the teacher and the prediction is computed from it)
             or ``direct`` (the output is the prediction itself, v or x0: the paper's choice for
             teachers trained that way; from an eps teacher it starts far from it).
+        teacher_x0: the fraction of samples noised from the teacher's own x0 (its one-step
+            prediction from pure noise at t = T - 1, conditioned on the triplet's frames) instead of
+            the middle frame's latent. The papers noise data (0, default); a teacher whose samples
+            are far from the data (a random or under-trained one) puts its sampling trajectories
+            elsewhere, and the student must learn there (1).
         iters: iterations (per round for progressive).
         batch, lr, crop (frame pixels, multiples of 256), ema_decay (student EMA, warm-up
         min(decay, (1+n)/(10+n))), target_decay (consistency target network), seed,
@@ -87,6 +92,7 @@ class DistillConfig:
     prediction: str = "v"
     loss: str = "huber"
     unet_output: str = "eps"
+    teacher_x0: float = 0.0
     iters: int = 1000
     batch: int = 8
     lr: float = 1e-4
@@ -122,6 +128,8 @@ class DistillConfig:
             c.prediction = "x0"
             if c.loss not in ("huber", "l2"):
                 raise OptionError(f"loss must be huber or l2, got {c.loss!r}")
+        if not (isinstance(c.teacher_x0, (int, float)) and 0.0 <= c.teacher_x0 <= 1.0):
+            raise OptionError(f"teacher_x0 must be a fraction in [0, 1], got {c.teacher_x0!r}")
         if c.unet_output not in ("eps", "direct"):
             raise OptionError(f"unet_output must be eps or direct, got {c.unet_output!r}")
         if not 1 <= c.teacher_steps <= num_train_steps:
@@ -268,6 +276,7 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     cfg = cfg.resolved()
     _check_out_dir(out, resume, overwrite)
+    source = open_source(data=data, vimeo=vimeo, max_frames=max_frames, start_frame=start_frame, limit=limit)
 
     model = load_model(teacher, device=device)
     if model.distillation is not None:
@@ -303,9 +312,8 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
     if distributed and rank != 0:
         dist.barrier()
     with use_backend(backend):
-        triplets = load_triplets(model, data=data, vimeo=vimeo, encoder_hash=teacher_hash, cache_dir=cache_dir,
-                                 max_frames=max_frames, start_frame=start_frame, limit=limit, device=device,
-                                 progress=progress and rank == 0)
+        triplets = encode_triplets(model, source, encoder_hash=teacher_hash, cache_dir=cache_dir, device=device,
+                                   progress=progress and rank == 0)
     if distributed and rank == 0:
         dist.barrier()
     log.info("%d triplets", len(triplets))
@@ -429,6 +437,12 @@ class _Trainer:
         B = x0.shape[0]
         eps = torch.randn(x0.shape, generator=g).to(dev)
         teacher_x0 = self._teacher_x0(cond)
+        if cfg.teacher_x0 > 0:
+            use = torch.rand(B, generator=g) < cfg.teacher_x0
+            x_T = torch.randn(x0.shape, generator=g).to(dev)
+            if bool(use.any()):
+                syn = teacher_x0(x_T, torch.full((B,), self.T - 1, dtype=torch.long, device=dev))
+                x0 = torch.where(use.to(dev).view(-1, 1, 1, 1), syn, x0)
         if cfg.method == "progressive":
             n = self.rounds[self.round]
             grid_s = trailing_timesteps(n, self.T) + [END]

@@ -1,0 +1,395 @@
+"""Distillation (ldmvfi_fast.distill): the student beats the teacher's own K-step DDIM, resume,
+torchrun (gloo), the student checkpoint contract, bad input.
+
+The teacher is the random-weight tiny checkpoint; triplets come from the bundled clip
+``bikes.mp4`` (640x272, centre-cropped to 256x512: latents 8x16), training crops 256x256
+(latent 8x8). Every test runs on one CPU thread (on 2 shared cores, more threads were 30x
+slower: OpenMP threads spin while others' processes hold the cores).
+
+Status of the acceptance criterion (student's K-step latent MSE to the teacher's 64-step DDIM
+<= 0.5 x the teacher's own K-step DDIM, K = 2 and 1): NOT met by short CPU runs with the random
+teacher. Measured (4 held-out triplets, 8x16 latents): teacher trailing DDIM 1/2/4/8/16/32 steps:
+591 / 523 / 349 / 132 / 30 / 4.7 (reference variance 7795); progressive students trained
+20 iterations per round: lr 3e-5 improves K=4 to 341 (K=2 503, K=1 566); lr >= 1e-4 makes
+them worse (eps-parameterised outputs are amplified 84x in x0 at t = 999). The two tests below
+assert the criterion and fail today; they are marked slow.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from ldmvfi_fast.errors import CheckpointError, LdmvfiError, MediaError, OptionError
+
+TRAIN_FRAMES = 14  # frames 0..13 of bikes.mp4: 12 training triplets
+HELD_OUT = (100, 6)  # frames 100..105: 4 held-out triplets
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    from ldmvfi_fast.video import bundled_clip
+
+    try:
+        return bundled_clip("bikes.mp4")
+    except MediaError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("latents")
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_ckpt):
+    from ldmvfi_fast.checkpoint import load_model
+
+    return load_model(tiny_ckpt)
+
+
+@pytest.fixture(scope="module")
+def held_out_cond(teacher, clip, cache):
+    """(4, 6, 8, 16) conditioning latents of held-out triplets."""
+    from ldmvfi_fast.distill.data import load_triplets
+    from ldmvfi_fast.export.manifest import weights_hash
+
+    torch.set_num_threads(1)
+    held = load_triplets(teacher, data=clip, encoder_hash=weights_hash(teacher), cache_dir=cache,
+                         start_frame=HELD_OUT[0], max_frames=HELD_OUT[1], progress=False)
+    conds = []
+    for i in range(len(held)):
+        a, _, b = (held.latents[j] for j in held.triplets[i].tolist())
+        conds.append(torch.cat([a, b]))
+    return torch.stack(conds)
+
+
+def _cfg(**kw):
+    from ldmvfi_fast.distill import DistillConfig
+
+    base = dict(batch=4, lr=3e-4, ema_decay=0.0, save_every=1000, teacher_x0=1.0)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def _train(tiny_ckpt, out, cfg, clip, cache, **kw):
+    from ldmvfi_fast.distill import distill
+
+    return distill(tiny_ckpt, out, cfg, data=clip, max_frames=TRAIN_FRAMES, cache_dir=cache, progress=False, **kw)
+
+
+def _report(teacher, students, cond):
+    from ldmvfi_fast.distill.evaluate import latent_mse_report
+
+    return latent_mse_report(teacher, students, cond, ref_steps=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# acceptance: K-step student at least 2x closer to the teacher's 64-step DDIM than the teacher's K-step DDIM
+
+
+def _check_2x(report, tmp_path, name):
+    print(name, json.dumps(report, indent=1))
+    for K, r in report.items():
+        assert r["student"] <= 0.5 * r["teacher_ddim_best"], (name, K, r)
+
+
+@pytest.mark.slow  # ~1 min; the criterion is NOT met yet (see the module docstring)
+def test_progressive_student_2x_closer(tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
+    from ldmvfi_fast.checkpoint import load_model
+
+    cfg = _cfg(method="progressive", steps=1, teacher_steps=8, iters=20)
+    path, _ = _train(tiny_ckpt, tmp_path / "run", cfg, clip, cache)
+    students = {2: load_model(tmp_path / "run" / "student_k2.ckpt"), 1: load_model(path)}
+    assert students[1].distillation["timesteps"] == [999] and students[2].distillation["timesteps"] == [999, 499]
+    _check_2x(_report(teacher, students, held_out_cond), tmp_path, "progressive")
+
+
+@pytest.mark.slow  # ~1 min; the criterion is NOT met yet (see the module docstring)
+def test_consistency_student_2x_closer(tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
+    from ldmvfi_fast.checkpoint import load_model
+
+    cfg = _cfg(method="consistency", steps=2, teacher_steps=40, iters=40, target_decay=0.95)
+    path, _ = _train(tiny_ckpt, tmp_path / "run", cfg, clip, cache)
+    student = load_model(path)
+    assert student.distillation["sampler"] == "consistency" and student.distillation["prediction"] == "x0"
+    _check_2x(_report(teacher, {2: student, 1: student}, held_out_cond), tmp_path, "consistency")
+
+
+# ---------------------------------------------------------------------------------------------
+# the student checkpoint contract
+
+
+def test_student_checkpoint_contract(tiny_ckpt, clip, cache, teacher, tmp_path):
+    """load_model reads the record; the backbone exposes it; a consistency student's denoise
+    is c_skip x_t + c_out x0 (identity at t = 0); the teacher's numerics are untouched."""
+    from ldmvfi_fast.checkpoint import load_model
+    from ldmvfi_fast.export.manifest import weights_hash
+    from ldmvfi_fast.models.ldmvfi import boundary_scalings
+    from ldmvfi_fast.runtime.torch import TorchBackbone
+
+    cfg = _cfg(method="consistency", steps=2, teacher_steps=4, iters=2)
+    path, _ = _train(tiny_ckpt, tmp_path / "run", cfg, clip, cache)
+    s = load_model(path)
+    rec = s.distillation
+    assert rec["method"] == "consistency" and rec["steps"] == 2 and rec["timesteps"] == [999, 499]
+    assert rec["sampler"] == "consistency" and rec["prediction"] == "x0" and rec["unet_output"] == "eps"
+    assert rec["teacher_weights_hash"] == weights_hash(teacher) and rec["config"]["name"] == "tiny"
+    bb, tb = TorchBackbone(s), TorchBackbone(teacher)
+    assert bb.distillation == rec and bb.prediction == "x0"
+    assert tb.distillation is None and tb.prediction == "eps" and teacher.distillation is None
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 6, 8, 8, generator=g)
+    t = torch.tensor([0, 700])
+    with torch.no_grad():
+        out, raw = bb.denoise(x, t, c), s.eps(x, t, c)
+        teacher_out = tb.denoise(x, t, c)
+    a = s.alphas_cumprod[t].view(-1, 1, 1, 1)
+    x0 = (x - (1 - a).sqrt() * raw) / a.sqrt()
+    cs, co = boundary_scalings(t, 0.5, 10.0)
+    torch.testing.assert_close(out, cs.view(-1, 1, 1, 1) * x + co.view(-1, 1, 1, 1) * x0)
+    torch.testing.assert_close(out[0], x[0])  # boundary condition f(x, 0) = x
+    assert torch.equal(teacher_out, teacher.eps(x, t, c))
+    # student = normal checkpoint: EMA U-Net in model_ema.* (default), raw in model.diffusion_model.*
+    raw_model = load_model(path, use_ema=False)
+    assert raw_model.unet_weights == "raw" and raw_model.distillation == rec
+
+
+# ---------------------------------------------------------------------------------------------
+# resume
+
+
+class _Killed(Exception):
+    pass
+
+
+def _unet_tensors(path):
+    sd = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in sd.items() if k.startswith(("model.diffusion_model.", "model_ema."))}
+
+
+@pytest.mark.parametrize("method", ["progressive", "consistency"])
+def test_resume_gives_the_same_student(method, tiny_ckpt, clip, cache, tmp_path):
+    """Killed mid-run (an exception after iteration 5; state saved at 4), resumed: the same student
+    (raw and EMA weights, torch.equal) and the same loss log as an uninterrupted run."""
+    kw = dict(method=method, steps=1, teacher_steps=4 if method == "progressive" else 8,
+              iters=3 if method == "progressive" else 6, save_every=2, ema_decay=0.9, batch=2)
+    cfg = _cfg(**kw)
+    full, _ = _train(tiny_ckpt, tmp_path / "full", cfg, clip, cache)
+
+    def kill(i):
+        if i == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        _train(tiny_ckpt, tmp_path / "cut", cfg, clip, cache, on_iteration=kill)
+    assert not (tmp_path / "cut" / "student.ckpt").exists()
+    assert torch.load(tmp_path / "cut" / "state.pt", weights_only=True)["iteration"] == 4
+    resumed, _ = _train(tiny_ckpt, tmp_path / "cut", cfg, clip, cache, resume=True)
+    a, b = _unet_tensors(full), _unet_tensors(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(x) for x in (tmp_path / "full" / "losses.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "cut" / "losses.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in la] == [r["loss"] for r in lb] and len(la) == cfg.iters * (2 if method == "progressive"
+                                                                                           else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun (gloo on CPU)
+
+_DDP_SCRIPT = textwrap.dedent('''
+    import hashlib, os, sys, torch
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    from ldmvfi_fast.distill import DistillConfig, distill
+    ckpt, clip, out, cache = sys.argv[1:5]
+    cfg = DistillConfig(method="consistency", steps=1, teacher_steps=8, iters=3, batch=2, lr=3e-5,
+                        ema_decay=0.5, teacher_x0=1.0)
+    _, unet = distill(ckpt, out, cfg, data=clip, max_frames=6, cache_dir=cache, progress=False)
+    h = hashlib.sha256()
+    for k, v in sorted(unet.state_dict().items()):
+        h.update(k.encode()); h.update(v.numpy().tobytes())
+    open(os.path.join(os.path.dirname(out), f"rank{dist.get_rank()}.txt"), "w").write(h.hexdigest())
+    dist.destroy_process_group()
+''')
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_keep_replicas_identical(tiny_ckpt, clip, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29571", str(script), str(tiny_ckpt), str(clip), str(tmp_path / "run"),
+                        str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    h0, h1 = (tmp_path / "rank0.txt").read_text(), (tmp_path / "rank1.txt").read_text()
+    assert h0 == h1
+    from ldmvfi_fast.checkpoint import load_model
+
+    s = load_model(tmp_path / "run" / "student.ckpt")
+    h = hashlib.sha256()
+    for k, v in sorted(s.unet.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.numpy().tobytes())
+    assert h.hexdigest() == h0  # rank 0 wrote the replicas' (EMA) weights
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: clear errors, nothing overwritten
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_bad_teacher(clip, cache, tmp_path):
+    from ldmvfi_fast.distill import distill
+
+    cfg = _cfg(method="consistency", steps=1, iters=1)
+    with pytest.raises(CheckpointError, match="not found"):
+        distill(tmp_path / "missing.ckpt", tmp_path / "a", cfg, data=clip)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="not an LDMVFI checkpoint"):
+        distill(foreign, tmp_path / "b", cfg, data=clip)
+    png = tmp_path / "image.ckpt"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    with pytest.raises(CheckpointError, match="PNG"):
+        distill(png, tmp_path / "c", cfg, data=clip)
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_student_as_teacher_is_refused(tiny_ckpt, clip, cache, tmp_path):
+    from ldmvfi_fast.distill import distill
+
+    cfg = _cfg(method="consistency", steps=1, teacher_steps=4, iters=1, batch=1)
+    path, _ = _train(tiny_ckpt, tmp_path / "run", cfg, clip, cache)
+    with pytest.raises(CheckpointError, match="distilled student"):
+        distill(path, tmp_path / "again", cfg, data=clip)
+
+
+def test_bad_data(tiny_ckpt, tmp_path):
+    from ldmvfi_fast.distill import distill
+
+    cfg = _cfg(method="consistency", steps=1, iters=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MediaError, match="no videos found"):
+        distill(tiny_ckpt, tmp_path / "o1", cfg, data=empty)
+    (empty / "frame.png").write_bytes(b"")
+    with pytest.raises(MediaError, match="Vimeo"):
+        distill(tiny_ckpt, tmp_path / "o2", cfg, data=empty)
+    with pytest.raises(MediaError, match="tri_trainlist"):
+        distill(tiny_ckpt, tmp_path / "o3", cfg, vimeo=empty)
+    (empty / "tri_trainlist.txt").write_text("00001/0001\n")
+    with pytest.raises(MediaError, match="no triplets"):
+        distill(tiny_ckpt, tmp_path / "o4", cfg, vimeo=empty)
+    assert not any((tmp_path / f"o{i}" / "state.pt").exists() for i in range(1, 5))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(method="progressive", steps=3, teacher_steps=8), "halves the step count"),
+    (dict(method="progressive", steps=2, teacher_steps=2), "nothing to distill"),
+    (dict(method="progressive", steps=1, prediction="eps"), "predict v or x0"),
+    (dict(method="consistency", steps=0), "steps must be"),
+    (dict(method="consistency", steps=1, crop=(200, 256)), "multiples of 256"),
+    (dict(method="distill", steps=1), "method must be"),
+    (dict(method="consistency", steps=1, loss="l1"), "huber or l2"),
+])
+def test_bad_options(kw, match, tiny_ckpt, tmp_path):
+    from ldmvfi_fast.distill import distill
+
+    with pytest.raises(OptionError, match=match):
+        distill(tiny_ckpt, tmp_path / "out", _cfg(**kw), data=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_dir_rules(tiny_ckpt, clip, cache, tmp_path):
+    """An existing run needs --resume or --overwrite; a resume must match the run and its state;
+    nothing is overwritten by a refused call; --overwrite keeps files the run did not write."""
+    from ldmvfi_fast.distill import distill
+
+    cfg = _cfg(method="consistency", steps=1, teacher_steps=4, iters=2, batch=1)
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    _train(tiny_ckpt, run_a, cfg, clip, cache)
+    _train(tiny_ckpt, run_b, _cfg(method="consistency", steps=1, teacher_steps=4, iters=2, batch=1, seed=1), clip,
+           cache)
+    before = _snapshot(run_a)
+    with pytest.raises(MediaError, match="--resume"):
+        _train(tiny_ckpt, run_a, cfg, clip, cache)
+    with pytest.raises(OptionError, match="differs in options"):
+        _train(tiny_ckpt, run_a, _cfg(method="consistency", steps=1, teacher_steps=4, iters=2, batch=1, lr=1e-3),
+               clip, cache, resume=True)
+    # another run's state.pt copied in: refused
+    (run_a / "state.pt").write_bytes((run_b / "state.pt").read_bytes())
+    before[Path("state.pt")] = hashlib.sha256((run_a / "state.pt").read_bytes()).hexdigest()
+    with pytest.raises(OptionError, match="another run"):
+        _train(tiny_ckpt, run_a, cfg, clip, cache, resume=True)
+    assert _snapshot(run_a) == before
+    with pytest.raises(MediaError, match="nothing to resume"):
+        _train(tiny_ckpt, tmp_path / "new", cfg, clip, cache, resume=True)
+    mine = run_b / "notes.txt"
+    mine.write_text("keep me")
+    _train(tiny_ckpt, run_b, cfg, clip, cache, overwrite=True)
+    assert mine.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser():
+    import argparse
+
+    from ldmvfi_fast.distill.cli import add_parser
+
+    p = argparse.ArgumentParser(prog="ldmvfi-fast")
+    add_parser(p.add_subparsers(dest="command"), [])
+    return p
+
+
+def test_cli_trains_and_refuses(tiny_ckpt, clip, cache, tmp_path, capsys):
+    from ldmvfi_fast.checkpoint import load_model
+    from ldmvfi_fast.distill.cli import run
+
+    out = tmp_path / "run"
+    argv = ["distill", "--teacher", str(tiny_ckpt), "--data", str(clip), "--max-frames", str(TRAIN_FRAMES),
+            "--method", "progressive", "--steps", "1", "--teacher-steps", "2", "--iters", "1", "--batch", "1",
+            "--out", str(out), "--cache-latents", str(cache), "--device", "cpu", "--prediction", "x0"]
+    assert run(_parser().parse_args(argv)) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["student"] == str(out / "student.ckpt")
+    s = load_model(out / "student.ckpt")
+    assert s.distillation["method"] == "progressive" and s.distillation["prediction"] == "x0"
+    assert s.distillation["sampler"] == "ddim" and s.distillation["timesteps"] == [999]
+    assert {"student.ckpt", "student_k1.ckpt", "state.pt", "losses.jsonl", "run.json"} <= {p.name for p in
+                                                                                            out.iterdir()}
+    before = _snapshot(out)
+    with pytest.raises(MediaError):
+        run(_parser().parse_args(argv))
+    with pytest.raises(OptionError, match="halves"):
+        run(_parser().parse_args(argv[:-2] + ["--steps", "3", "--overwrite"]))
+    assert _snapshot(out) == before
+    with pytest.raises(SystemExit):
+        _parser().parse_args(argv + ["--resume", "--overwrite"])
+    assert run(_parser().parse_args(argv + ["--resume"])) == 0  # already complete: rewrites the same student
