@@ -55,7 +55,7 @@ from .manifest import (
     weights_hash,
     write_manifest,
 )
-from .specs import MAX_BATCH, MIN_UNITS, ExportSpec, _sym, export_specs
+from .specs import MAX_BATCH, MIN_UNITS, ExportSpec, _sym, export_program, export_specs
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def export_graph(spec: ExportSpec, path: str | Path, *, opset: int = 20, optimiz
     with warnings.catch_warnings():  # the exporter's chatter about axis renaming and pytree
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        ep = torch.export.export(spec.module, spec.inputs, dynamic_shapes=spec.dynamic_shapes, strict=False)
+        ep = export_program(spec)
         prog = torch.onnx.export(ep, spec.inputs, dynamo=True, input_names=spec.input_names,
                                  output_names=spec.output_names, opset_version=opset, optimize=optimize,
                                  verbose=False)

@@ -2,16 +2,53 @@
 
 Each wrapper has flat tensor inputs and outputs (no lists), so ``torch.export`` and ONNX
 see one graph per sub-model; the frame height and width are dynamic in multiples of the
-architecture's unit (256: the latent is 1/32 and its MaxViT windows are 8).
+architecture's unit (256: the latent is 1/32 and its MaxViT windows are 8), from one unit up.
+
+One unit (a 256-pixel side, a MaxViT window count of 1) used to be specialised away by
+``torch.export``: tracing asks "is this size 1?" (contiguity and view checks), records the
+answer for the example (> 1) as a guard, and the graph refuses 256. Two things keep one
+graph for 1..max units: the reference attention's window partition copies instead of
+asking whether a permuted tensor is contiguous (:func:`ldmvfi_fast.ops.maxvit_ref._copy_view`),
+and the wrappers trace with ``backed_size_oblivious`` (:func:`size_oblivious`: size checks do
+not specialise on 0/1). :func:`export_program` also sets it around ``torch.export.export``,
+so that the program's recorded ranges start at 1 unit.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..models.ldmvfi import LDMVFI
+
+
+def size_oblivious():
+    """Context: symbolic-shape checks during tracing treat sizes as possibly 1 instead of
+    guarding on the example's value (``torch.fx.experimental._config.backed_size_oblivious``,
+    which the ONNX exporter also sets). No effect on eager runs."""
+    try:
+        from torch.fx.experimental import _config
+    except ImportError:  # pragma: no cover - older torch
+        return contextlib.nullcontext()
+    return _config.patch(backed_size_oblivious=True)
+
+
+def _traced_size_oblivious(forward):
+    @functools.wraps(forward)  # keeps the signature: torch.export matches dynamic_shapes to it
+    def wrapper(self, *args):
+        with size_oblivious():
+            return forward(self, *args)
+    return wrapper
+
+
+def export_program(spec: "ExportSpec"):
+    """``torch.export.export`` of a spec (non-strict, its dynamic shapes), size-oblivious so
+    that one program covers sides of 1..max units (see the module doc)."""
+    with size_oblivious():
+        return torch.export.export(spec.module, spec.inputs, dynamic_shapes=spec.dynamic_shapes, strict=False)
 
 
 class EncoderExport(nn.Module):
@@ -21,6 +58,7 @@ class EncoderExport(nn.Module):
         super().__init__()
         self.fs = model.first_stage
 
+    @_traced_size_oblivious
     def forward(self, frame: Tensor):
         z, phi = self.fs.encode(frame)
         return (z, *phi)
@@ -33,6 +71,7 @@ class UNetStepExport(nn.Module):
         super().__init__()
         self.model = model
 
+    @_traced_size_oblivious
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.model.eps(x_t, t, cond)
 
@@ -45,15 +84,16 @@ class DecoderExport(nn.Module):
         self.model, self.quantize = model, quantize
         self.levels = len(model.cfg.autoencoder.ch_mult)
 
+    @_traced_size_oblivious
     def forward(self, z: Tensor, *rest: Tensor) -> Tensor:
         n = self.levels
         phi0, phi1, (f0, f1) = list(rest[:n]), list(rest[n:2 * n]), rest[2 * n:]
         return self.model.decode(z, phi0, phi1, f0, f1, quantize=self.quantize)
 
 
-#: smallest frame side (in pad units) the exported graphs accept: torch.export specialises a
-#: MaxViT window count of 1, so a 256-pixel side would need a graph of its own
-MIN_UNITS = 2
+#: smallest frame side (in pad units) the exported graphs accept: one unit (256 pixels) since
+#: the window partition no longer specialises a window count of 1 (see the module doc)
+MIN_UNITS = 1
 MAX_BATCH = 64
 
 
@@ -82,9 +122,9 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
                  max_units: int = 16) -> list[ExportSpec]:
     """Example inputs and ``torch.export`` dynamic shapes for encoder, U-Net step and decoder.
 
-    Height and width are ``unit * k`` with k in [2, max_units] (torch.export specialises a
-    window count of 1, so 256-pixel sides need a graph of their own); batch is dynamic in
-    [1, 64] (the example batch must be > 1, or exporters specialise it).
+    Height and width are ``unit * k`` with k in [MIN_UNITS, max_units] (1 unit: 256 pixels);
+    batch is dynamic in [1, 64]. The example batch and sides must be > 1 (unit), or the
+    exporters specialise them: 512x768, batch 2 by default.
     """
     from torch.export import Dim
 

@@ -36,7 +36,7 @@ def window_partition(x: Tensor, window: int, mode: str) -> Tensor:
         x = x.reshape(B, window, nh, window, nw, C).permute(0, 2, 4, 1, 3, 5)
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return x.reshape(B * nh * nw, window * window, C)
+    return _copy_view(x, (B * nh * nw, window * window, C))
 
 
 def window_unpartition(x: Tensor, window: int, mode: str, B: int, H: int, W: int) -> Tensor:
@@ -50,7 +50,15 @@ def window_unpartition(x: Tensor, window: int, mode: str, B: int, H: int, W: int
         x = x.permute(0, 3, 1, 4, 2, 5)
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return x.reshape(B, H, W, C)
+    return _copy_view(x, (B, H, W, C))
+
+
+def _copy_view(x: Tensor, shape) -> Tensor:
+    """``x.reshape(shape)`` for a permuted ``x``, always as a contiguous copy then a view (the
+    same values). ``reshape`` and ``contiguous`` first ask whether ``x`` is already contiguous,
+    which for these permutations holds exactly when a window count is 1: ``torch.export``
+    would record that as a guard and specialise the graph to >= 2 windows (sides >= 512 px)."""
+    return x.clone(memory_format=torch.contiguous_format).view(shape)
 
 
 @functools.lru_cache(maxsize=16)
