@@ -188,15 +188,19 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def command() -> str:
-    return " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
+def command(argv: list[str] | None = None, script: str | None = None) -> str:
+    """The command line of this run (``argv``/``script``: when a script's ``main(argv)`` is called in-process)."""
+    if argv is None:
+        return " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
+    return " ".join([f"benchmarks/{script or Path(sys.argv[0]).name}", *argv])
 
 
-def run_info(device=None) -> dict:
-    """What every result file records: date, commit (+dirty), command, machine, software."""
+def run_info(device=None, argv: list[str] | None = None, script: str | None = None) -> dict:
+    """What every result file records: date, commit (+dirty), command, machine, software
+    (``argv``, ``script``: see :func:`command`)."""
     import torch
 
-    info = {"date": now(), "commit": commit(), "git": git_info(), "command": command(),
+    info = {"date": now(), "commit": commit(), "git": git_info(), "command": command(argv, script),
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count()},
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -13,8 +13,9 @@ differences are against the first variant (eager torch when listed first, as by 
 Engines (``onnxruntime``: :func:`ldmvfi_fast.export.onnx.export_onnx`; ``aoti``:
 :func:`ldmvfi_fast.export.aoti.build_aoti`; ``exported``: ``.pt2`` programs) are built once
 into ``--engines-cache DIR`` (default: ``$TMPDIR/ldmvfi-fast-bench-engines``), in a folder
-named by config, runtime, dtype, device, a hash of the weights and a hash of the package's
-model/op/export sources, and reused by later runs; the build times and file sizes are
+named by config, runtime, dtype, device and a hash of the weights, and reused by later runs
+(with a warning, and ``stale_source`` in the JSON, when the package's model/op/export sources
+changed since: the correctness column shows whether it matters); the build times and file sizes are
 recorded beside them and in the JSON. Nothing in the cache is ever deleted by this script.
 
 Peak memory (``--memory``, default on): for each runtime, a child process loads only that
@@ -212,8 +213,12 @@ def source_hash() -> str:
 
 
 def engine_key(runtime: str, model, device: torch.device, whash: str) -> str:
+    """The cache folder's name: config, runtime, dtype, device and weights. The sources are not in
+    it (engines are slow to build and others edit the tree): a folder built from other sources
+    is reused with a warning and flagged ``stale_source`` in the JSON; the correctness column
+    shows whether that matters."""
     dt = str(next(model.parameters()).dtype).replace("torch.", "")
-    return f"{model.cfg.name}-{runtime}-{dt}-{device.type}-w{whash.split(':')[-1][:12]}-s{source_hash()[:12]}"
+    return f"{model.cfg.name}-{runtime}-{dt}-{device.type}-w{whash.split(':')[-1][:12]}"
 
 
 class _Records(logging.Handler):
@@ -276,6 +281,7 @@ def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
     from _common import commit, now
 
     return {"runtime": runtime, "build_s": round(total, 1), "graphs": graphs, "built_at": now(),
+            "source_hash": source_hash(),
             "commit": commit(), "folder_mb": folder_mb,
             "manifest_sizes": m["sizes"]}
 
@@ -289,17 +295,23 @@ def engines_for(runtime: str, model, device: torch.device, cache: Path, whash: s
     if (folder / "manifest.json").is_file():
         log.info("reusing %s engines in %s", runtime, folder)
         facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
-        return folder, {**facts, "reused": True}
+        stale = facts.get("source_hash") != source_hash()
+        if stale:
+            log.warning("the %s engines in %s were built from other sources (commit %s) than this tree's model/op/"
+                        "export code; reusing them (see the correctness column; build anew with another "
+                        "--engines-cache)", runtime, folder, facts.get("commit", "?"))
+        return folder, {**facts, "reused": True, "stale_source": stale}
     if folder.exists() and any(folder.iterdir()):
         raise EngineError(f"{folder} exists but holds no manifest.json (an interrupted or foreign folder); "
                           "remove it yourself or pick another --engines-cache")
     cache.mkdir(parents=True, exist_ok=True)
     log.info("building %s engines into %s (slow: minutes)", runtime, folder)
     facts = _build(runtime, model, folder, device)
+    facts.setdefault("source_hash", source_hash())
     tmp = facts_path.with_name(facts_path.name + ".tmp")
     tmp.write_text(json.dumps(facts, indent=1) + "\n")
     os.replace(tmp, facts_path)
-    return folder, {**facts, "reused": False}
+    return folder, {**facts, "reused": False, "stale_source": False}
 
 
 def load_variant(v: dict, model, folder: Path | None, device: torch.device, whash: str):
@@ -349,7 +361,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
-    info_at_start = run_info(device)  # the commit measured (others may commit while this runs)
+    info_at_start = run_info(device, args.argv, "latency.py")  # the commit measured (others may commit meanwhile)
     load_before = os.getloadavg()
     model = build_model(args, device, dtype)
     engine_rts = sorted({v["runtime"] for v in variants} - {"torch"})
@@ -724,7 +736,7 @@ def run_video(args) -> dict:
                                                overlap=overlap, progress=False)
         return fn
 
-    info_at_start = run_info(device)  # the commit measured (others may commit while this runs)
+    info_at_start = run_info(device, args.argv, "latency.py")  # the commit measured (others may commit meanwhile)
     load_before = os.getloadavg()
     fns = {"sequential": variant("sequential", interp, False), "overlapped": variant("overlapped", interp, True),
            "io only (no model)": variant("io", _NoModel(), False)}
@@ -804,6 +816,7 @@ def main(argv=None) -> int:
     p.add_argument("--engines", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="JSON output (default: benchmarks/results/latency-....json)")
     args = p.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for k in ("repeats", "warmup", "whole_repeats", "batch", "steps"):
