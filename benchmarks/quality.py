@@ -362,6 +362,12 @@ def _umask() -> int:
     return m
 
 
+def _finite(v) -> float | None:
+    """A float for the JSON; None for an infinite PSNR (identical images)."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
 def _summary(values: list[float]) -> float | None:
     v = [x for x in values if x is not None and math.isfinite(x)]
     return statistics.fmean(v) if v else None
@@ -443,7 +449,8 @@ def run(args) -> dict:
 
     per: dict[str, list[dict]] = {m.label: [] for m, _ in runs}
     names = []
-    bar = tqdm(total=n_trip * (len(runs) + (ref_interp is not None)), unit="run", desc="quality", leave=False)
+    ref_runs = ref_interp is not None and reference.label not in per
+    bar = tqdm(total=n_trip * (len(runs) + ref_runs), unit="run", desc="quality", leave=False)
 
     def timed(fn):
         sync(device)
@@ -459,25 +466,29 @@ def run(args) -> dict:
         names.append(tri.name)
         seed = args.seed + i
         gt01 = _as01(gt)
-        if ref_interp is not None:
-            ref, _ = timed(lambda: ref_interp.interpolate(f0, f1, seed=seed))
-            bar.update()
-        else:
-            ref = _run_baseline(base_interp, f0, f1)
-        ref01 = _as01(ref)
+        outs = {}
         for m, it in runs:
             if m.sampler is None:
                 y, sec = timed(lambda: _run_baseline(it, f0, f1))
             else:
                 y, sec = timed(lambda: it.interpolate(f0, f1, seed=seed))
-            y01 = _as01(y)
+            outs[m.label] = (_as01(y), sec)
+            bar.update()
+        if reference.label in outs:  # the same method at the same seed: the same output
+            ref01 = outs[reference.label][0]
+        elif ref_interp is not None:
+            ref01 = _as01(ref_interp.interpolate(f0, f1, seed=seed))
+            bar.update()
+        else:
+            ref01 = _as01(_run_baseline(base_interp, f0, f1))
+        for m, it in runs:
+            y01, sec = outs[m.label]
             row = {"triplet": tri.name, "seconds": sec,
-                   "psnr_gt": float(psnr(y01, gt01)[0]), "ssim_gt": float(ssim(y01, gt01)[0]),
-                   "psnr_ref": float(psnr(y01, ref01)[0]), "ssim_ref": float(ssim(y01, ref01)[0])}
+                   "psnr_gt": _finite(psnr(y01, gt01)[0]), "ssim_gt": float(ssim(y01, gt01)[0]),
+                   "psnr_ref": _finite(psnr(y01, ref01)[0]), "ssim_ref": float(ssim(y01, ref01)[0])}
             if lp is not None and lp.available:
                 row["lpips_gt"], row["lpips_ref"] = lp(y01, gt01), lp(y01, ref01)
             per[m.label].append(row)
-            bar.update()
     bar.close()
 
     report = {"run": run_info(device), "benchmark": "quality",
@@ -492,12 +503,11 @@ def run(args) -> dict:
               "methods": {}}
     for m, it in runs:
         rows = per[m.label]
+        sched_ts = None if m.sampler is None else getattr(it.schedule, "timesteps", None)
         r = {"sampler": m.sampler or BASELINE, "steps": 0 if m.sampler is None else it.steps,
-             "unet_calls": 0 if m.sampler is None else (it.schedule.num_steps if hasattr(it.schedule, "num_steps")
-                                                         else it.steps),
+             "unet_calls": 0 if m.sampler is None else getattr(it.schedule, "num_steps", it.steps),
              "spacing": None if m.sampler is None else it.spacing,
-             "timesteps": None if m.sampler is None else [int(t) for t in getattr(it.schedule, "timesteps", []).tolist()]
-             if hasattr(getattr(it.schedule, "timesteps", None), "tolist") else None,
+             "timesteps": None if sched_ts is None else [int(t) for t in sched_ts.tolist()],
              "eta": None if m.sampler is None else it.eta, "student": m.student,
              "seconds_per_frame": statistics.median(x["seconds"] for x in rows) if rows else None}
         for k in ("psnr_gt", "ssim_gt", "psnr_ref", "ssim_ref", "lpips_gt", "lpips_ref"):

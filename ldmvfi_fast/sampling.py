@@ -14,6 +14,15 @@ steps, eta, device)`` with its ``sample`` function. Adding a sampler is one
 
 Models that predict ``v`` or ``x0`` instead of the noise are adapted by :func:`eps_from`.
 
+Samplers: ``ddim`` (the original's), ``ddpm`` (ancestral, all steps), ``dpmpp_2m`` / ``dpmpp_3m``
+(DPM-Solver++ multistep in x0-prediction form, deterministic), ``dpmpp_2m_sde`` (its SDE variant,
+eta scales the noise) and ``consistency`` (multistep consistency sampling for x0-predicting
+students). All but ``ddpm`` take a timestep ``spacing`` (:data:`SPACINGS`: ``uniform``, the
+original's rule and DDIM's default; ``trailing``, the others' default; ``karras``) or explicit
+descending ``timesteps`` (a distilled student's). All work on the discrete VP schedule given by
+``alphas_cumprod``. DDIM's last step lands on ``alphas_cumprod[0]`` as the original's; the
+DPM-Solver++ and consistency samplers' last step returns the x0-prediction (sigma = 0).
+
 Numerics follow the original (``ldm/models/diffusion/ddim.py``): DDIM timesteps
 ``range(0, T, T // S) + 1``, alphas taken from the float32 ``alphas_cumprod``, ``alphas_prev``
 starting at ``alphas_cumprod[0]`` (so the last step lands on t = 0's alpha, not 1),
