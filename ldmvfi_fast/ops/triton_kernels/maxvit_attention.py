@@ -18,8 +18,9 @@ same kernel (k, v from another tensor than q).
 
 ``tl.dot`` needs every dimension >= 16: a window of 2 (4 tokens) is padded to 16 tokens
 with masked loads, the padded keys get ``-inf`` logits and the padded rows are not stored.
-The head dim is processed in chunks of at most 64 channels to bound register use (head
-dims 32 .. 256). float32 inputs use ``input_precision="ieee"`` (no TF32), to match the
+The head dim is processed in chunks of at most 64 channels (16 for float32, whose ieee
+``tl.dot`` keeps its operands in registers: larger chunks spilled thousands of bytes) to
+bound register use (head dims 32 .. 256). float32 inputs use ``input_precision="ieee"`` (no TF32), to match the
 PyTorch reference's default fp32 matmul. Under the Triton interpreter (whose bfloat16
 ``tl.dot`` returns garbage in Triton 3.x) bfloat16 operands are upcast to float32 first,
 which is exact for the products.
@@ -137,12 +138,20 @@ def maxvit_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Tensor, window
     if nwin == 0 or C == 0:
         return out
     ntok = max(16, triton.next_power_of_2(window * window))
-    block_d = min(d, 64)
     upcast = INTERPRETED and q.dtype == torch.bfloat16
     prec = "ieee" if q.dtype == torch.float32 or upcast else None  # None: the target's default
+    if q.dtype == torch.float32:
+        # ieee fp32 tl.dot runs on FMA units with its operands in registers: 16-channel chunks
+        # and 8 warps for 64-token windows. Offline sm_90 compile (w 8): stack 5456 B (d 32) /
+        # 12120 B (d 256) with 64-channel chunks and 4 warps -> 0 / 0 (188 / 255 registers).
+        block_d = min(d, 16)
+        num_warps = 8 if ntok >= 64 else 4
+    else:
+        block_d = min(d, 64)
+        num_warps = 4 if ntok * block_d <= 64 * 64 else 8
     _maxvit_attn_kernel[(nwin, num_heads)](
         q, k, v, bias_table, out, nh, nw, float(scale),
         *q.stride(), *k.stride(), *v.stride(), *out.stride(), *bias_table.stride(),
         WIN=window, GRID=(mode == "grid"), D=d, BLOCK_D=block_d, NTOK=ntok, PREC=prec, UPCAST=upcast,
-        num_warps=4 if ntok * block_d <= 64 * 64 else 8)
+        num_warps=num_warps)
     return out
