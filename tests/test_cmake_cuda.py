@@ -120,9 +120,14 @@ def test_both_architectures_embedded(build):
     assert "sm_80" in proc.stdout and "sm_90" in proc.stdout, proc.stdout
 
 
+_SASS: dict[str, dict[str, str]] = {}
+
+
 def _sass(build) -> dict[str, str]:
-    """{mangled kernel name: its sm_90 SASS} of the library (cuobjdump -sass)."""
+    """{mangled kernel name: its sm_90 SASS} of the library (cuobjdump -sass, once per build)."""
     build, nvcc = build
+    if str(build) in _SASS:
+        return _SASS[str(build)]
     cuobjdump = _find_tool("cuobjdump", nvcc)
     if cuobjdump is None:
         missing_tool("cuobjdump not found (PATH, beside nvcc, CUDA_HOME/bin, /usr/local/cuda/bin, triton's bin)")
@@ -133,6 +138,7 @@ def _sass(build) -> dict[str, str]:
     for chunk in proc.stdout.split("Function : ")[1:]:
         name, _, body = chunk.partition("\n")
         out[name.strip()] = body
+    _SASS[str(build)] = out
     return out
 
 
