@@ -94,6 +94,8 @@ def test_manifest_describes_the_packages(model, tiny_engines, aoti_dir):
     assert built["isa_flags"] == isa_flags() and built["machine"] and built["vec_isa"]
     assert set(m["aoti"]["compile_seconds"]) == set(AOTI_FILES)
     assert m["aoti"]["source"] == {"kind": "engines", "folder": str(tiny_engines.resolve())}
+    # the DDIM coefficient tables the C++ application reads (export/cpp)
+    assert m["ddim"]["etas"] == [0.0, 1.0] and {"2", "200"} <= set(m["ddim"]["schedules"])
 
 
 @pytest.mark.slow  # needs the compiled packages (minutes on 2 cores)
