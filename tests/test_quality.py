@@ -124,19 +124,31 @@ def test_dataset_layouts(quality, tmp_path):
         quality.dataset_triplets("ucf101", tmp_path / "empty")
 
 
-def test_baseline_calls_no_unet(quality, tiny_ckpt):
-    from ldmvfi_fast.checkpoint import load_model
+class _FakeBackbone:
+    """Encode: z = the frame's 32x32 block means (no features); decode: z upsampled; no U-Net."""
+    name, device, dtype, pad_unit, latent_factor, latent_channels, prediction = (
+        "fake", torch.device("cpu"), torch.float32, 32, 32, 3, "eps")
+    alphas_cumprod = torch.linspace(0.999, 0.01, 1000)
+
+    def check_size(self, h, w, b):
+        return None
+
+    def encode(self, frames):
+        return torch.nn.functional.avg_pool2d(frames, 32), []
+
+    def denoise(self, *a):
+        raise AssertionError("the baseline called the U-Net")
+
+    def decode(self, z, phi0, phi1, frame0, frame1):
+        return torch.nn.functional.interpolate(z, scale_factor=32)
+
+
+def test_baseline_decodes_the_mean_latent_with_no_unet(quality):
     from ldmvfi_fast.pipeline import Interpolator
 
-    it = Interpolator(load_model(tiny_ckpt), steps=1, padding="minimal")
-
-    def no(*a, **k):
-        raise AssertionError("the baseline called the U-Net")
-    it.backbone.denoise = no
-    f0, f1 = torch.zeros(1, 3, 20, 24), torch.full((1, 3, 20, 24), 0.4)
-    out = quality._run_baseline(it, f0, f1)
-    e0, e1 = it.encode(f0), it.encode(f1)
-    torch.testing.assert_close(out, it.decode((e0.z + e1.z) / 2, e0, e1).clamp(-1, 1))
+    it = Interpolator(_FakeBackbone(), steps=1, padding="minimal")
+    f0, f1 = torch.full((1, 3, 32, 64), -0.6), torch.full((1, 3, 32, 64), 0.2)
+    torch.testing.assert_close(quality._run_baseline(it, f0, f1), torch.full((1, 3, 32, 64), -0.2))
 
 
 # -- a whole run -------------------------------------------------------------------------------
