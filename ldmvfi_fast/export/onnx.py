@@ -6,26 +6,33 @@ used and TensorRT-style min/opt/max shape profiles per graph input);
 :class:`~ldmvfi_fast.runtime.onnxruntime.OrtBackbone` runs the pipeline from them.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (needs ``onnxscript``) over the
-``torch.export`` programs of :func:`.specs.export_specs`, opsets 18-23 (20 by default). The
-graphs keep batch, height and width symbolic (multiples of the pad unit from
-:data:`.specs.MIN_UNITS` units up). The dynamo exporter can freeze a dimension silently, so
-every export is checked: ``onnx.checker.check_model(full_check=True)`` (strict shape
-inference), the graph inputs must keep the named axes symbolic, and with ``verify=True``
-(default) each graph runs in ONNX Runtime at a second size and batch (not the example's)
+``torch.export`` programs of :func:`.specs.export_specs` (:func:`.specs.export_program`),
+opsets 18-23 (20 by default). One graph per sub-model keeps batch, height and width
+symbolic: sides of 1 to ``max_units`` pad units (256 to 4096 pixels by default), batch 1-64.
+The dynamo exporter can freeze a dimension silently, so every export is checked:
+``onnx.checker.check_model(full_check=True)`` (strict shape inference), the graph inputs
+and outputs must keep the named axes symbolic, and with ``verify=True`` (default) each
+graph runs at a second size and batch (one unit high, two wide, batch 1: not the example's)
 and is compared with PyTorch.
 
 Custom ops (``custom_ops=``):
 
-* ``"decompose"``: the export runs under ``use_backend("reference")``, so DSepConv, the
-  fused decoder output and MaxViT attention become standard ONNX ops (Gather, MatMul,
-  Softmax, ...); any ONNX runtime can run them.
-* ``"domain"`` (nodes of an ``ldmvfi_fast`` ONNX domain for TensorRT plugins): not built yet,
-  refused with :class:`~ldmvfi_fast.errors.OptionError`.
+* ``"decompose"``: DSepConv and the fused decoder output are traced as the vectorised
+  formulation of :mod:`ldmvfi_fast.ops.dsepconv_export` (one flattened ``Gather`` per
+  bilinear corner and row of 5 taps), MaxViT attention as the reference (MatMul, Softmax,
+  ...): standard ONNX ops that any ONNX runtime, and TensorRT without plugins, can run.
+* ``"domain"``: DSepConv and the decoder output become single nodes ``DSepConv`` /
+  ``DecoderOutput`` of the operator domain ``ldmvfi_fast`` (version 1), for TensorRT
+  plugins of those names; the exporter rules and the contract live beside the ops
+  (:mod:`ldmvfi_fast.ops._onnx`), which also registers their ``onnx.defs`` schemas (for the
+  checker's shape inference) and ``onnx.reference`` implementations. The trace keeps the
+  ops as ``torch.ops.ldmvfi_fast.*`` (needs the compiled extension). ONNX Runtime cannot
+  run these graphs (:class:`~ldmvfi_fast.runtime.onnxruntime.OrtBackbone` refuses them);
+  ``verify`` runs the graphs that contain domain nodes with ``onnx.reference`` instead.
 
-Cost (tiny model, 2 CPU cores): the decoder is the slow graph (~13 800 nodes: DSepConv's
-25 taps x 4 bilinear gathers, twice); ``optimize=True`` (onnxscript's optimizer: constant
-folding, dead code, ...) adds about 3.5 minutes to it, so it is off by default and ONNX
-Runtime / TensorRT do their own graph optimisation when the session / engine is built.
+Cost (tiny model, 2 shared CPU cores): see :data:`COSTS_NOTE`. ``optimize=True``
+(onnxscript's optimizer: constant folding, dead code, ...) is off by default: ONNX Runtime
+and TensorRT do their own graph optimisation when the session / engine is built.
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ import torch
 from .. import __version__
 from ..errors import EngineError, OptionError
 from ..models.ldmvfi import LDMVFI
-from ..ops import use_backend
+from ..ops import export_formulation, use_backend
 from ..padding import padded_size
 from .manifest import (
     check_engine_target,
@@ -79,6 +86,9 @@ CUSTOM_OPS_MODES = ("decompose", "domain")
 #: 256x256 to 4K UHD, optimal at 1080p (padded "minimal": 1280x2048); batch 1..4, optimal 1
 DEFAULT_PROFILE = {"min": (256, 256), "opt": (1080, 1920), "max": (2160, 3840), "batch": (1, 1, 4)}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: measured costs, for the docs (tiny config, 2 shared CPU cores, torch 2.13, onnxscript 0.7)
+COSTS_NOTE = ("decoder graph, decompose mode: ~13 800 ONNX nodes and minutes to export with the reference "
+              "DSepConv (25 taps x 4 corners, twice); the vectorised formulation: see the README numbers")
 
 
 def _require_onnx():
@@ -97,9 +107,6 @@ def _check_target(out: Path, overwrite: bool) -> None:
 def _check_options(opset: int, custom_ops: str, dtype) -> None:
     if custom_ops not in CUSTOM_OPS_MODES:
         raise OptionError(f"custom_ops must be one of {CUSTOM_OPS_MODES}, got {custom_ops!r}")
-    if custom_ops == "domain":
-        raise OptionError("custom_ops='domain' (ldmvfi_fast ONNX domain nodes for TensorRT plugins) is not built "
-                          "yet; use 'decompose' (standard ONNX ops)")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
         raise OptionError(f"ONNX opset {opset!r} is not supported: the exporter writes opsets "
                           f"{OPSETS.start}..{OPSETS.stop - 1}")
@@ -116,18 +123,27 @@ def output_axes(spec: ExportSpec, latent_factor: int) -> dict[str, dict[int, str
     return {"frame": _sym(1)}
 
 
-def export_graph(spec: ExportSpec, path: str | Path, *, opset: int = 20, optimize: bool = False) -> None:
+def export_graph(spec: ExportSpec, path: str | Path, *, opset: int = 20, optimize: bool = False,
+                 custom_ops: str | None = None) -> None:
     """Export one sub-model (a :class:`.specs.ExportSpec`) to an ONNX file with the dynamo
     exporter; batch, height and width stay dynamic as ``spec.dynamic_shapes`` says.
-    Custom ops are traced as whatever backend is in scope (see :func:`export_onnx`)."""
+
+    ``custom_ops``: ``"decompose"`` or ``"domain"`` (see the module doc); None traces the
+    custom ops as whatever backend is in scope."""
     _require_onnx()
+    table = None
+    if custom_ops == "domain":
+        from ..ops import _onnx
+
+        table = _onnx.translation_table()
     with warnings.catch_warnings():  # the exporter's chatter about axis renaming and pytree
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        ep = export_program(spec)
+        with export_formulation(custom_ops):
+            ep = export_program(spec)
         prog = torch.onnx.export(ep, spec.inputs, dynamo=True, input_names=spec.input_names,
                                  output_names=spec.output_names, opset_version=opset, optimize=optimize,
-                                 verbose=False)
+                                 verbose=False, custom_translation_table=table)
     prog.save(str(path))
 
 
@@ -140,6 +156,9 @@ def check_graph(path: str | Path, spec: ExportSpec, out_axes: dict[str, dict[int
     """
     import onnx
 
+    from ..ops import _onnx
+
+    _onnx.register_schemas()  # the checker's shape inference then knows the ldmvfi_fast domain ops
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
@@ -172,33 +191,61 @@ def check_graph(path: str | Path, spec: ExportSpec, out_axes: dict[str, dict[int
 
 
 def _verify(path: Path, spec: ExportSpec, second: ExportSpec, dtype: torch.dtype, described: list[dict]) -> None:
-    """Run the graph in ONNX Runtime at another size and batch than the example's: the output
-    shapes must follow the inputs' (a frozen dimension shows here), and in float32 the values
-    must match PyTorch. float16 graphs are checked for shapes only (PyTorch's float16 on CPU
-    is slow), and not run where ONNX Runtime's CPU provider lacks a float16 kernel; bfloat16
-    graphs are not run (numpy has no bfloat16)."""
+    """Run the graph at another size and batch than the example's: the output shapes must
+    follow the inputs' (a frozen dimension shows here), and in float32 the values must match
+    PyTorch. Graphs run in ONNX Runtime (CPU), or with ``onnx.reference`` (float32 only) when
+    they contain ``ldmvfi_fast`` domain nodes. float16 graphs are checked for shapes only
+    (PyTorch's float16 on CPU is slow), and not run where ONNX Runtime's CPU provider lacks a
+    float16 kernel; bfloat16 graphs are not run (numpy has no bfloat16)."""
+    import onnx
+
+    from ..ops import _onnx
+
+    at = f"{tuple(second.inputs[0].shape)} (example {tuple(spec.inputs[0].shape)})"
+    feeds = {n: t.detach().cpu().numpy() for n, t in zip(second.input_names, second.inputs)
+             } if dtype != torch.bfloat16 else None
+    domain_ops = _onnx.domain_ops_in(onnx.load(str(path), load_external_data=False))
+    if dtype == torch.bfloat16:
+        log.warning("%s: bfloat16 graphs are not run here (checked by onnx.checker only)", path.name)
+        return
+    if domain_ops:
+        if dtype != torch.float32:
+            log.warning("%s: %s graphs with %s domain nodes are not run here (checked by onnx.checker only)",
+                        path.name, dtype, _onnx.DOMAIN)
+            return
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            got = ReferenceEvaluator(str(path), new_ops=_onnx.reference_ops()).run(None, feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"{path.name} does not run in onnx.reference at {at}: {type(exc).__name__}: "
+                              f"{exc}") from None
+        _compare(path, spec, second, dtype, described, got, at)
+        return
     try:
         import onnxruntime as ort
     except ImportError:
         log.warning("onnxruntime is not installed: %s not run at a second size (verify skipped)", path.name)
         return
-    import numpy as np
-
-    if dtype == torch.bfloat16:
-        log.warning("%s: bfloat16 graphs are not run with ONNX Runtime here (checked by onnx.checker only)", path.name)
-        return
-    at = f"{tuple(second.inputs[0].shape)} (example {tuple(spec.inputs[0].shape)})"
     so = ort.SessionOptions()
     so.log_severity_level = 3
     try:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        got = sess.run(None, {n: t.detach().cpu().numpy() for n, t in zip(second.input_names, second.inputs)})
+        got = sess.run(None, feeds)
     except Exception as exc:  # noqa: BLE001
         if dtype != torch.float32 and ("NOT_IMPLEMENTED" in str(exc) or "Could not find an implementation" in str(exc)):
             log.warning("%s: not run at a second size: ONNX Runtime's CPU provider lacks a %s kernel (%s)",
                         path.name, dtype, str(exc).splitlines()[0][:200])
             return
         raise EngineError(f"{path.name} does not run in ONNX Runtime at {at}: {type(exc).__name__}: {exc}") from None
+    _compare(path, spec, second, dtype, described, got, at)
+
+
+def _compare(path: Path, spec: ExportSpec, second: ExportSpec, dtype: torch.dtype, described: list[dict],
+             got: list, at: str) -> None:
+    """Output shapes of a run at the second size vs the manifest's; float32 values vs PyTorch."""
+    import numpy as np
+
     env: dict[str, int] = {}
     for t, ax in ((t, (spec.axes or {}).get(n) or {}) for n, t in zip(second.input_names, second.inputs)):
         for i, sym in ax.items():
@@ -259,10 +306,14 @@ def shape_profiles(spec: ExportSpec, *, unit: int, max_units: int,
 
 
 def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_ops: str, max_units: int,
-                  profile: dict | None = None, optimize: bool = False, outputs: dict | None = None) -> dict:
+                  profile: dict | None = None, optimize: bool = False, outputs: dict | None = None,
+                  domain_ops: dict[str, list[str]] | None = None) -> dict:
     """The manifest of an ONNX engine folder for ``model`` (graphs described from ``specs``;
     ``outputs``: graph name -> output descriptions as :func:`check_graph` returns, else the
-    sub-models are run on the example inputs to describe them)."""
+    sub-models are run on the example inputs to describe them; ``domain_ops``: graph name ->
+    op types of the ``ldmvfi_fast`` domain it uses, for ``custom_ops="domain"``)."""
+    from ..ops import _onnx
+
     unit = model.cfg.min_pad_unit()
     p = next(model.parameters())
     graphs = {}
@@ -281,6 +332,9 @@ def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_
             "outputs": described,
             "profiles": shape_profiles(spec, unit=unit, max_units=max_units, profile=profile),
         }
+        if custom_ops == "domain":
+            graphs[spec.name]["domain_ops"] = list((domain_ops or {}).get(spec.name, []))
+    used = sorted({op for ops in (domain_ops or {}).values() for op in ops})
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__,
         "runtime": "onnxruntime", "config": model.cfg.to_dict(), "pad_unit": unit,
@@ -288,12 +342,23 @@ def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_
         "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
         "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
         "dtype": str(p.dtype).replace("torch.", ""), "device": "cpu",
-        "op_backend": "reference", "custom_ops": [], "custom_ops_mode": custom_ops,
+        "op_backend": "reference" if custom_ops == "decompose" else f"{_onnx.DOMAIN} domain (TensorRT plugins)",
+        # domain op types the graphs use (empty in decompose mode): a runtime without them refuses the folder
+        "custom_ops": used if custom_ops == "domain" else [], "custom_ops_mode": custom_ops,
+        "custom_op_domains": {_onnx.DOMAIN: _onnx.VERSION} if custom_ops == "domain" and used else {},
         "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__.split('+')[0]}",
         "opset": opset, "onnx_optimized": bool(optimize), "graphs": graphs,
         "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,
                   "max_width": max_units * unit, "multiple": unit, "max_batch": MAX_BATCH},
     }
+
+
+def _domain_ops(path: Path) -> list[str]:
+    import onnx
+
+    from ..ops import _onnx
+
+    return _onnx.domain_ops_in(onnx.load(str(path), load_external_data=False))
 
 
 def _cast(spec: ExportSpec, dtype: torch.dtype) -> ExportSpec:
@@ -312,8 +377,10 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
             files are replaced, nothing else in it is touched).
         dtype: float32, float16 or bfloat16 graphs (default: the model's). Exported on CPU.
         opset: ONNX opset, 18..23.
-        custom_ops: ``"decompose"`` (standard ONNX ops); ``"domain"`` is not built yet.
-        height, width: example frame size (multiples of the pad unit, >= 2 units).
+        custom_ops: ``"decompose"`` (standard ONNX ops) or ``"domain"`` (``ldmvfi_fast``
+            domain nodes for TensorRT plugins; needs the compiled extension to trace).
+        height, width: example frame size (multiples of the pad unit, >= 2 units: an example
+            side of 1 unit would be specialised; the graphs accept 1 unit).
         max_units: largest side, in pad units, the graphs accept.
         profile: overrides of :data:`DEFAULT_PROFILE` (frame sizes of the min/opt/max profiles).
         optimize: run onnxscript's graph optimizer (slow on the decoder; see the module doc).
@@ -324,6 +391,17 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
         all are complete and checked: an error leaves the target as it was.
     """
     _check_options(opset, custom_ops, dtype)
+    unit = model.cfg.min_pad_unit()
+    if (height % unit or width % unit or min(height, width) < 2 * unit
+            or max(height, width) > max_units * unit):
+        raise OptionError(f"example size {height}x{width}: sides must be multiples of {unit} from {2 * unit} to "
+                          f"{max_units * unit} (max_units={max_units})")
+    if custom_ops == "domain":
+        from ..ops._native import LOAD_ERROR
+
+        if LOAD_ERROR is not None:
+            raise EngineError("custom_ops='domain' traces the ops as torch.ops.ldmvfi_fast.*, registered by the "
+                              f"compiled extension ldmvfi_fast._C, which did not load ({LOAD_ERROR})")
     out = Path(out_dir)
     _check_target(out, overwrite)
     _require_onnx()
@@ -334,25 +412,23 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
         # on CPU are very slow), then this copy of the model and the inputs are cast
         model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
     model.eval()
-    unit = model.cfg.min_pad_unit()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         with use_backend("reference"):
             specs = export_specs(model, height, width, max_units=max_units)
-            # a second size and batch for the check: frozen dims (example batch 2) show there
-            h2 = MIN_UNITS * unit if height != MIN_UNITS * unit else (MIN_UNITS + 1) * unit
-            seconds = export_specs(model, h2, MIN_UNITS * unit if width != MIN_UNITS * unit else h2,
-                                   batch=1, max_units=max_units)
+            # a second size and batch for the check: frozen dims (example batch 2, sides >= 2
+            # units) show there; one unit high (the smallest size), two wide: not square
+            seconds = export_specs(model, MIN_UNITS * unit, (MIN_UNITS + 1) * unit, batch=1, max_units=max_units)
             if dt != torch.float32:
                 model.to(dt)  # the copy made above, which the specs' modules wrap
                 specs = [_cast(s, dt) for s in specs]
                 seconds = [_cast(s, dt) for s in seconds]
-            outputs = {}
+            outputs, domain_ops = {}, {}
             for spec, second in zip(specs, seconds):
                 t0 = time.perf_counter()
                 path = tmp / ONNX_FILES[spec.name]
                 try:
-                    export_graph(spec, path, opset=opset, optimize=optimize)
+                    export_graph(spec, path, opset=opset, optimize=optimize, custom_ops=custom_ops)
                 except EngineError:
                     raise
                 except Exception as exc:
@@ -360,12 +436,16 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
                                       f"{type(exc).__name__}: {exc}") from exc
                 t1 = time.perf_counter()
                 outputs[spec.name] = check_graph(path, spec, output_axes(spec, model.latent_factor))
+                domain_ops[spec.name] = _domain_ops(path)
                 if verify:
                     _verify(path, spec, second, dt, outputs[spec.name])
                 log.info("exported %s in %.1f s (checked in %.1f s), %.1f MB", spec.name, t1 - t0,
                          time.perf_counter() - t1, path.stat().st_size / 1e6)
+            if custom_ops == "domain" and not any(domain_ops.values()):
+                raise EngineError("custom_ops='domain' but no graph has a node of the ldmvfi_fast domain: the ops "
+                                  "were not traced as torch.ops.ldmvfi_fast.*")
             manifest = onnx_manifest(model, specs, opset=opset, custom_ops=custom_ops, max_units=max_units,
-                                     profile=profile, optimize=optimize, outputs=outputs)
+                                     profile=profile, optimize=optimize, outputs=outputs, domain_ops=domain_ops)
         write_manifest(tmp, manifest)
         # graphs (and any external-data files), the manifest last: no manifest, no engine folder
         written = sorted(os.listdir(tmp), key=lambda f: f == MANIFEST_NAME)

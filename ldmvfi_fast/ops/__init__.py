@@ -15,6 +15,10 @@ says what is asked for (see :mod:`._dispatch`). The references live beside this 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
 from torch import Tensor
 
 from ._dispatch import BACKENDS, available_backends, current_backend, pick_backend, use_backend
@@ -24,7 +28,53 @@ from .maxvit_ref import maxvit_attention_reference
 
 __all__ = ["dsepconv", "decoder_output", "maxvit_attention", "dsepconv_reference",
            "decoder_output_reference", "maxvit_attention_reference", "pick_backend",
-           "available_backends", "BACKENDS", "use_backend", "current_backend"]
+           "available_backends", "BACKENDS", "use_backend", "current_backend", "export_formulation"]
+
+#: the innermost export_formulation() scope: None, "decompose" or "domain"
+_EXPORT_FORM: contextvars.ContextVar[str | None] = contextvars.ContextVar("ldmvfi_fast_export_formulation",
+                                                                          default=None)
+EXPORT_FORMULATIONS = ("decompose", "domain")
+
+
+@contextlib.contextmanager
+def export_formulation(mode: str | None = "decompose") -> Iterator[None]:
+    """Scope for tracing exports: :func:`dsepconv` and :func:`decoder_output` (without
+    ``backend=``) skip dispatching and run
+
+    * ``"decompose"``: the vectorised pure-PyTorch formulation of :mod:`.dsepconv_export`
+      (the reference's results to float rounding, and small graphs when traced);
+    * ``"domain"``: the ops ``torch.ops.ldmvfi_fast.*`` themselves, so a trace keeps them as
+      single nodes (needs the compiled extension; its fake kernels serve tracing at any dtype);
+    * None: the usual dispatch.
+
+    Per thread / task like :func:`use_backend`.
+    """
+    if mode not in (None, *EXPORT_FORMULATIONS):
+        raise ValueError(f"export formulation must be one of {EXPORT_FORMULATIONS} or None, got {mode!r}")
+    if mode == "domain":
+        from ._native import LOAD_ERROR
+
+        if LOAD_ERROR is not None:
+            raise RuntimeError(f"the 'domain' export formulation needs the compiled extension: {LOAD_ERROR}")
+    token = _EXPORT_FORM.set(mode)
+    try:
+        yield
+    finally:
+        _EXPORT_FORM.reset(token)
+
+
+def _formulated(op: str):
+    """The implementation of ``op`` in the current export_formulation() scope, or None."""
+    form = _EXPORT_FORM.get()
+    if form == "decompose":
+        from . import dsepconv_export
+
+        return getattr(dsepconv_export, f"{op}_vectorized")
+    if form == "domain":
+        import torch
+
+        return getattr(torch.ops.ldmvfi_fast, op)
+    return None
 
 
 def dsepconv(input: Tensor, vertical: Tensor, horizontal: Tensor, offset_x: Tensor, offset_y: Tensor,
@@ -42,6 +92,9 @@ def dsepconv(input: Tensor, vertical: Tensor, horizontal: Tensor, offset_x: Tens
     Returns:
         (B, C, H, W) in the dtype of ``input``.
     """
+    impl = _formulated("dsepconv") if backend is None else None
+    if impl is not None:
+        return impl(input, vertical, horizontal, offset_x, offset_y, mask)
     impl = pick_backend("dsepconv", (input, vertical, horizontal, offset_x, offset_y, mask), backend)
     return impl(input, vertical, horizontal, offset_x, offset_y, mask)
 
@@ -61,6 +114,9 @@ def decoder_output(frame0: Tensor, frame1: Tensor,
     """
     args = (frame0, frame1, vertical0, horizontal0, offset_x0, offset_y0,
             vertical1, horizontal1, offset_x1, offset_y1, mask, residual)
+    impl = _formulated("decoder_output") if backend is None else None
+    if impl is not None:
+        return impl(*args)
     impl = pick_backend("decoder_output", args, backend)
     return impl(*args)
 

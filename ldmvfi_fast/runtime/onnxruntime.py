@@ -98,6 +98,12 @@ class OrtBackbone(EngineBackbone):
             session_options: an ``onnxruntime.SessionOptions`` for every session.
         """
         m, paths = cls.open_folder(folder, expect_weights_hash)
+        if m.get("custom_ops_mode") == "domain":
+            raise EngineError(f"the graphs in {folder} were exported with custom_ops='domain': their "
+                              f"{sorted(m.get('custom_op_domains') or ['ldmvfi_fast'])} domain nodes "
+                              f"({', '.join(m.get('custom_ops') or []) or '?'}) need the TensorRT plugins, "
+                              "which ONNX Runtime does not have; export again with custom_ops='decompose' "
+                              "(--custom-ops decompose) to run them here")
         if m.get("custom_ops"):
             raise EngineError(f"the graphs in {folder} use the custom op domain ({m['custom_ops']}), which this "
                               "runtime cannot run; export again with custom_ops='decompose'")
