@@ -276,7 +276,9 @@ def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
     m = read_manifest(folder)
     for name, gm in m["graphs"].items():
         graphs.setdefault(name, {})["file"] = gm["file"]
-        graphs[name]["size_mb"] = round((folder / gm["file"]).stat().st_size / 1e6, 1)
+        # the graph file and its external data (ONNX graphs over 2 GB keep their weights in FILE.data)
+        files = [p for p in folder.iterdir() if p.name == gm["file"] or p.name.startswith(gm["file"] + ".")]
+        graphs[name]["size_mb"] = round(sum(p.stat().st_size for p in files) / 1e6, 1)
     folder_mb = round(sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e6, 1)
     from _common import commit, now
 
@@ -477,16 +479,20 @@ def profile_decoder(args, model, variants, folders, device, dtype, whash, inputs
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as prof:
             bb.decode(z, e0.phi, e1.phi, e0.frame, e1.frame)
         wall = time.perf_counter() - t0
-    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    ev_all = prof.key_averages()
+    # FLOPs of convolutions are counted on aten::conv2d, their time on the kernel below it
+    conv_flops = sum(e.flops or 0 for e in ev_all if e.key == "aten::conv2d")
+    ev = [e for e in ev_all if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in ev)
     top = sorted(ev, key=lambda e: -e.self_cpu_time_total)[:args.profile_top]
     by_shape = prof.key_averages(group_by_input_shape=True)
     rows = []
     for e in top:
+        flops = e.flops or (conv_flops if "convolution" in e.key else 0)
         shapes = sorted((s for s in by_shape if s.key == e.key), key=lambda s: -s.self_cpu_time_total)[:3]
         rows.append({"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
-                     "share": e.self_cpu_time_total / total, "gflop": (e.flops or 0) / 1e9,
-                     "gflop_per_s": (e.flops or 0) / 1e3 / max(e.self_cpu_time_total, 1),
+                     "share": e.self_cpu_time_total / total, "gflop": flops / 1e9,
+                     "gflop_per_s": flops / 1e3 / max(e.self_cpu_time_total, 1),
                      "top_shapes": [{"input_shapes": s.input_shapes, "calls": s.count,
                                      "self_ms": s.self_cpu_time_total / 1e3,
                                      "input_mb": sum(_numel(x) for x in s.input_shapes if x) * 4 / 1e6}
