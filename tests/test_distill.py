@@ -184,7 +184,7 @@ def _unet_tensors(path):
     return {k: v for k, v in sd.items() if k.startswith(("model.diffusion_model.", "model_ema."))}
 
 
-@pytest.mark.parametrize("method", ["progressive", "consistency"])
+@pytest.mark.parametrize("method", [pytest.param("progressive", marks=pytest.mark.slow), "consistency"])
 def test_resume_gives_the_same_student(method, tiny_ckpt, clip, cache, tmp_path):
     """Killed mid-run (an exception after iteration 5; state saved at 4), resumed: the same student
     (raw and EMA weights, torch.equal) and the same loss log as an uninterrupted run."""
