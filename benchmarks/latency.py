@@ -38,7 +38,8 @@ Prints markdown tables and writes JSON (device, date, commit, command, raw numbe
 A runtime may carry options after a colon, ``+``-separated: ``onnxruntime:opt=basic+threads=2``
 (``opt`` disable|basic|extended|all: graph optimisation level; ``threads``: intra-op threads;
 ``inter``: inter-op threads; ``mode`` seq|par: execution mode; ``mem_pattern`` 0|1; ``arena`` 0|1:
-the CPU memory arena).
+the CPU memory arena; ``spin`` 0|1: whether intra-op threads busy-wait after a run, taking CPU from
+what runs next, e.g. the other variants).
 
 Whole-video mode (``--video CLIP``): the command line's video path
 (:func:`ldmvfi_fast.cli.interpolate_video`: decode, interpolate, encode H.264) on a clip
@@ -80,7 +81,7 @@ log = logging.getLogger("latency")
 
 #: runtimes this benchmark can build engines for and time (tensorrt needs a GPU: not here yet)
 BENCH_RUNTIMES = ("torch", "exported", "onnxruntime", "aoti")
-_ORT_KEYS = {"opt", "threads", "inter", "mode", "mem_pattern", "arena"}
+_ORT_KEYS = {"opt", "threads", "inter", "mode", "mem_pattern", "arena", "spin"}
 _ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
 STAGES = ("encode (1 frame)", "unet step", "decode")
@@ -141,7 +142,7 @@ def parse_variants(runtimes: str, backends: str) -> list[dict]:
                 raise OptionError(f"onnxruntime opt={v!r}: use one of {', '.join(_ORT_LEVELS)}")
             if k == "mode" and v not in ("seq", "par"):
                 raise OptionError(f"onnxruntime mode={v!r}: use seq or par")
-            if k in ("threads", "inter", "mem_pattern", "arena") and not v.isdigit():
+            if k in ("threads", "inter", "mem_pattern", "arena", "spin") and not v.isdigit():
                 raise OptionError(f"onnxruntime {k}={v!r}: expected a non-negative integer")
             options[k] = v
         for b in (bks if rt == "torch" else ["auto"]):
@@ -194,6 +195,8 @@ def ort_session_options(options: dict):
         so.enable_mem_pattern = options["mem_pattern"] != "0"
     if "arena" in options:
         so.enable_cpu_mem_arena = options["arena"] != "0"
+    if "spin" in options:  # intra-op threads busy-wait after a run (default 1): CPU taken from what runs next
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0" if options["spin"] == "0" else "1")
     return so
 
 
