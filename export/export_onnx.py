@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="precision of the graphs (default float32)")
     p.add_argument("--opset", type=int, default=20, help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1} (default 20)")
     p.add_argument("--custom-ops", default="decompose", choices=CUSTOM_OPS_MODES,
-                   help="decompose: standard ONNX ops (default); domain: TensorRT plugin nodes (not built yet)")
+                   help="decompose: standard ONNX ops, any ONNX runtime (default); domain: DSepConv/DecoderOutput "
+                        "nodes of the ldmvfi_fast domain, for TensorRT plugins (not runnable by ONNX Runtime)")
     p.add_argument("--raw-weights", action="store_true", help="the raw U-Net weights instead of the EMA ones")
     p.add_argument("--optimize", action="store_true", help="run onnxscript's graph optimizer (slow on the decoder)")
     p.add_argument("--no-verify", action="store_true",

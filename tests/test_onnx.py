@@ -1,12 +1,17 @@
 """ONNX export (:mod:`ldmvfi_fast.export.onnx`) and the ONNX Runtime backbone
 (:mod:`ldmvfi_fast.runtime.onnxruntime`).
 
-Default suite (about a minute on 2 cores): options and target folder refused before any
-work, the encoder and U-Net step graphs vs PyTorch at two sizes and batches, the manifest's
-profiles, the runtime's refusals and the export script's exit status. ``slow``: whole
-exports (the decoder graph alone takes ~2 minutes to export) of the tiny config and a
-second config with other widths, decoder parity and the whole interpolation through
-:class:`OrtBackbone` vs the PyTorch pipeline.
+Default suite: the vectorised DSepConv / decoder output (the ``decompose`` formulation) vs
+the reference ops; for the tiny config and a second config with other widths (random
+weights), the encoder, U-Net step and decoder graphs in both custom-op modes (the encoder
+and U-Net step have no custom ops: one graph serves both modes) checked by ``onnx.checker``
+(full), symbolic axes, and run against PyTorch at two sizes (one non-square, one a single
+256-pixel unit high) and two batches, none the example's (ONNX Runtime; the ``domain``
+decoder with ``onnx.reference`` and Python implementations of the domain ops); options and
+target folder refused before any work, the manifest's profiles, the runtime's refusals and
+the export script's exit status. ``slow``: whole exports with ``export_onnx`` (both configs,
+both modes), the whole interpolation through :class:`OrtBackbone` vs the PyTorch pipeline,
+and float16 / bfloat16 exports.
 
 onnx, onnxscript and onnxruntime are optional: these tests skip without them, except under
 ``CI=true`` where they must be installed.
@@ -50,14 +55,17 @@ from ldmvfi_fast.export.onnx import (
 )
 from ldmvfi_fast.export.specs import export_specs
 from ldmvfi_fast.models.ldmvfi import LDMVFI
-from ldmvfi_fast.ops import use_backend
+from ldmvfi_fast.export.specs import ExportSpec
+from ldmvfi_fast.ops import _onnx, decoder_output_reference, dsepconv_reference, use_backend
+from ldmvfi_fast.ops.dsepconv_export import decoder_output_vectorized, dsepconv_vectorized
 from ldmvfi_fast.pipeline import Interpolator
 from ldmvfi_fast.runtime import Backbone, load_backbone
 from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
 
 REPO = Path(__file__).resolve().parents[1]
-#: (height, width, batch) other than the export example (512x768, batch 2): one non-square
-SIZES = [(512, 512, 3), (768, 512, 1)]
+#: (height, width, batch) other than the export example (512x768, batch 2): one non-square,
+#: both with a side of one 256-pixel unit
+SIZES = [(256, 256, 3), (512, 256, 1)]
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 
 
@@ -137,6 +145,122 @@ def tiny_enc_unet(tiny, tmp_path_factory):
     return d, specs, manifest
 
 
+# ---------------------------------------------------------------- the custom ops in both modes
+
+def _dsep_inputs(B=2, C=3, H=13, W=17, K=5, spread=6.0, seed=0):
+    """Random DSepConv inputs whose offsets push many taps outside the frame (clamping)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return (r(B, C, H + K - 1, W + K - 1), r(B, K, H, W), r(B, K, H, W), r(B, K * K, H, W) * spread,
+            r(B, K * K, H, W) * spread, torch.rand(B, K * K, H, W, generator=g))
+
+
+def _decoder_output_inputs(B=2, H=16, W=24, K=5, spread=6.0, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    heads = lambda: (r(B, K, H, W), r(B, K, H, W), r(B, K * K, H, W) * spread, r(B, K * K, H, W) * spread)  # noqa: E731
+    return (r(B, 3, H, W), r(B, 3, H, W), *heads(), *heads(), torch.rand(B, K * K, H, W, generator=g), r(B, 3, H, W))
+
+
+def test_vectorized_dsepconv_matches_the_reference():
+    """The decompose-mode formulation: same tap origin, row/column offsets, clamping and
+    floor as the reference (taps far outside the frame included), to float rounding."""
+    for seed, spread in ((0, 6.0), (1, 0.5), (2, 40.0)):
+        args = _dsep_inputs(seed=seed, spread=spread)
+        torch.testing.assert_close(dsepconv_vectorized(*args), dsepconv_reference(*args), rtol=1e-5, atol=1e-5)
+    # integer positions (the floor's edge cases) and a non-square frame, batch 1
+    args = list(_dsep_inputs(B=1, H=9, W=5))
+    args[3], args[4] = args[3].round(), args[4].round()
+    torch.testing.assert_close(dsepconv_vectorized(*args), dsepconv_reference(*args), rtol=1e-5, atol=1e-5)
+    args = _decoder_output_inputs()
+    torch.testing.assert_close(decoder_output_vectorized(*args), decoder_output_reference(*args),
+                               rtol=1e-5, atol=1e-5)
+
+
+class _OpModule(torch.nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+
+    def forward(self, *args):
+        import ldmvfi_fast.ops as ops
+
+        return getattr(ops, self.op)(*args)
+
+
+def _op_spec(op, B=2, H=16, W=24):
+    """An ExportSpec of one custom op with dynamic batch, height and width."""
+    from torch.export import Dim
+
+    b, h, w = Dim("batch", min=1, max=8), Dim("h", min=2, max=512), Dim("w", min=2, max=512)
+    if op == "dsepconv":
+        inputs = _dsep_inputs(B=B, H=H, W=W)
+        names = ["input", "vertical", "horizontal", "offset_x", "offset_y", "mask"]
+        dyn = ({0: b, 2: h + 4, 3: w + 4},) + tuple({0: b, 2: h, 3: w} for _ in range(5))
+    else:
+        inputs = _decoder_output_inputs(B=B, H=H, W=W)
+        names = list(_onnx.DOMAIN_OPS["DecoderOutput"][1])
+        dyn = tuple({0: b, 2: h, 3: w} for _ in range(12))
+    axes = {n: {0: "batch"} for n in names}
+    return ExportSpec(op, _OpModule(op), inputs, names, ["output"], (dyn,), axes)  # (dyn,): forward(*args)
+
+
+@pytest.fixture(scope="module")
+def op_graphs(tmp_path_factory):
+    """The custom ops exported alone: {(op, mode): path}. decoder_output (the op the decoder
+    calls) in both modes, DSepConv in domain mode (its decomposition is inside decoder_output's)."""
+    d = tmp_path_factory.mktemp("op_graphs")
+    out = {}
+    for op, mode in (("decoder_output", "decompose"), ("decoder_output", "domain"), ("dsepconv", "domain")):
+        if True:
+            path = d / f"{op}_{mode}.onnx"
+            export_graph(_op_spec(op), path, custom_ops=mode)
+            out[op, mode] = path
+    return out
+
+
+def _run_graph(path, feeds):
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    if _onnx.domain_ops_in(onnx.load(str(path))):
+        return ReferenceEvaluator(str(path), new_ops=_onnx.reference_ops()).run(None, feeds)
+    return _ort(path).run(None, feeds)
+
+
+def test_op_graphs_both_modes(op_graphs):
+    """decompose: standard ONNX ops only, a few hundred nodes, run by ONNX Runtime; domain: one
+    node of the ldmvfi_fast domain (v1) with the contract's inputs, run by onnx.reference with the
+    Python domain ops. Both pass onnx.checker (full) and match the reference at two sizes (one
+    non-square) and two batches other than the example's (batch 2, 16x24)."""
+    import onnx
+
+    for (op, mode), path in op_graphs.items():
+        # checker with full shape inference; batch, height and width stay symbolic
+        check_graph(path, _op_spec(op), {"output": {0: "batch", 2: "H", 3: "W"}})
+        m = onnx.load(str(path))
+        nodes = m.graph.node
+        if mode == "decompose":
+            assert not [n for n in nodes if n.domain not in ("", "ai.onnx")], (op, mode)
+            # measured 2 590 (most are shape arithmetic of the dynamic reshapes, optimize=False);
+            # the reference's loop over 25 taps x 4 corners traced: ~13 800
+            assert len(nodes) < 4000, (op, len(nodes))
+        else:
+            (dom,) = [n for n in nodes if n.domain == _onnx.DOMAIN]
+            op_type = {"dsepconv": "DSepConv", "decoder_output": "DecoderOutput"}[op]
+            assert dom.op_type == op_type and not dom.attribute and len(dom.output) == 1
+            assert len(dom.input) == len(_onnx.DOMAIN_OPS[op_type][1])
+            assert [o.version for o in m.opset_import if o.domain == _onnx.DOMAIN] == [1]
+            out = m.graph.output[0].type.tensor_type.shape.dim
+            assert out[0].dim_param and out[2].dim_param and out[3].dim_param  # inferred, symbolic
+        ref_fn = dsepconv_reference if op == "dsepconv" else decoder_output_reference
+        for B, H, W in ((1, 8, 8), (3, 20, 12)):
+            spec = _op_spec(op, B=B, H=H, W=W)
+            (got,) = _run_graph(path, {n: t.numpy() for n, t in zip(spec.input_names, spec.inputs)})
+            torch.testing.assert_close(torch.from_numpy(got), ref_fn(*spec.inputs), rtol=1e-4, atol=1e-4,
+                                       msg=lambda s, op=op, mode=mode, B=B: f"{op} {mode} batch {B}: {s}")
+
+
 # ---------------------------------------------------------------- fast
 
 def test_bad_options_are_refused_before_any_work(tiny, tmp_path):
@@ -144,8 +268,10 @@ def test_bad_options_are_refused_before_any_work(tiny, tmp_path):
     for opset in (17, 24, "20", True):
         with pytest.raises(OptionError, match="opset"):
             export_onnx(tiny, out, opset=opset)
-    with pytest.raises(OptionError, match="not built yet"):
-        export_onnx(tiny, out, custom_ops="domain")
+    with pytest.raises(OptionError, match="example size 256x768"):
+        export_onnx(tiny, out, height=256)  # an example side of 1 unit would be specialised
+    with pytest.raises(OptionError, match="example size 512x700"):
+        export_onnx(tiny, out, width=700)
     with pytest.raises(OptionError, match="custom_ops"):
         export_onnx(tiny, out, custom_ops="plugins")
     with pytest.raises(OptionError, match="dtype"):
@@ -176,6 +302,7 @@ def test_failed_export_leaves_nothing(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "export_graph", boom)
     monkeypatch.setattr(mod, "check_graph", lambda *a, **k: None)
     monkeypatch.setattr(mod, "_verify", lambda *a, **k: None)
+    monkeypatch.setattr(mod, "_domain_ops", lambda *a, **k: [])
     with pytest.raises(EngineError, match="exporter failed on unet_step"):
         export_onnx(tiny, tmp_path / "eng")
     assert list(tmp_path.iterdir()) == []
@@ -216,15 +343,16 @@ def test_manifest_profiles(tiny, tiny_enc_unet):
     assert m["runtime"] == "onnxruntime" and m["opset"] == 20 and m["custom_ops_mode"] == "decompose"
     assert m["weights_hash"] == weights_hash(tiny) and m["format_version"] == FORMAT_VERSION
     frame = m["graphs"]["encoder"]["profiles"]["frame"]
-    # 256x256 clipped up to the graphs' 512; 1080p padded minimally; 4K UHD padded
-    assert frame == {"min": [1, 3, 512, 512], "opt": [1, 3, 1280, 2048], "max": [4, 3, 2304, 3840]}
+    # 256x256 (one unit); 1080p padded minimally; 4K UHD padded
+    assert frame == {"min": [1, 3, 256, 256], "opt": [1, 3, 1280, 2048], "max": [4, 3, 2304, 3840]}
+    assert m["sizes"]["min_height"] == m["sizes"]["min_width"] == 256
     unet = m["graphs"]["unet_step"]["profiles"]
     assert unet["t"] == {"min": [1], "opt": [1], "max": [4]} and unet["cond"]["opt"] == [1, 6, 40, 64]
     assert m["graphs"]["decoder"]["profiles"]["phi1_0"]["max"] == [4, 32, 1152, 1920]
     assert m["graphs"]["encoder"]["outputs"][1] == {"name": "phi0", "dtype": "float32",
                                                     "shape": ["batch", 32, "H/2", "W/2"]}
     small = shape_profiles(specs[0], unit=256, max_units=4, profile={"batch": (1, 2, 100)})
-    assert small["frame"] == {"min": [1, 3, 512, 512], "opt": [2, 3, 1024, 1024], "max": [64, 3, 1024, 1024]}
+    assert small["frame"] == {"min": [1, 3, 256, 256], "opt": [2, 3, 1024, 1024], "max": [64, 3, 1024, 1024]}
 
 
 @pytest.fixture()
@@ -265,6 +393,15 @@ def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
     assert read_manifest(d)["runtime"] == "onnxruntime"
 
 
+def test_runtime_refuses_domain_mode_folders(fake_folder):
+    d = fake_folder
+    m = json.loads((d / "manifest.json").read_text())
+    (d / "manifest.json").write_text(json.dumps({**m, "custom_ops_mode": "domain", "custom_ops": ["DecoderOutput"],
+                                                 "custom_op_domains": {"ldmvfi_fast": 1}}))
+    with pytest.raises(EngineError, match="custom_ops='domain'.*DecoderOutput.*TensorRT plugins"):
+        OrtBackbone.from_dir(d)
+
+
 def test_load_backbone_checks_the_weights(tiny_ckpt, fake_folder, tmp_path):
     other = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
     key = "first_stage_model.quant_conv.bias"
@@ -286,8 +423,9 @@ def test_export_script_user_errors_exit_2(tiny_ckpt, tmp_path, capsys):
     assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--opset", "12"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ONNX opset 12 is not supported") and err.count("\n") == 1
-    assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--custom-ops", "domain"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse's own refusal
+        main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "e"), "--custom-ops", "tensorrt"])
+    assert exc.value.code == 2 and "--custom-ops" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert main(["--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "full")]) == 2
@@ -322,8 +460,9 @@ def test_exported_folder(exported):
         onnx.checker.check_model(str(out / ONNX_FILES[name]), full_check=True)
         onnx.shape_inference.infer_shapes_path(str(out / ONNX_FILES[name]), str(out.parent / "inferred.onnx"),
                                                strict_mode=True)
+    bb.check_size(256, 512, 1)  # one unit is accepted
     with pytest.raises(InputError, match="outside what the ONNX engines accept"):
-        bb.check_size(256, 512, 1)
+        bb.check_size(256, 8192, 1)
 
 
 @pytest.mark.slow
@@ -356,3 +495,32 @@ def test_load_backbone_onnxruntime(tiny_ckpt, exported):
         pytest.skip("the checkpoint is the tiny one")
     bb = load_backbone("onnxruntime", engines=out, ckpt=tiny_ckpt)
     assert isinstance(bb, OrtBackbone) and bb.weights_hash == weights_hash(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", ["tiny", "wide"])
+def test_domain_mode_whole_export(request, cfg, tmp_path):
+    """export_onnx(custom_ops="domain") verifies the decoder with onnx.reference at 256x512 b1
+    itself; the manifest names the domain ops, and ONNX Runtime refuses the folder."""
+    model = request.getfixturevalue(cfg)
+    out = export_onnx(model, tmp_path / "dom", custom_ops="domain")
+    m = read_manifest(out)
+    assert m["custom_ops_mode"] == "domain" and m["custom_ops"] == ["DecoderOutput"]
+    assert m["custom_op_domains"] == {"ldmvfi_fast": 1}
+    assert m["graphs"]["decoder"]["domain_ops"] == ["DecoderOutput"] and m["graphs"]["encoder"]["domain_ops"] == []
+    with pytest.raises(EngineError, match="TensorRT plugins"):
+        OrtBackbone.from_dir(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_reduced_precision_exports(tiny, dtype, tmp_path):
+    """float16 / bfloat16 graphs pass onnx.checker (full); float16 ones run at a second size in
+    ONNX Runtime where its CPU provider has the kernels (export_onnx checks that itself)."""
+    import onnx
+
+    out = export_onnx(tiny, tmp_path / "e", dtype=getattr(torch, dtype))
+    m = read_manifest(out)
+    assert m["dtype"] == dtype and m["graphs"]["decoder"]["outputs"][0]["dtype"] == dtype
+    for name in ONNX_FILES.values():
+        onnx.checker.check_model(str(out / name), full_check=True)
