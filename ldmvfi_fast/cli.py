@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, LdmvfiError, MediaError, OptionError
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    LdmvfiError,
+    MediaError,
+    OptionError,
+)
 
 log = logging.getLogger("ldmvfi_fast.cli")
 
@@ -63,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--runtime", choices=RUNTIMES, default="torch",
                     help="torch: the eager model (default); exported: torch.export programs from --engines "
                          "(made by `ldmvfi-fast export`); onnxruntime: ONNX graphs (export/export_onnx.py); aoti: "
-                         "AOTInductor packages (export/build_aoti.py)")
+                         "AOTInductor packages (export/build_aoti.py); tensorrt: TensorRT engines (export/build_trt.py; CUDA)")
     it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for the runtimes other "
                                       "than torch")
     it.add_argument("--steps", type=int, default=None,
@@ -107,9 +114,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="bikes.mp4 (default), carphone_pristine.mp4, bigbuckbunny.mp4, ...")
 
     ex = sub.add_parser("export", parents=[verbose], epilog=EPILOG,
-                        help="export the encoder, U-Net step and decoder for --runtime exported",
-                        description="Writes encoder.pt2, unet_step.pt2, decoder.pt2 (torch.export programs with "
-                                    "dynamic batch, height and width) and manifest.json into OUT.")
+                        help="export the encoder, U-Net step and decoder (torch.export, ONNX or AOTInductor)",
+                        description="Writes the three sub-models and manifest.json into OUT: --format pt2 "
+                                    "(default): encoder.pt2, unet_step.pt2, decoder.pt2, torch.export programs "
+                                    "for --runtime exported; onnx: encoder.onnx, ... for --runtime onnxruntime "
+                                    "(same as export/export_onnx.py); aoti: AOTInductor packages for --runtime "
+                                    "aoti (same as export/build_aoti.py). Batch, height and width stay dynamic.")
+    ex.add_argument("--format", default="pt2", choices=("pt2", "onnx", "aoti"),
+                    help="pt2 (default), onnx or aoti")
     ex.add_argument("--ckpt", required=True, help="checkpoint (.ckpt)")
     ex.add_argument("--out", required=True, help="engine folder to write (new, or empty; see --overwrite)")
     ex.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
@@ -123,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="largest padded height/width the graphs accept (multiple of 256, default 4096)")
     ex.add_argument("--overwrite", action="store_true",
                     help="replace the engine files of an existing folder (nothing else in it is touched)")
+    ex.add_argument("--opset", type=int, default=20, help="--format onnx: ONNX opset, 18..23 (default 20)")
+    ex.add_argument("--custom-ops", default="decompose", choices=("decompose", "domain"),
+                    help="--format onnx: decompose (standard ONNX ops, default) or domain (ldmvfi_fast nodes "
+                         "for the TensorRT plugins)")
+
+    from .distill import cli as distill_cli
+
+    distill_cli.add_parser(sub, [verbose])
 
     inf = sub.add_parser("info", parents=[verbose], epilog=EPILOG, help="describe a checkpoint")
     inf.add_argument("ckpt")
@@ -197,12 +217,12 @@ def _check_runtime(args) -> None:
 
     if args.runtime == "torch":
         if args.engines:
-            raise OptionError("--engines needs --runtime exported, onnxruntime or aoti; the torch runtime loads --ckpt")
+            raise OptionError("--engines needs --runtime exported, onnxruntime, aoti or tensorrt; the torch runtime loads --ckpt")
         if not (args.ckpt or _env.default_checkpoint()):
             raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
     elif not args.engines:
         raise OptionError(f"--runtime {args.runtime} needs --engines DIR (`ldmvfi-fast export`, "
-                          "export/export_onnx.py or export/build_aoti.py make one)")
+                          "`ldmvfi-fast export --format onnx|aoti`, export/build_trt.py make one)")
     elif not Path(args.engines).is_dir():
         raise OptionError(f"--engines {args.engines}: no such folder")
 
@@ -245,7 +265,13 @@ def _cuts_text(cuts: list[int], threshold: float | None) -> str:
 
 
 def _interpolate(args) -> None:
-    from .video import IMAGE_EXTS, VIDEO_EXTS, WRITABLE_IMAGE_EXTS, check_frame_folder, check_writable
+    from .video import (
+        IMAGE_EXTS,
+        VIDEO_EXTS,
+        WRITABLE_IMAGE_EXTS,
+        check_frame_folder,
+        check_writable,
+    )
 
     if any(not str(p).strip() for p in args.inputs + [args.output]):
         raise MediaError("an input or output path is empty")
@@ -404,8 +430,16 @@ def _overlap(args, interp) -> bool:
 
 
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
-    from .video import (FRAME_NAME, check_frame_folder, frame_folder_output, list_images, read_image, to_image,
-                        to_tensor, write_image)
+    from .video import (
+        FRAME_NAME,
+        check_frame_folder,
+        frame_folder_output,
+        list_images,
+        read_image,
+        to_image,
+        to_tensor,
+        write_image,
+    )
 
     files = list_images(src)
     if args.max_frames is not None:
@@ -454,22 +488,49 @@ def _export(args) -> None:
     import torch
 
     from .checkpoint import load_model
-    from .export.pt2 import check_export_target, export_pt2
+    from .export.pt2 import export_pt2
 
     out = Path(args.out)
-    if args.max_side % 256 or args.max_side < 512:
-        raise OptionError(f"--max-side must be a multiple of 256 and at least 512, got {args.max_side}")
+    if args.max_side % 256 or args.max_side < 256:
+        raise OptionError(f"--max-side must be a positive multiple of 256, got {args.max_side}")
     args.device = args.device or "cpu"
+    if args.format == "onnx" and args.device != "cpu":
+        raise OptionError("--format onnx exports on the CPU (the graphs run anywhere): leave out --device")
     dev = _device(args)
     dtype = getattr(torch, DTYPES[args.dtype])
-    check_export_target(out, args.overwrite)  # before the (slow) load and export
-    model = load_model(args.ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
+    if args.format == "onnx":
+        from .export.onnx import _check_options
+
+        _check_options(args.opset, args.custom_ops, dtype)
+        dtype_load = torch.float32  # exported in float32, cast by export_onnx
+    else:
+        dtype_load = dtype
+    from .export.manifest import check_engine_target
+
+    ext = {"pt2": ".pt2", "aoti": ".pt2", "onnx": ".onnx"}[args.format]
+    check_engine_target(out, args.overwrite, [f"{n}{ext}" for n in ("encoder", "unet_step", "decoder")])  # before the slow part
+    model = load_model(args.ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev,
+                       dtype=dtype_load)
+    max_units = args.max_side // model.cfg.min_pad_unit()
     t0 = time.perf_counter()
-    export_pt2(model, out, overwrite=args.overwrite, max_units=args.max_side // model.cfg.min_pad_unit(),
-               backend=args.backend)
-    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    _done(f"wrote {out}/ (encoder.pt2, unet_step.pt2, decoder.pt2, manifest.json; {size / 1e6:.1f} MB) in "
-          f"{time.perf_counter() - t0:.0f} s; run it with --runtime exported --engines {out}")
+    if args.format == "onnx":
+        from .export.onnx import export_onnx
+
+        export_onnx(model, out, dtype=dtype, opset=args.opset, custom_ops=args.custom_ops, overwrite=args.overwrite,
+                    max_units=max_units)
+        runtime = "onnxruntime" if args.custom_ops == "decompose" else "tensorrt (export/build_trt.py --plugins)"
+    elif args.format == "aoti":
+        from .export.aoti import build_aoti
+
+        build_aoti(model, out, device=dev, overwrite=args.overwrite, backend=args.backend)
+        runtime = "aoti"
+    else:
+        export_pt2(model, out, overwrite=args.overwrite, max_units=max_units, backend=args.backend)
+        runtime = "exported"
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    size = sum((out / f).stat().st_size for f in files)
+    _done(f"wrote {out}/ ({', '.join(files)}; {size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s; run it with "
+          f"--runtime {runtime} --engines {out}")
 
 
 def _info(args) -> None:
@@ -545,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
                 _interpolate(args)
             elif args.command == "export":
                 _export(args)
+            elif args.command == "distill":
+                from .distill import cli as distill_cli
+
+                status = distill_cli.run(args)
+                if status:
+                    return status
             elif args.command == "clip":
                 from .video import bundled_clip
 

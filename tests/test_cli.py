@@ -576,3 +576,35 @@ def test_a_student_checkpoint_brings_its_sampler_and_steps(tmp_path, ckpt, capsy
     assert main(["interpolate", *pair, "-o", str(tmp_path / "b.png"), "--steps", "1", *rest]) == 0
     err = capsys.readouterr().err
     assert "trained for 2 steps; sampling with 1" in err and "sampling: dpmpp_2m, 1 steps" in err
+
+
+# ---------------------------------------------------------------- export formats, distill wiring
+def test_export_formats_check_options_before_loading(tmp_path, capsys):
+    """`ldmvfi-fast export --format onnx|aoti` runs the same library code as export/*.py; bad
+    options and a non-empty target are refused (exit 2, one line) before the checkpoint is read."""
+    missing = str(tmp_path / "no.ckpt")  # never read: the option errors come first
+    assert main(["export", "--ckpt", missing, "--out", str(tmp_path / "o"), "--format", "onnx", "--opset", "99"]) == 2
+    assert "opset 99 is not supported" in capsys.readouterr().err
+    assert main(["export", "--ckpt", missing, "--out", str(tmp_path / "o"), "--format", "onnx",
+                 "--device", "cuda"]) == 2
+    assert "exports on the CPU" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep")
+    for fmt, name in (("onnx", "encoder.onnx"), ("aoti", "encoder.pt2"), ("pt2", "encoder.pt2")):
+        assert main(["export", "--ckpt", missing, "--out", str(busy), "--format", fmt]) == 2
+        err = capsys.readouterr().err
+        assert "not empty" in err and name in err
+    assert [p.name for p in busy.iterdir()] == ["mine.txt"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_distill_subcommand_is_wired(tmp_path, capsys):
+    """`ldmvfi-fast distill` reaches the distillation module: a missing teacher is a user error."""
+    video = tmp_path / "v"
+    video.mkdir()
+    rc = main(["distill", "--teacher", str(tmp_path / "none.ckpt"), "--data", str(video), "--method", "progressive",
+               "--steps", "2", "--out", str(tmp_path / "run")])
+    assert rc == 2
+    assert capsys.readouterr().err.startswith("error:")
+    assert not (tmp_path / "run").exists()
