@@ -179,7 +179,10 @@ def test_app_seed_is_the_pytorch_cpu_generator_stream(app, aoti_dir, frames, ref
 # --- manifest tables -------------------------------------------------------------------------
 
 def test_ddim_tables_are_the_pipeline_coefficients():
-    ac = torch.linspace(0.9985, 0.01, 1000, dtype=torch.float64).cumprod(0).float()
+    from ldmvfi_fast.sampling import DiffusionSchedule, make_beta_schedule
+
+    # the original's training schedule (linear betas 0.0015..0.0195 over 1000 steps)
+    ac = DiffusionSchedule.from_betas(make_beta_schedule("linear", 1000, 0.0015, 0.0195)).buffers["alphas_cumprod"]
     tab = ddim_tables(ac.tolist(), steps=(2, 7, 200))
     assert set(tab["schedules"]) == {"2", "200"}  # 7 steps: the original's rule gives 8, no table
     assert tab["etas"] == [0.0, 1.0] and tab["num_train_steps"] == 1000
