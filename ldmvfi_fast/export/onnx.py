@@ -112,6 +112,9 @@ def _check_options(opset: int, custom_ops: str, dtype) -> None:
                           f"{OPSETS.start}..{OPSETS.stop - 1}")
     if dtype is not None and dtype not in _DTYPES.values():
         raise OptionError(f"dtype must be one of {list(_DTYPES)}, got {dtype}")
+    if dtype == torch.bfloat16 and isinstance(opset, int) and opset < 22:
+        # measured: opset 20 graphs fail onnx.checker (Conv has no bfloat16 type before opset 22)
+        raise OptionError(f"bfloat16 graphs need opset 22 or later (ONNX Conv has no bfloat16 before), got {opset}")
 
 
 def output_axes(spec: ExportSpec, latent_factor: int) -> dict[str, dict[int, str]]:
