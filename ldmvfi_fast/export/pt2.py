@@ -26,7 +26,7 @@ from ..models.ldmvfi import LDMVFI
 from ..ops import current_backend, use_backend
 from .manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_engine_target, describe_tensor, weights_hash,
                        write_manifest)
-from .specs import MAX_BATCH, MIN_UNITS, export_specs
+from .specs import MAX_BATCH, MIN_UNITS, export_program, export_specs
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
             asked = current_backend() or "auto"
             for spec in export_specs(model, height, width, max_units=max_units):
                 t0 = time.perf_counter()
-                ep = torch.export.export(spec.module, spec.inputs, dynamic_shapes=spec.dynamic_shapes, strict=False)
+                ep = export_program(spec)  # size-oblivious: one program for 1..max_units pad units
                 torch.export.save(ep, str(tmp / PT2_FILES[spec.name]))
                 ops_used |= {str(n.target).split(".")[1] for n in ep.graph.nodes
                              if n.op == "call_function" and str(n.target).startswith("ldmvfi_fast.")}
