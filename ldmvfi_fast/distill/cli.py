@@ -77,6 +77,12 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
                    help="fraction of training samples noised from the teacher's own one-step x0 instead of the "
                         "middle frame's latent (default 0, the papers'; 1 for a teacher whose samples are far "
                         "from the data, e.g. random weights)")
+    d.add_argument("--inputs", choices=("data", "trajectory"), default="data",
+                   help="where the student's noisy inputs come from: data (the middle frames noised; default, "
+                        "the papers') or trajectory (the teacher's own DDIM trajectories from pure noise: the "
+                        "points the few-step sampler visits; for a teacher whose samples are far from the data)")
+    d.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate per round: constant (default) or 5%% warm-up + cosine decay to 5%%")
     d.add_argument("--loss", choices=("l2", "huber"), default="huber", help="consistency loss (default huber)")
     d.add_argument("--save-every", type=int, default=100, help="write state.pt every N iterations (default 100)")
     d.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available; "
@@ -112,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from .train import DistillConfig, distill
 
     cfg = DistillConfig(method=args.method, steps=args.steps, teacher_steps=args.teacher_steps,
-                        prediction=args.prediction, loss=args.loss, unet_output=args.unet_output, teacher_x0=args.teacher_x0, iters=args.iters,
+                        prediction=args.prediction, loss=args.loss, unet_output=args.unet_output, teacher_x0=args.teacher_x0,
+                        inputs=args.inputs, lr_schedule=args.lr_schedule, iters=args.iters,
                         batch=args.batch, lr=args.lr, crop=tuple(args.crop), ema_decay=args.ema_decay,
                         target_decay=args.target_decay, seed=args.seed, grad_checkpoint=args.grad_checkpoint,
                         save_every=args.save_every, amp=not args.no_amp).resolved()

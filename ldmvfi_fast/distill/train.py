@@ -80,6 +80,16 @@ class DistillConfig:
             the middle frame's latent. The papers noise data (0, default); a teacher whose samples
             are far from the data (a random or under-trained one) puts its sampling trajectories
             elsewhere, and the student must learn there (1).
+        inputs: where the student's noisy inputs x_t come from: ``data`` (default, the papers'
+            choice: the middle frame's latent noised, or the teacher's x0 with ``teacher_x0``) or
+            ``trajectory``: the (round) teacher's own deterministic DDIM trajectories from fresh pure
+            noise x_T ~ N(0, I) at t = T - 1, on its grid (progressive: 2N steps, the target of the
+            student's step i is the trajectory two teacher steps later, no extra teacher call;
+            consistency: the solver's chain, the pair (x_{t_{n+1}}, x_{t_n}) two consecutive points).
+            These are exactly the points the K-step sampler visits, so a teacher whose samples are
+            far from the data (a random or under-trained one) is distilled where it is used.
+        lr_schedule: ``constant`` or ``cosine`` (per round: linear warm-up over the first 5% of
+            the iterations, then cosine decay to 5% of ``lr``).
         iters: iterations (per round for progressive).
         batch, lr, crop (frame pixels, multiples of 256), ema_decay (student EMA, warm-up
         min(decay, (1+n)/(10+n))), target_decay (consistency target network), seed,
@@ -93,6 +103,8 @@ class DistillConfig:
     loss: str = "huber"
     unet_output: str = "eps"
     teacher_x0: float = 0.0
+    inputs: str = "data"
+    lr_schedule: str = "constant"
     iters: int = 1000
     batch: int = 8
     lr: float = 1e-4
@@ -130,6 +142,10 @@ class DistillConfig:
                 raise OptionError(f"loss must be huber or l2, got {c.loss!r}")
         if not (isinstance(c.teacher_x0, (int, float)) and 0.0 <= c.teacher_x0 <= 1.0):
             raise OptionError(f"teacher_x0 must be a fraction in [0, 1], got {c.teacher_x0!r}")
+        if c.inputs not in ("data", "trajectory"):
+            raise OptionError(f"inputs must be data or trajectory, got {c.inputs!r}")
+        if c.lr_schedule not in ("constant", "cosine"):
+            raise OptionError(f"lr_schedule must be constant or cosine, got {c.lr_schedule!r}")
         if c.unet_output not in ("eps", "direct"):
             raise OptionError(f"unet_output must be eps or direct, got {c.unet_output!r}")
         if not 1 <= c.teacher_steps <= num_train_steps:
@@ -427,11 +443,97 @@ class _Trainer:
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.amp)
 
+    def _lr(self) -> float:
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            return cfg.lr
+        i = self.it % cfg.iters  # iteration within the round
+        warm = max(1, cfg.iters // 20)
+        if i < warm:
+            return cfg.lr * (i + 1) / warm
+        p = (i - warm) / max(1, cfg.iters - warm)
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    @torch.no_grad()
+    def _trajectory(self, g: torch.Generator, grid: list[int], traj: int) -> tuple[Tensor, list[Tensor]]:
+        """``traj`` fresh trajectories of the (round) teacher's DDIM on ``grid`` (+ END) from pure
+        noise: (cond, [x at each grid point and at END])."""
+        cond, x0 = sample_batch(self.data, traj, self.crop, g)
+        cond = cond.to(self.device)
+        x = torch.randn(x0.shape, generator=g).to(self.device)
+        teacher_x0 = self._teacher_x0(cond)
+        pts = list(grid) + [END]
+        xs = [x]
+        for j in range(len(grid)):
+            t = torch.full((traj,), pts[j], dtype=torch.long, device=self.device)
+            tn = torch.full((traj,), pts[j + 1], dtype=torch.long, device=self.device)
+            x = ddim_step(x, teacher_x0(x, t), t, tn, self.ac)
+            xs.append(x)
+        return cond, xs
+
+    def _pick(self, g: torch.Generator, n: int) -> Tensor:
+        """Which of the ``n`` (trajectory, step) pairs of an iteration train (``batch`` of them)."""
+        return torch.randperm(n, generator=g)[:self.cfg.batch] if n > self.cfg.batch else torch.arange(n)
+
+    def _trajectory_loss(self, net, g: torch.Generator) -> Tensor:
+        from ..ops import use_backend
+
+        cfg, ac, dev = self.cfg, self.ac, self.device
+        if cfg.method == "progressive":
+            n = self.rounds[self.round]
+            traj = max(1, cfg.batch // n)
+            grid2 = trailing_timesteps(2 * n, self.T)
+            cond, xs = self._trajectory(g, grid2, traj)
+            pts = grid2 + [END]
+            # pair i of each trajectory: student step grid_s[i] -> grid_s[i+1] = two teacher steps
+            x_t = torch.cat(xs[0:2 * n:2])
+            x_next = torch.cat(xs[2:2 * n + 1:2])
+            t = torch.tensor([pts[2 * i] for i in range(n) for _ in range(traj)], dtype=torch.long, device=dev)
+            t_next = torch.tensor([pts[2 * i + 2] for i in range(n) for _ in range(traj)], dtype=torch.long,
+                                  device=dev)
+            cond = cond.repeat(n, 1, 1, 1)
+            k = self._pick(g, x_t.shape[0]).to(dev)
+            x_t, x_next, t, t_next, cond = x_t[k], x_next[k], t[k], t_next[k], cond[k]
+            al, si = alpha_sigma(ac, t)
+            al_n, si_n = alpha_sigma(ac, t_next)
+            r = si_n / si
+            target = (x_next - r * x_t) / (al_n - r * al)
+            with use_backend("reference"), self._autocast():
+                raw = net(torch.cat([x_t, cond], dim=1), t)
+            pred = student_output(raw.float(), x_t, t, ac, self.student_rec)
+            return progressive_loss(pred, x_t, t, target, ac, cfg.prediction).mean()
+        N = cfg.teacher_steps
+        traj = max(1, cfg.batch // N)
+        chain = trailing_timesteps(N, self.T)
+        cond, xs = self._trajectory(g, chain, traj)
+        pts = chain + [END]
+        x_hi, x_lo = torch.cat(xs[:N]), torch.cat(xs[1:])
+        t_hi = torch.tensor([pts[i] for i in range(N) for _ in range(traj)], dtype=torch.long, device=dev)
+        t_lo = torch.tensor([pts[i + 1] for i in range(N) for _ in range(traj)], dtype=torch.long, device=dev)
+        cond = cond.repeat(N, 1, 1, 1)
+        k = self._pick(g, x_hi.shape[0]).to(dev)
+        x_hi, x_lo, t_hi, t_lo, cond = x_hi[k], x_lo[k], t_hi[k], t_lo[k], cond[k]
+        rec = self.student_rec
+        with torch.no_grad():
+            tgt_net = self._target_net
+            self.target.copy_to(tgt_net)
+            with self._autocast():
+                tgt = model_output(_unet_fn(tgt_net), x_lo, t_lo.clamp(min=0), cond, ac, rec).float()
+            target = torch.where((t_lo == END).view(-1, 1, 1, 1), x_lo, tgt)
+        with use_backend("reference"), self._autocast():
+            pred = model_output(lambda x, t, c: net(torch.cat([x, c], dim=1), t), x_hi, t_hi, cond, ac, rec)
+        return consistency_loss(pred, target, cfg.loss).mean()
+
     def step(self, net) -> float:
         from ..ops import use_backend
 
         cfg, ac, dev = self.cfg, self.ac, self.device
         g = _iteration_generator(cfg.seed, self.rank, self.it)
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr()
+        if cfg.inputs == "trajectory":
+            loss = self._trajectory_loss(net, g)
+            return self._update(loss)
         cond, x0 = sample_batch(self.data, cfg.batch, self.crop, g)
         cond, x0 = cond.to(dev), x0.to(dev)
         B = x0.shape[0]
@@ -477,6 +579,10 @@ class _Trainer:
             with use_backend("reference"), self._autocast():
                 pred = model_output(lambda x, t, c: net(torch.cat([x, c], dim=1), t), x_hi, t_hi, cond, ac, rec)
             loss = consistency_loss(pred, target, cfg.loss).mean()
+        return self._update(loss)
+
+    def _update(self, loss: Tensor) -> float:
+        cfg = self.cfg
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
