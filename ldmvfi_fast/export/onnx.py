@@ -144,9 +144,16 @@ def export_graph(spec: ExportSpec, path: str | Path, *, opset: int = 20, optimiz
         warnings.simplefilter("ignore", FutureWarning)
         with export_formulation(custom_ops):
             ep = export_program(spec)
-        prog = torch.onnx.export(ep, spec.inputs, dynamo=True, input_names=spec.input_names,
-                                 output_names=spec.output_names, opset_version=opset, optimize=optimize,
-                                 verbose=False, custom_translation_table=table)
+        # the exporter warns, per graph, that torchvision's ops (nms, roi_align, ...) are not registered
+        registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+        level = registration.level
+        registration.setLevel(logging.ERROR)
+        try:
+            prog = torch.onnx.export(ep, spec.inputs, dynamo=True, input_names=spec.input_names,
+                                     output_names=spec.output_names, opset_version=opset, optimize=optimize,
+                                     verbose=False, custom_translation_table=table)
+        finally:
+            registration.setLevel(level)
     prog.save(str(path))
 
 
