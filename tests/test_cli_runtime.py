@@ -43,8 +43,10 @@ def test_runtime_and_export_errors(tmp_path, ckpt, tiny_engines, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(pair + ["--ckpt", ckpt, "--engines", str(tiny_engines)]) == 2
     assert "--runtime exported" in capsys.readouterr().err
-    # 16x16 pads to 256x256: below the exported graphs' minimum, refused with the sizes they take
-    assert main(pair + ["--runtime", "exported", "--engines", str(tiny_engines), "--padding", "minimal",
+    # 16x4200 pads to 256x4352: wider than the exported graphs' 4096 maximum, refused with the sizes they take
+    write_image(tmp_path / "wide.png", np.zeros((16, 4200, 3), np.uint8))
+    wide = ["interpolate", str(tmp_path / "wide.png"), str(tmp_path / "wide.png"), "-o", str(tmp_path / "m.png")]
+    assert main(wide + ["--runtime", "exported", "--engines", str(tiny_engines), "--padding", "minimal",
                         "--steps", "2"]) == 2
     assert "outside what the exported engines accept" in capsys.readouterr().err
     assert not (tmp_path / "m.png").exists()
