@@ -76,3 +76,18 @@ class EngineBackbone:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.folder)!r}, {self.device}, {self.dtype})"
+
+    # runtimes that run each graph on a flat list of tensors implement ``_run`` and get the
+    # three Backbone calls from here (ONNX Runtime, TensorRT)
+    def _run(self, graph: str, tensors: list) -> list:
+        raise NotImplementedError
+
+    def encode(self, frames):
+        z, *phi = self._run("encoder", [frames])
+        return z, phi
+
+    def denoise(self, x_t, t, cond):
+        return self._run("unet_step", [x_t, t, cond])[0]
+
+    def decode(self, z, phi0, phi1, frame0, frame1):
+        return self._run("decoder", [z, *phi0, *phi1, frame0, frame1])[0]

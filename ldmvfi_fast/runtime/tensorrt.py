@@ -213,15 +213,6 @@ class TrtBackbone(EngineBackbone):
         with torch.cuda.device(self.device):
             return g.run(ts)
 
-    def encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
-        z, *phi = self._run("encoder", [frames])
-        return z, phi
-
-    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        return self._run("unet_step", [x_t, t, cond])[0]
-
-    def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor) -> Tensor:
-        return self._run("decoder", [z, *phi0, *phi1, frame0, frame1])[0]
 
 
 def _short(plugins: dict | None) -> str:
