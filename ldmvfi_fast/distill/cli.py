@@ -81,6 +81,8 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
                    help="where the student's noisy inputs come from: data (the middle frames noised; default, "
                         "the papers') or trajectory (the teacher's own DDIM trajectories from pure noise: the "
                         "points the few-step sampler visits; for a teacher whose samples are far from the data)")
+    d.add_argument("--pool", type=int, default=64, metavar="N",
+                   help="--inputs trajectory: trajectories drawn per batched teacher pass (default 64)")
     d.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="learning rate per round: constant (default) or 5%% warm-up + cosine decay to 5%%")
     d.add_argument("--loss", choices=("l2", "huber"), default="huber", help="consistency loss (default huber)")
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DistillConfig(method=args.method, steps=args.steps, teacher_steps=args.teacher_steps,
                         prediction=args.prediction, loss=args.loss, unet_output=args.unet_output, teacher_x0=args.teacher_x0,
-                        inputs=args.inputs, lr_schedule=args.lr_schedule, iters=args.iters,
+                        inputs=args.inputs, pool=args.pool, lr_schedule=args.lr_schedule, iters=args.iters,
                         batch=args.batch, lr=args.lr, crop=tuple(args.crop), ema_decay=args.ema_decay,
                         target_decay=args.target_decay, seed=args.seed, grad_checkpoint=args.grad_checkpoint,
                         save_every=args.save_every, amp=not args.no_amp).resolved()
