@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Compile LDMVFI's sub-models with AOTInductor: encoder.pt2, unet_step.pt2, decoder.pt2 (AOTI packages) + manifest.json.
 
-    python export/build_aoti.py --ckpt CKPT --out DIR [--config CFG] [--device cpu|cuda] [--overwrite]
-    python export/build_aoti.py --engines PT2_DIR --out DIR [--device cpu|cuda] [--overwrite]
+    python export/build_aoti.py --ckpt CKPT --out DIR [--config CFG] [--device cpu|cuda] [--jobs N] [--overwrite]
+    python export/build_aoti.py --engines PT2_DIR --out DIR [--device cpu|cuda] [--jobs N] [--overwrite]
 
 --ckpt exports the checkpoint with torch.export first; --engines compiles the programs of an
 existing torch.export folder (made by `ldmvfi-fast export`). Run the result with
@@ -31,8 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-weights", action="store_true", help="with --ckpt: the raw U-Net weights, not the EMA ones")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the engine files in a non-empty --out (nothing else in it is touched)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="compile N sub-models at once, in worker processes (default 1; 2-3 on a multi-core "
+                        "machine: the compiler's code generation is single-threaded)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be a positive integer, got {args.jobs}")
     if args.engines and (args.config or args.raw_weights):
         p.error("--config and --raw-weights go with --ckpt (an engine folder already holds its weights)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                 device=args.device)
         else:
             source = args.engines
-        out = build_aoti(source, args.out, device=args.device, overwrite=args.overwrite)
+        out = build_aoti(source, args.out, device=args.device, overwrite=args.overwrite, jobs=args.jobs)
     except (LdmvfiError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -135,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="largest padded height/width the graphs accept (multiple of 256, default 4096)")
     ex.add_argument("--overwrite", action="store_true",
                     help="replace the engine files of an existing folder (nothing else in it is touched)")
+    ex.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="--format aoti: sub-models compiled at once, in worker processes (default 1)")
     ex.add_argument("--opset", type=int, default=20, help="--format onnx: ONNX opset, 18..23 (default 20)")
     ex.add_argument("--custom-ops", default="decompose", choices=("decompose", "domain"),
                     help="--format onnx: decompose (standard ONNX ops, default) or domain (ldmvfi_fast nodes "
@@ -493,6 +495,8 @@ def _export(args) -> None:
     out = Path(args.out)
     if args.max_side % 256 or args.max_side < 256:
         raise OptionError(f"--max-side must be a positive multiple of 256, got {args.max_side}")
+    if args.jobs < 1:
+        raise OptionError(f"--jobs must be a positive integer, got {args.jobs}")
     args.device = args.device or "cpu"
     if args.format == "onnx" and args.device != "cpu":
         raise OptionError("--format onnx exports on the CPU (the graphs run anywhere): leave out --device")
@@ -522,7 +526,7 @@ def _export(args) -> None:
     elif args.format == "aoti":
         from .export.aoti import build_aoti
 
-        build_aoti(model, out, device=dev, overwrite=args.overwrite, backend=args.backend)
+        build_aoti(model, out, device=dev, overwrite=args.overwrite, backend=args.backend, jobs=args.jobs)
         runtime = "aoti"
     else:
         export_pt2(model, out, overwrite=args.overwrite, max_units=max_units, backend=args.backend)
