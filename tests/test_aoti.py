@@ -1,8 +1,11 @@
-"""AOTInductor packages: the tiny model's torch.export programs (the session's ``tiny_engines``)
-compiled with ``export/build_aoti.py --engines``; the pipeline through :class:`AotiBackbone` gives
-the PyTorch pipeline's frames at two sizes; the manifest; bad input.
+"""AOTInductor packages: the torch.export programs of the tiny model (the session's ``tiny_engines``)
+and of a second config with other widths (``wide_engines``) compiled with ``export/build_aoti.py
+--engines --jobs 2``; each sub-model matches its PyTorch module at two sizes (one non-square) and
+two batches; the pipeline through :class:`AotiBackbone` gives the PyTorch pipeline's frames at two
+sizes; the manifest; bad input.
 
-Compiling the three sub-models takes minutes on 2 CPU cores (once per module)."""
+Compiling the three sub-models takes minutes on 2 CPU cores (once per session and config: the
+tests that need them are ``slow``, run by CI's acceptance stage)."""
 from __future__ import annotations
 
 import importlib.util
@@ -25,29 +28,15 @@ from ldmvfi_fast.runtime.exported import ExportedBackbone
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("build_aoti", REPO / "export" / "build_aoti.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def model(tiny_ckpt):
     return load_model(tiny_ckpt)
 
 
 @pytest.fixture(scope="module")
-def aoti_dir(tiny_engines, tmp_path_factory):
-    """The session's torch.export folder compiled by the user script (``--engines``)."""
-    out = tmp_path_factory.mktemp("aoti") / "tiny_aoti"
-    t0 = time.perf_counter()
-    assert _script().main(["--engines", str(tiny_engines), "--out", str(out)]) == 0
-    m = read_manifest(out)
-    sizes = {k: (out / f).stat().st_size / 1e6 for k, f in AOTI_FILES.items()}
-    print(f"\nAOTI build {time.perf_counter() - t0:.0f} s; compile s {m['aoti']['compile_seconds']}; "
-          f"MB {({k: round(v, 1) for k, v in sizes.items()})}")
-    return out
+def aoti_dir(tiny_aoti):
+    """The session's torch.export folder compiled by the user script (``--engines``, ``--jobs 2``)."""
+    return tiny_aoti
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +65,41 @@ def test_pipeline_same_frames_from_model_and_aoti_packages(model, aoti, hw, batc
     assert b.shape == a.shape == (batch, 3, *hw)
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     assert (a - f0).abs().mean() > 0.01  # a real interpolation, not a pass-through
+
+
+#: (height, width, batch) other than the export example (512x768, batch 2): one non-square, both
+#: with a side of one 256-pixel unit (as the ONNX tests)
+SIZES = [(256, 256, 3), (512, 256, 1)]
+
+
+@pytest.mark.slow  # needs the compiled packages (minutes on 2 cores)
+@pytest.mark.parametrize("config", ["tiny", "wide"])
+def test_sub_models_match_pytorch(request, config):
+    """encoder (latent + 5 feature levels), U-Net step (eps) and decoder (image) from the AOTI
+    packages vs the PyTorch modules, within 1e-4, at sizes and batches none the example's."""
+    from ldmvfi_fast.export.specs import export_specs
+
+    if config == "tiny":
+        model, folder = request.getfixturevalue("model"), request.getfixturevalue("tiny_aoti")
+    else:
+        model, folder = request.getfixturevalue("wide_model"), request.getfixturevalue("wide_aoti")
+    bb = AotiBackbone.from_dir(folder)
+    assert bb.manifest["config"]["name"] == config and bb.manifest["weights_hash"] == weights_hash(model)
+    compared = 0
+    for h, w, b in SIZES:
+        for spec in export_specs(model, h, w, batch=b):
+            with torch.no_grad():
+                ref = spec.module(*spec.inputs)
+                got = bb._mods[spec.name](*spec.inputs)
+            ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+            got = got if isinstance(got, (tuple, list)) else (got,)
+            assert len(got) == len(ref) == len(spec.output_names)
+            for name, g, r in zip(spec.output_names, got, ref):
+                assert g.shape == r.shape, (spec.name, name, h, w, b)
+                torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4,
+                                           msg=lambda m, s=f"{spec.name}.{name} at {h}x{w} b{b}": f"{s}: {m}")
+                compared += 1
+    assert compared == len(SIZES) * (1 + 5 + 1 + 1)  # z + phi0..4, eps, frame
 
 
 @pytest.mark.slow  # needs the compiled packages (minutes on 2 cores)
@@ -178,6 +202,13 @@ def test_wrong_runtime_device_weights_or_processor_is_refused(fake_aoti, tiny_en
         AotiBackbone.from_dir(fake_aoti)
 
 
+def _script():
+    spec = importlib.util.spec_from_file_location("build_aoti", REPO / "export" / "build_aoti.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_script_user_errors_exit_2_with_one_line(tiny_engines, tmp_path, capsys):
     main = _script().main
     out = tmp_path / "out"
@@ -192,6 +223,9 @@ def test_script_user_errors_exit_2_with_one_line(tiny_engines, tmp_path, capsys)
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
     with pytest.raises(SystemExit):  # argparse: one of --ckpt / --engines
         main(["--out", str(tmp_path / "o5")])
+    with pytest.raises(SystemExit):
+        main(["--engines", str(tiny_engines), "--out", str(tmp_path / "o6"), "--jobs", "0"])
+    assert not (tmp_path / "o5").exists() and not (tmp_path / "o6").exists()
 
 
 def test_errors_are_user_errors():

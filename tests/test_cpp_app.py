@@ -2,7 +2,7 @@
 
 The app is built with CMake in a temporary folder (libtorch of the installed torch, libpng, the op
 library from csrc/); the packages are the session's torch.export programs (``tiny_engines``)
-compiled by :func:`ldmvfi_fast.export.aoti.build_aoti`. Parity: the app's raw float32 frame equals
+compiled by ``export/build_aoti.py`` (the session's ``tiny_aoti``, shared with test_aoti). Parity: the app's raw float32 frame equals
 the PyTorch pipeline's (eager model) within 1e-4 for the same x_T (``--noise``) and per-step noise
 (``--seed``: the CPU generator's stream), and the Python pipeline on the same packages within 1e-6 (measured: bitwise equal);
 its PNG equals the pipeline's 8-bit frame within 1 level. Bad input: a message and exit status 2.
@@ -81,15 +81,9 @@ def app(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def aoti_dir(tiny_engines, tmp_path_factory) -> Path:
-    """The session's torch.export programs compiled with AOTInductor (CPU)."""
-    from ldmvfi_fast.export.aoti import build_aoti
-
-    out = tmp_path_factory.mktemp("cpp_aoti") / "tiny_aoti"
-    t0 = time.perf_counter()
-    build_aoti(tiny_engines, out)
-    print(f"\nAOTI build {time.perf_counter() - t0:.0f} s; compile s {read_manifest(out)['aoti']['compile_seconds']}")
-    return out
+def aoti_dir(tiny_aoti) -> Path:
+    """The session's torch.export programs compiled with AOTInductor (CPU; shared with test_aoti)."""
+    return tiny_aoti
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +135,9 @@ def _from_tensor(x: torch.Tensor) -> np.ndarray:
     return to_image(x)
 
 
-# The AOTI build of the tiny model takes ~7+ min on 2 CI cores (inductor lowering is
-# single-threaded), which would push the default suite past its 15-minute budget: the two
-# parity tests that need it run with `pytest -m slow tests/test_cpp_app.py`.
+# The AOTI build of the tiny model takes ~6 min on 2 cores (inductor's code generation is
+# single-threaded Python; two sub-models at a time), too long for the default suite: the parity
+# tests run in CI's acceptance stage (`pytest -m slow`), on the session's build shared with test_aoti.
 @pytest.mark.slow
 def test_app_equals_the_pytorch_pipeline_for_the_same_noise(app, aoti_dir, frames, reference, tmp_path):
     p0, p1, _, _ = frames
@@ -171,9 +165,9 @@ def test_app_equals_the_pytorch_pipeline_for_the_same_noise(app, aoti_dir, frame
     assert np.array_equal(raw2, got.numpy())
 
 
-# The AOTI build of the tiny model takes ~7+ min on 2 CI cores (inductor lowering is
-# single-threaded), which would push the default suite past its 15-minute budget: the two
-# parity tests that need it run with `pytest -m slow tests/test_cpp_app.py`.
+# The AOTI build of the tiny model takes ~6 min on 2 cores (inductor's code generation is
+# single-threaded Python; two sub-models at a time), too long for the default suite: the parity
+# tests run in CI's acceptance stage (`pytest -m slow`), on the session's build shared with test_aoti.
 @pytest.mark.slow
 def test_app_seed_is_the_pytorch_cpu_generator_stream(app, aoti_dir, frames, reference, tmp_path):
     """``--seed S`` alone reproduces ``Interpolator.interpolate(seed=S)`` (x_T and per-step noise)."""

@@ -244,7 +244,7 @@ def test_torch_and_onnxruntime_runtimes_json(latency, tmp_path):
     assert abs(sum(o["share"] for o in prof["onnxruntime"]["top_ops"]) - 1) < 0.5
 
 
-@pytest.mark.slow  # the official preset's export: tens of minutes on 2 cores
+@pytest.mark.manual  # the official preset's export: tens of minutes on 2 cores (outside CI)
 def test_official_preset_exports_and_runs_on_onnxruntime_at_256x448(tmp_path):
     from ldmvfi_fast.config import official_config
     from ldmvfi_fast.export.onnx import export_onnx
