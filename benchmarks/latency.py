@@ -253,7 +253,9 @@ def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
         elif runtime == "aoti":
             from ldmvfi_fast.export.aoti import build_aoti
 
-            build_aoti(model, folder, device=device)
+            # sub-models compiled in parallel worker processes (inductor's code generation is
+            # single-threaded): the build time, not the engines, depends on it
+            build_aoti(model, folder, device=device, jobs=min(3, os.cpu_count() or 1))
         elif runtime == "exported":
             from ldmvfi_fast.export.pt2 import export_pt2
 
