@@ -116,9 +116,23 @@ def _report(teacher, students, cond):
 # acceptance: K-step student at least 2x closer to the teacher's 64-step DDIM than the teacher's K-step DDIM
 
 
+def _curve(run: Path, every: int = 100) -> str:
+    """The run's loss curve from losses.jsonl: mean loss per ``every`` iterations, rounds apart,
+    and the mean seconds per iteration."""
+    rows = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+    rounds: dict[int, list] = {}
+    for r in rows:
+        rounds.setdefault(r.get("round", 0), []).append(r["loss"])
+    parts = [" ".join(f"{sum(v[i:i + every]) / len(v[i:i + every]):.1f}" for i in range(0, len(v), every))
+             for v in rounds.values()]
+    sec = sum(r["seconds"] for r in rows) / len(rows)
+    return f"loss per {every} iterations: {' | '.join(parts)}; mean {sec:.3f} s/iteration (teacher passes included)"
+
+
 def _check_2x(report, tmp_path, name):
     ratios = {K: round(r["student"] / r["teacher_ddim_best"], 3) for K, r in report.items()}
-    print(f"{name}: student / teacher-best latent MSE {ratios}\n{json.dumps(report, indent=1)}")
+    print(f"{name}: student / teacher-best latent MSE {ratios}; {_curve(tmp_path / 'run')}\n"
+          f"{json.dumps(report, indent=1)}")
     for K, r in report.items():
         assert r["student"] <= 0.5 * r["teacher_ddim_best"], (name, K, r)
 
