@@ -14,12 +14,13 @@ met by both methods. Teacher baselines: trailing DDIM 1/2/4/8 steps 591 / 523 / 
 (uniform is far worse: 7778 / 7392 / 5994); reference variance 7795. Measured (quiet 2-core
 machine, torch 2.13 CPU), student / teacher best:
 * consistency (CONSISTENCY_2X: 8-point DDIM chain, target EMA 0.5, L2, 1000 iterations of 16,
-  ~330 s): K=1 0.437, K=2 0.45; loss per 100 iterations 30.4 30.1 27.6 25.2 22.3 19.7 16.9 14.7
-  13.2 12.6;
-* progressive (PROGRESSIVE_2X: 8 -> 4 -> 2 -> 1, 500 iterations/round of 16, ~400 s): K=1 0.444,
-  K=2 0.485; with 400 iterations/round 0.447 / 0.487 (round losses per 100 iterations 46.4 42.8
-  30.8 21.8 | 20.4 20.5 12.9 7.7 | 12.7 13.1 7.1 3.3); batch 32 x 300: 0.451 / 0.494; lr 3e-4:
-  0.464 / 0.505.
+  343 s, 0.34 s/iteration): K=1 0.437, K=2 0.450; loss per 100 iterations 30.4 30.1 27.6 25.2 22.3
+  19.7 16.9 14.7 13.2 12.6;
+* progressive (PROGRESSIVE_2X: 8 -> 4 -> 2 -> 1, 500 iterations/round of 16, 449 s, 0.29
+  s/iteration): K=1 0.444, K=2 0.485; loss per 100 iterations 45.5 45.9 36.7 26.6 21.0 | 18.9 22.2
+  15.8 10.0 6.7 | 11.2 14.8 10.3 5.2 2.8; with 400 iterations/round 0.447 / 0.487; batch 32 x 300:
+  0.451 / 0.494; lr 3e-4: 0.464 / 0.505.
+The tests print these (``-rP``); benchmarks/results/distill-tiny-bikes-cpu.txt holds a run's output.
 What moved it, from ratios of 0.53-0.96: the student's inputs from the teacher's own DDIM
 trajectories from pure noise (``inputs="trajectory"``: the random teacher's samples, |x0| ~ 45,
 are nowhere near the data), drawn 64 at a time by one batched teacher pass (``pool``: ~4x less
@@ -156,7 +157,7 @@ def _two_threads():
     yield
 
 
-@pytest.mark.slow  # ~5 min on 2 cores
+@pytest.mark.slow  # ~7.5 min on 2 cores
 def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
@@ -166,7 +167,7 @@ def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, tea
     _check_2x(_report(teacher, students, held_out_cond), tmp_path, "progressive")
 
 
-@pytest.mark.slow  # ~4 min on 2 cores
+@pytest.mark.slow  # ~6 min on 2 cores
 def test_consistency_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
