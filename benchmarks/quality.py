@@ -47,7 +47,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +60,7 @@ try:  # run as a script: this folder is sys.path[0]
 except ImportError:  # imported as benchmarks.quality (tests)
     from benchmarks._common import RESULTS, run_info, sync
 
+from ldmvfi_fast._atomic import replace_atomically
 from ldmvfi_fast.errors import InputError, LdmvfiError, MediaError, OptionError
 
 log = logging.getLogger("ldmvfi_fast.benchmarks.quality")
@@ -344,22 +344,6 @@ def _check_output(out: Path, overwrite: bool) -> tuple[Path, Path]:
     return out, png
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
 
 
 def _finite(v) -> float | None:
@@ -394,7 +378,7 @@ def plot(report: dict, path: Path) -> None:
                  fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    _atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    replace_atomically(path, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -515,7 +499,7 @@ def run(args) -> dict:
                 r[k] = _summary([x[k] for x in rows])
         r["per_triplet"] = rows
         report["methods"][m.label] = r
-    _atomic_write(out, lambda p: p.write_text(json.dumps(report, indent=2, default=str) + "\n"))
+    replace_atomically(out, lambda p: p.write_text(json.dumps(report, indent=2, default=str) + "\n"))
     if not args.no_plot:
         plot(report, png)
     return report

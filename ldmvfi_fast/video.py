@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._atomic import umask as _umask
 from .errors import MediaError  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,6 @@ def to_image(x: Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # output paths
 
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _check_parent(path: Path) -> None:

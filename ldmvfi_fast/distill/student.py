@@ -17,14 +17,13 @@ starts at t = T - 1 (pure noise). After the last step the sampler lands at ``alp
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..checkpoint import (AE_PREFIX, DISTILLATION_KEY, EMA_PREFIX, UNET_PREFIX, ema_key,  # noqa: F401
                           validate_distillation)
+from .._atomic import replace_atomically
 from ..errors import OptionError
 from ..models.ldmvfi import LDMVFI
 from ..sampling import SCHEDULE_BUFFERS
@@ -91,22 +90,7 @@ def student_state_dict(teacher: LDMVFI, unet_raw: dict, unet_ema: dict) -> dict:
 
 def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename onto it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+    replace_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_student(path: Path, teacher: LDMVFI, unet_raw: dict, unet_ema: dict, record: dict) -> None:

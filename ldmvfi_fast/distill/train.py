@@ -30,7 +30,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._atomic import write_text_atomic
 from ..errors import CheckpointError, MediaError, OptionError
 from .data import TripletLatents, encode_triplets, open_source, sample_batch
 from .objectives import END, alpha_sigma, consistency_loss, ddim_step, model_output, progressive_loss, \
@@ -256,22 +256,6 @@ def _unet_fn(unet: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor
     return lambda x, t, c: unet(torch.cat([x, c], dim=1), t)
 
 
-def _write_json_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        m = os.umask(0)
-        os.umask(m)
-        os.chmod(tmp, 0o666 & ~m)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise MediaError(f"{out} exists and is not a folder")
@@ -357,7 +341,7 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            _write_json_atomic(out / "run.json", json.dumps(run_info, indent=1))
+            write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     trainer = _Trainer(model, cfg, triplets, ac, T, device, backend, rank, world, distributed, out,
                        run_info["run_id"], teacher_hash)
     if state is not None:
@@ -431,7 +415,7 @@ class _Trainer:
         if self.rank != 0:
             return
         atomic_torch_save(self.state(), self.out / "state.pt")
-        _write_json_atomic(self.out / "losses.jsonl", "".join(json.dumps(r) + "\n" for r in self.losses))
+        write_text_atomic(self.out / "losses.jsonl", "".join(json.dumps(r) + "\n" for r in self.losses))
 
     def _record(self, steps: int) -> dict:
         cfg = self.cfg

@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._atomic import write_text_atomic
 from ..errors import EngineError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "weights_hash", "validate_manifest", "read_manifest",
@@ -132,13 +132,4 @@ def check_engine_target(out: Path, overwrite: bool, files) -> None:
 def write_manifest(folder: str | Path, manifest: dict) -> Path:
     """Validate and write ``folder/manifest.json`` atomically."""
     validate_manifest(manifest, "manifest being written")
-    path = Path(folder) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=folder)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file gets the usual mode
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")

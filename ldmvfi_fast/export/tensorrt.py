@@ -35,13 +35,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from .. import __version__
+from .._atomic import write_bytes_atomic
 from ..errors import EngineError, OptionError
 from .manifest import (
     GRAPHS,
@@ -492,20 +491,6 @@ def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profi
     return bytes(memoryview(plan)), counts, time.perf_counter() - t0
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class _TrtLogger:
     """A tensorrt.ILogger that forwards to :mod:`logging`."""
 
@@ -612,7 +597,7 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
                 plan, counts, secs = _build_one(trt, logger, onnx_paths[g], precision=precision, mode=mode,
                                                 profile=profiles[g], cache=cache, workspace_gb=workspace_gb,
                                                 refittable=refittable, keep=keep, onnx_outputs=outputs)
-                _atomic_write(target, plan)
+                write_bytes_atomic(target, plan)
                 written.append(target)
                 reused = False
             graphs[g] = {"file": files[g], "inputs": spec["inputs"], "outputs": spec["outputs"],
@@ -620,7 +605,7 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
             record[g] = {"key": keys[g], "onnx": spec["file"], "onnx_digest": digests[g], "build_s": round(secs, 2),
                          "fp32_layers": counts, "reused": reused}
         if timing_cache is not None:
-            _atomic_write(Path(timing_cache), bytes(memoryview(cache.serialize())))
+            write_bytes_atomic(Path(timing_cache), bytes(memoryview(cache.serialize())))
         from .aoti import ddim_tables
 
         manifest = {k: v for k, v in m.items() if k not in ("graphs", "exporter", "onnx_optimized")}
