@@ -87,8 +87,8 @@ def tiny_aoti(tiny_engines, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def wide_model():
-    """The second config (other widths; see ``_models.wide_config``) with random weights."""
-    from _models import random_model, wide_config
+    """The second config (other widths; see ``_shared.wide_config``) with random weights."""
+    from _shared import random_model, wide_config
 
     return random_model(wide_config())
 
@@ -107,17 +107,14 @@ def wide_aoti(wide_engines, tmp_path_factory) -> Path:
 
 
 def _build_aoti(engines: Path, out: Path) -> Path:
-    import importlib.util
     import time
 
+    from _shared import export_script
     from ldmvfi_fast.export.aoti import AOTI_FILES
     from ldmvfi_fast.export.manifest import read_manifest
 
-    spec = importlib.util.spec_from_file_location("build_aoti", REPO / "export" / "build_aoti.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     t0 = time.perf_counter()
-    assert script.main(["--engines", str(engines), "--out", str(out), "--jobs", "2"]) == 0
+    assert export_script("build_aoti").main(["--engines", str(engines), "--out", str(out), "--jobs", "2"]) == 0
     m = read_manifest(out)
     sizes = {k: round((out / f).stat().st_size / 1e6, 1) for k, f in AOTI_FILES.items()}
     print(f"\nAOTI build of {engines.name}: {time.perf_counter() - t0:.0f} s; compile s "

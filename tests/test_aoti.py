@@ -8,13 +8,11 @@ Compiling the three sub-models takes minutes on 2 CPU cores (once per session an
 tests that need them are ``slow``, run by CI's acceptance stage)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
-from pathlib import Path
 
 import pytest
 import torch
+from _shared import export_script
 
 from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.errors import EngineError, LdmvfiError
@@ -25,7 +23,6 @@ from ldmvfi_fast.runtime import Backbone
 from ldmvfi_fast.runtime.aoti import AotiBackbone
 from ldmvfi_fast.runtime.exported import ExportedBackbone
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +200,7 @@ def test_wrong_runtime_device_weights_or_processor_is_refused(fake_aoti, tiny_en
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("build_aoti", REPO / "export" / "build_aoti.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return export_script("build_aoti")
 
 
 def test_script_user_errors_exit_2_with_one_line(tiny_engines, tmp_path, capsys):

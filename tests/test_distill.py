@@ -23,7 +23,7 @@ machine, torch 2.13 CPU), student / teacher best:
 The tests print these (``-rP``); benchmarks/results/distill-tiny-bikes-cpu.txt holds a run's output.
 What moved it, from ratios of 0.53-0.96: the student's inputs from the teacher's own DDIM
 trajectories from pure noise (``inputs="trajectory"``: the random teacher's samples, |x0| ~ 45,
-are nowhere near the data), drawn 64 at a time by one batched teacher pass (``pool``: ~4x less
+are nowhere near the data), drawn 64 at a time by one batched teacher pass (``pool``: ~6.6x less
 teacher time per trajectory); crops of the held-out size (256x512: MaxViT's grid attention spans
 the whole 8x16 latent, so 8x8 crops trained a different pattern); batch 16 and lr 2e-4 with
 warm-up + cosine decay; EMA 0.99 of the student.
@@ -263,13 +263,14 @@ def test_resume_gives_the_same_student(method, tiny_ckpt, clip, cache, tmp_path)
 
 def test_trajectory_pool_batches_the_teacher(tiny_ckpt, clip, cache, tmp_path, monkeypatch):
     """--inputs trajectory draws ``pool`` trajectories per teacher pass: 6 iterations taking one
-    trajectory each from pools of 3 make two passes of 3, not six of 1; a pool's trajectories are
-    the teacher's DDIM from its noise (the chain's last point is its 8-step DDIM sample)."""
+    trajectory each from pools of 3 make two passes of 3, not six of 1; each iteration gets the
+    next trajectory of its pool; a pool's trajectories are the teacher's DDIM from its noise (the
+    chain's last point is its 8-step DDIM sample)."""
     from ldmvfi_fast.distill import train
     from ldmvfi_fast.distill.evaluate import teacher_sample
 
-    calls, pools = [], []
-    real = train._Trainer._trajectory
+    calls, pools, served = [], [], []
+    real, real_from_pool = train._Trainer._trajectory, train._Trainer._from_pool
 
     def counting(self, g, grid, traj):
         calls.append(traj)
@@ -277,13 +278,25 @@ def test_trajectory_pool_batches_the_teacher(tiny_ckpt, clip, cache, tmp_path, m
         pools.append((self.model, grid, out))
         return out
 
+    def serving(self, grid, traj):
+        out = real_from_pool(self, grid, traj)
+        served.append(out)
+        return out
+
     monkeypatch.setattr(train._Trainer, "_trajectory", counting)
+    monkeypatch.setattr(train._Trainer, "_from_pool", serving)
     cfg = _cfg(method="consistency", steps=1, teacher_steps=8, iters=6, batch=8, inputs="trajectory", pool=3)
     _train(tiny_ckpt, tmp_path / "run", cfg, clip, cache)
     assert calls == [3, 3]
     model, grid, (cond, xs) = pools[0]
     assert len(xs) == len(grid) + 1 and xs[0].shape[0] == 3
     torch.testing.assert_close(xs[-1], teacher_sample(model, cond, xs[0], grid), rtol=1e-5, atol=1e-4)
+    # iteration i trains on trajectory i % 3 of pool i // 3: each trajectory once, none twice
+    assert len(served) == 6
+    for i, (c, x) in enumerate(served):
+        pc, pxs = pools[i // 3][2]
+        assert torch.equal(c, pc[i % 3:i % 3 + 1]) and all(torch.equal(a, b[i % 3:i % 3 + 1]) for a, b in zip(x, pxs))
+    assert not torch.equal(pools[0][2][1][0], pools[1][2][1][0])  # a new pool has new noise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,11 +22,11 @@ import importlib
 import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from _requirements import ci
+from _shared import export_script
 
 for _pkg in ("onnx", "onnxscript", "onnxruntime"):
     if ci():  # CI images must have them: an ImportError here is a failure, not a skip
@@ -59,7 +59,6 @@ from ldmvfi_fast.pipeline import Interpolator
 from ldmvfi_fast.runtime import Backbone, load_backbone
 from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
 
-REPO = Path(__file__).resolve().parents[1]
 #: (height, width, batch) other than the export example (512x768, batch 2): one non-square,
 #: both with a side of one 256-pixel unit
 SIZES = [(256, 256, 3), (512, 256, 1)]
@@ -392,10 +391,7 @@ def test_load_backbone_checks_the_weights(tiny_ckpt, fake_folder, tmp_path):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("export_onnx_script", REPO / "export" / "export_onnx.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return export_script("export_onnx")
 
 
 def test_export_script_user_errors_exit_2(tiny_ckpt, tmp_path, capsys):

@@ -1,12 +1,25 @@
-"""Model builders shared by the engine tests (ONNX, AOTInductor): the second config and random weights."""
+"""Helpers shared by the engine tests (ONNX, AOTInductor, the C++ app): the second config, random
+weights, the user scripts under ``export/`` loaded as modules."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+from pathlib import Path
 
 import torch
 
 from ldmvfi_fast.config import tiny_config
 from ldmvfi_fast.models.ldmvfi import LDMVFI
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def export_script(name: str):
+    """``export/<name>.py`` loaded as a module (its ``main(argv)`` is what a user runs)."""
+    spec = importlib.util.spec_from_file_location(f"export_script_{name}", REPO / "export" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def wide_config():
