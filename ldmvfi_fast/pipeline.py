@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor
 
+from . import precision
 from .errors import InputError, OptionError, PaddingError  # noqa: F401 - PaddingError re-exported
 from .padding import PADDING_MODES, check_padding_mode, pad_amounts, reflect_pad  # noqa: F401 - re-exported
 from .runtime import Backbone, as_backbone
@@ -169,6 +170,9 @@ class Interpolator:
         kw = schedule_kwargs(self.sampler_spec, spacing, timesteps)
         self.spacing, self.timesteps = kw.get("spacing"), (None if timesteps is None else [int(t) for t in timesteps])
         self.device, self.dtype = self.backbone.device, self.backbone.dtype
+        #: frames and latents the pipeline holds: float32 under half (precision islands io, sampler)
+        self.io_dtype = precision.compute_dtype("io", self.dtype)
+        self.state_dtype = precision.compute_dtype("sampler", self.dtype)
         self.arch_unit = self.backbone.pad_unit
         self.schedule = self.sampler_spec.make_schedule(self.backbone.alphas_cumprod, self.steps, self.eta,
                                                         self.device, **kw)
@@ -191,7 +195,7 @@ class Interpolator:
         H, W = frames.shape[-2:]
         ph, pw = pad_amounts(H, W, self.padding, self.arch_unit)
         self.backbone.check_size(H + ph, W + pw, frames.shape[0])
-        x = reflect_pad(frames.to(self.device, self.dtype), ph, pw)
+        x = reflect_pad(frames.to(self.device, self.io_dtype), ph, pw)
         z, phi = self.backbone.encode(x)
         return Encoded(x, z, list(phi), (H, W))
 
@@ -221,11 +225,11 @@ class Interpolator:
         cond = torch.cat([e0.z, e1.z], dim=1)
         shape = (cond.shape[0], self.backbone.latent_channels) + tuple(cond.shape[2:])
         if x_T is None:
-            x_T = torch.randn(shape, generator=generator, device=self.device, dtype=torch.float32).to(self.dtype)
+            x_T = torch.randn(shape, generator=generator, device=self.device, dtype=torch.float32).to(self.state_dtype)
         elif tuple(x_T.shape) != shape:
             raise InputError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
         else:
-            x_T = x_T.to(self.device, self.dtype)
+            x_T = x_T.to(self.device, self.state_dtype)
         return self.sampler_spec.sample(self._eps_fn(cond), x_T, self.schedule, generator=generator,
                                         callback=callback, return_intermediates=return_intermediates)
 
@@ -326,7 +330,7 @@ class Interpolator:
             elif tuple(f.shape) != first_shape:
                 raise InputError(f"frame sizes differ within the sequence: frame 0 is {first_shape}, "
                                  f"frame {i} is {tuple(f.shape)}")
-            f = f.to(self.device, self.dtype)
+            f = f.to(self.device, self.io_dtype)
             enc = self.encode(f, first_index=i)
             cut = detector is not None and detector.is_cut(f)
             if prev_enc is not None:

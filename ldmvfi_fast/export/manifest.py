@@ -23,7 +23,7 @@ from .._atomic import write_text_atomic
 from ..errors import EngineError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "weights_hash", "validate_manifest", "read_manifest",
-           "write_manifest", "describe_tensor", "check_engine_target"]
+           "write_manifest", "describe_tensor", "check_engine_target", "precision_fields"]
 
 FORMAT = "ldmvfi_fast.engines"
 FORMAT_VERSION = 1
@@ -53,6 +53,17 @@ def weights_hash(module: nn.Module) -> str:
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return "sha256:" + h.hexdigest()
+
+
+def precision_fields(dtype: torch.dtype) -> dict:
+    """The manifest's precision record for graphs computing in ``dtype``: ``dtype`` (the compute
+    precision), ``io_dtype`` (what the graphs take and return: float32 under half, precision
+    island ``io``) and ``precision_policy`` (:func:`ldmvfi_fast.precision.describe`)."""
+    from .. import precision
+
+    name = lambda d: str(d).replace("torch.", "")  # noqa: E731
+    return {"dtype": name(dtype), "io_dtype": name(precision.compute_dtype("io", dtype)),
+            "precision_policy": precision.describe()}
 
 
 def describe_tensor(name: str, t: torch.Tensor, axes: dict[int, str] | None) -> dict:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .. import __version__, precision
 from ..errors import EngineError, OptionError
 from ..models.ldmvfi import LDMVFI
 from ..ops import export_formulation, use_backend
@@ -59,6 +59,7 @@ from .manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     describe_tensor,
+    precision_fields,
     weights_hash,
     write_manifest,
 )
@@ -351,7 +352,7 @@ def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_
         "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
         "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
         "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
-        "dtype": str(p.dtype).replace("torch.", ""), "device": "cpu",
+        **precision_fields(p.dtype), "device": "cpu",
         "op_backend": "reference" if custom_ops == "decompose" else f"{_onnx.DOMAIN} domain (TensorRT plugins)",
         # domain op types the graphs use (empty in decompose mode): a runtime without them refuses the folder
         "custom_ops": used if custom_ops == "domain" else [], "custom_ops_mode": custom_ops,
@@ -372,7 +373,10 @@ def _domain_ops(path: Path) -> list[str]:
 
 
 def _cast(spec: ExportSpec, dtype: torch.dtype) -> ExportSpec:
-    return dataclasses.replace(spec, inputs=tuple(t.to(dtype) if t.is_floating_point() else t for t in spec.inputs))
+    """The spec with its example inputs in the graphs' input dtype for a model in ``dtype``:
+    float32 under half (precision island ``io``: the graph casts inside)."""
+    io = precision.compute_dtype("io", dtype)
+    return dataclasses.replace(spec, inputs=tuple(t.to(io) if t.is_floating_point() else t for t in spec.inputs))
 
 
 def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None = None, opset: int = 20,

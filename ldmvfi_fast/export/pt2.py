@@ -24,8 +24,8 @@ import torch
 from .. import __version__
 from ..models.ldmvfi import LDMVFI
 from ..ops import current_backend, use_backend
-from .manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_engine_target, describe_tensor, weights_hash,
-                       write_manifest)
+from .manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_engine_target, describe_tensor,
+                       precision_fields, weights_hash, write_manifest)
 from .specs import MAX_BATCH, MIN_UNITS, export_program, export_specs
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
             "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
             "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
             "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
-            "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            **precision_fields(next(model.parameters()).dtype),
             "device": next(model.parameters()).device.type, "op_backend": asked,
             "custom_ops": sorted(ops_used), "graphs": graphs,
             "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .. import precision
 from ..models.ldmvfi import LDMVFI
 
 
@@ -133,7 +134,8 @@ def export_specs(model: LDMVFI, height: int = 512, width: int = 768, batch: int 
     if height % unit or width % unit:
         raise ValueError(f"example size must be a multiple of {unit}")
     p = next(model.parameters())
-    dev, dt = p.device, p.dtype
+    # graph inputs in float32 under half: the model casts inside (precision island "io")
+    dev, dt = p.device, precision.compute_dtype("io", p.dtype)
     ae = model.cfg.autoencoder
     if not (MIN_UNITS * unit <= height <= max_units * unit and MIN_UNITS * unit <= width <= max_units * unit):
         raise ValueError(f"example size {height}x{width} outside [{MIN_UNITS * unit}, {max_units * unit}]")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .. import ops
+from .. import ops, precision
 from ..config import AutoencoderConfig
 from .layers import AEDownsample, AEResnetBlock, Upsample, ae_norm, swish
 from .maxvit import CrossAttentionWithMax, MaxAttentionBlock
@@ -64,7 +64,7 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, cfg.z_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        h = self.conv_in(x)
+        h = self.conv_in(x.to(self.conv_in.weight.dtype))
         phi = []
         for lv in self.down:
             for blk in lv.block:
@@ -126,7 +126,7 @@ class Decoder(nn.Module):
             lv = self.up[level]
             for blk in lv.block:
                 h = blk(h)
-            h = lv.cross_attn(h, torch.cat([phi0[level], phi1[level]], dim=1))
+            h = lv.cross_attn(h, torch.cat([phi0[level], phi1[level]], dim=1).to(h.dtype))
             h = lv.upsample(h)
         return self.conv_out(swish(self.norm_out(h)))
 
@@ -142,10 +142,18 @@ class Decoder(nn.Module):
         return [getattr(self, n)(h) for n in self.HEADS]
 
     def forward(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor) -> Tensor:
-        """z: (B, z, h, w); phi*: level features; frame*: (B, 3, 32h, 32w) padded frames -> (B, 3, 32h, 32w)."""
-        h = self.features(z, phi0, phi1)
+        """z: (B, z, h, w); phi*: level features; frame*: (B, 3, 32h, 32w) padded frames -> (B, 3, 32h, 32w).
+
+        Under float16/bfloat16 the output stage (two DSepConv warps, mask blend, residual) runs in
+        float32 on the frames as given (precision island ``dsepconv``) and returns float32."""
+        h = self.features(z.to(self.conv_in.weight.dtype), phi0, phi1)
         v1, h1, a1, b1, v2, h2, a2, b2, res, mask = self.heads(h)
-        return ops.decoder_output(frame0.to(h.dtype), frame1.to(h.dtype), v1, h1, a1, b1, v2, h2, a2, b2, mask, res)
+        heads = (v1, h1, a1, b1, v2, h2, a2, b2, mask, res)
+        if precision.keeps_fp32("dsepconv"):
+            args = precision.upcast("dsepconv", frame0, frame1, *heads)
+        else:
+            args = (frame0.to(h.dtype), frame1.to(h.dtype), *heads)
+        return ops.decoder_output(*args)
 
 
 class VectorQuantizer(nn.Module):
@@ -157,8 +165,8 @@ class VectorQuantizer(nn.Module):
 
     def indices(self, z: Tensor) -> Tensor:
         """z: (B, D, h, w) -> flat int64 indices (B*h*w,), row-major over (b, y, x)."""
-        zf = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()
-        e = self.embedding.weight.float()
+        # precision island "quantizer": distances and argmin in float32 under half
+        zf, e = precision.upcast("quantizer", z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), self.embedding.weight)
         d = zf.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * zf @ e.t()
         return d.argmin(dim=1)
 
@@ -193,7 +201,7 @@ class VQFlowNet(nn.Module):
         """Latent -> (B, 3, H, W) frame at the padded size, not clamped, not cropped."""
         if quantize:
             z, _ = self.quantize(z)
-        return self.decoder(self.post_quant_conv(z), phi0, phi1, frame0, frame1)
+        return self.decoder(self.post_quant_conv(z.to(self.post_quant_conv.weight.dtype)), phi0, phi1, frame0, frame1)
 
 
 def unused_checkpoint_shapes(cfg: AutoencoderConfig) -> dict[str, tuple[int, ...]]:

@@ -11,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import precision
+
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 and cast back (safe in float16/bfloat16)."""
+    """GroupNorm; under float16/bfloat16 computed in float32 and cast back (precision island
+    ``groupnorm``)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):
-            return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(),
-                                self.eps).to(x.dtype)
-        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        xc, w, b = precision.upcast("groupnorm", x, self.weight, self.bias)
+        return F.group_norm(xc, self.num_groups, w, b, self.eps).to(x.dtype)
 
 
 def ae_norm(channels: int) -> GroupNorm32:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .. import precision
 from ..config import LDMVFIConfig
 from ..sampling import SCHEDULE_BUFFERS, DiffusionSchedule, make_beta_schedule
 from .autoencoder import VQFlowNet
@@ -47,13 +48,26 @@ class LDMVFI(nn.Module):
     def latent_factor(self) -> int:
         return self.cfg.autoencoder.factor
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating type of the weights (the compute precision)."""
+        return self.first_stage.quant_conv.weight.dtype
+
+    def _io(self, t: Tensor) -> Tensor:
+        """A sub-model's output as returned: float32 under half (precision island ``io``)."""
+        return t.float() if precision.is_half(t.dtype) and precision.keeps_fp32("io") else t
+
+    # Inputs of encode / eps / decode may be float32 at any precision (island "io"): each
+    # sub-model casts them where its first layer needs the weights' dtype; the frames reach
+    # the decoder's output stage uncast (island "dsepconv").
     def encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(B, 3, H, W) padded frames in [-1, 1] -> (latent (B, 3, H/32, W/32), 5 feature maps)."""
-        return self.first_stage.encode(frames)
+        z, phi = self.first_stage.encode(frames)
+        return self._io(z), [self._io(p) for p in phi]
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """Predicted noise for latent x_t (B, 3, h, w), timesteps t (B,), cond = cat(z0, z1) (B, 6, h, w)."""
-        return self.unet(torch.cat([x_t, cond], dim=1), t)
+        return self._io(self.unet(torch.cat([x_t, cond], dim=1).to(self.dtype), t))
 
     @property
     def prediction(self) -> str:
@@ -77,8 +91,8 @@ class LDMVFI(nn.Module):
     def decode(self, z: Tensor, phi0: list[Tensor], phi1: list[Tensor], frame0: Tensor, frame1: Tensor,
                quantize: bool = True) -> Tensor:
         """Sampled latent -> (B, 3, H, W) middle frame at the padded size (not clamped)."""
-        return self.first_stage.decode(z / self.cfg.diffusion.scale_factor, phi0, phi1, frame0, frame1,
-                                       quantize=quantize)
+        return self._io(self.first_stage.decode(z / self.cfg.diffusion.scale_factor, phi0, phi1, frame0, frame1,
+                                                quantize=quantize))
 
 
 # ---------------------------------------------------------------------------------------------

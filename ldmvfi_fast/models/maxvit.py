@@ -9,9 +9,10 @@ gather and scatter (fused in the compiled kernels). Parameter names match the ch
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import ops
+from .. import ops, precision
 
 
 class WindowAttention(nn.Module):
@@ -49,12 +50,21 @@ class FeedForward(nn.Module):
         return self.net["3"](self.net["1"](self.net["0"](x)))
 
 
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm; under float16/bfloat16 computed in float32 and cast back (precision island
+    ``layernorm``). Parameter names are nn.LayerNorm's (``weight``, ``bias``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        xc, w, b = precision.upcast("layernorm", x, self.weight, self.bias)
+        return F.layer_norm(xc, self.normalized_shape, w, b, self.eps).to(x.dtype)
+
+
 class PreNorm(nn.Module):
     """LayerNorm then ``fn``; the residual is added by the caller."""
 
     def __init__(self, dim: int, fn: nn.Module):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm32(dim)
         self.fn = fn
 
 

@@ -14,20 +14,24 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .. import precision
 from ..config import UNetConfig
 from .layers import Upsample, unet_norm
 from .maxvit import MaxAttentionBlock
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: int = 10000) -> Tensor:
-    """Sinusoidal embedding (B,) -> (B, dim): cos half first, then sin."""
+def timestep_embedding(t: Tensor, dim: int, max_period: int = 10000,
+                       dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sinusoidal embedding (B,) -> (B, dim) in ``dtype``: cos half first, then sin. Computed in
+    float32 under float16/bfloat16 (precision island ``timestep_embedding``), then cast."""
+    cdt = precision.compute_dtype("timestep_embedding", dtype)
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t[:, None].float() * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half).to(cdt)
+    args = t[:, None].to(cdt) * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
+    return emb.to(dtype)
 
 
 class ResBlock(nn.Module):
@@ -113,7 +117,7 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (B, in_channels, h, w) = cat(x_t, z0, z1); t: (B,) int64 -> eps (B, out_channels, h, w)."""
-        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
+        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels, dtype=x.dtype))
         hs = []
         h = x
         for blk in self.input_blocks:

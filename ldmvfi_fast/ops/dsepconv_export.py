@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import precision
 from .dsepconv_ref import check_dsepconv_args, tap_corners, tap_position
 
 __all__ = ["dsepconv_vectorized", "decoder_output_vectorized"]
@@ -37,7 +38,7 @@ def dsepconv_vectorized(input: Tensor, vertical: Tensor, horizontal: Tensor,
     vertical/horizontal (B, K, H, W), offset_x/offset_y/mask (B, K*K, H, W) -> (B, C, H, W))."""
     B, C, K, H, W = check_dsepconv_args(input, vertical, horizontal, offset_x, offset_y, mask)
     out_dtype = input.dtype
-    cdtype = torch.promote_types(out_dtype, torch.float32)
+    cdtype = precision.compute_dtype("dsepconv", out_dtype)  # float32 under half (precision island)
     inp = input.to(cdtype)
     vertical, horizontal = vertical.to(cdtype), horizontal.to(cdtype)
     offset_x, offset_y, mask = offset_x.to(cdtype), offset_y.to(cdtype), mask.to(cdtype)

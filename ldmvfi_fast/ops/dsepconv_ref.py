@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import precision
+
 __all__ = ["dsepconv_reference", "check_dsepconv_args", "tap_position", "tap_corners"]
 
 
@@ -103,7 +105,7 @@ def dsepconv_reference(input: Tensor, vertical: Tensor, horizontal: Tensor,
     """
     B, C, K, H, W = check_dsepconv_args(input, vertical, horizontal, offset_x, offset_y, mask)
     out_dtype = input.dtype
-    cdtype = torch.promote_types(out_dtype, torch.float32)
+    cdtype = precision.compute_dtype("dsepconv", out_dtype)  # float32 under half (precision island)
     inp = input.to(cdtype)
     vertical, horizontal = vertical.to(cdtype), horizontal.to(cdtype)
     offset_x, offset_y, mask = offset_x.to(cdtype), offset_y.to(cdtype), mask.to(cdtype)

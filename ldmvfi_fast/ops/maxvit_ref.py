@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import precision
+
 __all__ = ["window_partition", "window_unpartition", "relative_position_index",
            "relative_position_bias", "maxvit_attention_reference", "check_attention_args"]
 
@@ -130,10 +132,12 @@ def maxvit_attention_reference(q: Tensor, k: Tensor, v: Tensor, bias_table: Tens
     def split(t: Tensor) -> Tensor:
         return window_partition(t, window, mode).reshape(-1, n, num_heads, d).transpose(1, 2)
 
-    qw, kw, vw = split(q), split(k), split(v)
+    out_dtype = q.dtype
+    # precision island "softmax": scores, bias, softmax and attn @ v in float32 under half
+    qw, kw, vw = (split(t) for t in precision.upcast("softmax", q, k, v))
     sim = torch.matmul(qw * scale, kw.transpose(-1, -2))
     sim = sim + relative_position_bias(bias_table, window).to(sim.dtype)
     attn = sim.softmax(dim=-1)
     out = torch.matmul(attn, vw)  # (N, heads, n, d)
-    out = out.transpose(1, 2).reshape(-1, n, C)
+    out = out.transpose(1, 2).reshape(-1, n, C).to(out_dtype)
     return window_unpartition(out, window, mode, B, H, W)
