@@ -8,7 +8,13 @@
 
 ONNX_DIR comes from ``python export/export_onnx.py`` (its manifest gives the graphs, their
 inputs and the min/opt/max shape profiles; ``--profile`` replaces the frame sizes, padded as
-the pipeline pads them). The output folder (default ``ONNX_DIR.trt-<precision>`` beside it)
+the pipeline pads them). ``--precision`` defaults to the graphs' own (the manifest's dtype:
+float32 -> fp32, float16 -> fp16, bfloat16 -> bf16). TensorRT 11 builds graphs in the dtypes
+written in them (strongly typed only), so there it must be the graphs' precision: for fp16
+engines export float16 graphs (``export_onnx.py --dtype float16``); asking another is refused
+with that command. TensorRT 10 also builds a float32 folder at fp16/bf16, keeping the
+precision policy's islands (ldmvfi_fast/precision.py) float32 by layer constraints.
+The output folder (default ``ONNX_DIR.trt-<precision>`` beside it)
 gets one ``<graph>.<precision>.<key>.engine`` per sub-model and a ``manifest.json`` of runtime
 ``tensorrt``; run it with ``ldmvfi-fast interpolate --runtime tensorrt --engines DIR``.
 Engines only run with the TensorRT version, GPU and plugin library they were built with.
@@ -28,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="exit status: 0 done, 2 user error, 1 internal error")
     p.add_argument("--engines", help="ONNX engine folder (export/export_onnx.py); required")
     p.add_argument("--out", help="output folder (new or empty; see --overwrite); default ENGINES.trt-PRECISION")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
-                   help="engine precision (fp16/bf16 keep DSepConv coordinates and softmax in fp32)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+                   help="engine precision; default: the ONNX graphs' (their manifest's dtype). TensorRT 11 builds "
+                        "only that; TensorRT 10 also builds float32 graphs at fp16/bf16 with the precision "
+                        "policy's float32 islands kept by layer constraints")
     p.add_argument("--profile", action="append", metavar="SIDE=VALUE",
                    help="min=HxW, opt=HxW, max=HxW (frame sizes) or batch=MIN,OPT,MAX; repeatable; default: "
                         "the ONNX manifest's profiles")
@@ -44,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
 
     from ldmvfi_fast.errors import EXIT_USER_ERROR, LdmvfiError
+    from ldmvfi_fast.export.manifest import read_manifest
     from ldmvfi_fast.export.tensorrt import build_trt, import_tensorrt, parse_profile
 
     t0 = time.perf_counter()
@@ -57,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LdmvfiError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"wrote {out} (TensorRT {args.precision} engines) in {time.perf_counter() - t0:.0f} s")
+    rec = read_manifest(out)["tensorrt"]
+    print(f"wrote {out} (TensorRT {rec['version']} {rec['precision']} engines, {rec['precision_mode']}) "
+          f"in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 ``build_trt(onnx_dir, out_dir, precision=...)`` parses each ``*.onnx`` graph of a folder made
 by :func:`ldmvfi_fast.export.onnx.export_onnx` with TensorRT's ONNX parser, builds one
-serialized engine per sub-model with the TensorRT 10 Python API (no shell strings) and writes
+serialized engine per sub-model with the TensorRT 10 or 11 Python API (no shell strings) and writes
 them, with a ``manifest.json`` of runtime ``tensorrt``, into ``out_dir``;
 :class:`~ldmvfi_fast.runtime.tensorrt.TrtBackbone` runs them.
 
@@ -10,19 +10,31 @@ them, with a ``manifest.json`` of runtime ``tensorrt``, into ``out_dir``;
   ``profiles`` (TensorRT-style ``{input: {min, opt, max}}``), or from frame sizes given by
   the user (:func:`parse_profile`) checked against the sizes the graphs accept.
 * **Engine key**: sha256 over the ONNX bytes (and external-data files), the TensorRT
-  version, the GPU (name + compute capability), the precision, the graph's profile and the
-  plugin library's bytes (:func:`engine_key`). It is in the engine's file name and the
-  manifest; the runtime recomputes it and refuses an engine built for anything else.
-* **Precision**: ``fp32``, ``fp16`` or ``bf16``. Under fp16/bf16 the layers that must stay
-  float32 (:func:`fp32_nodes`: DSepConv's sample coordinates and offsets - Floor, Clip,
-  Min/Max, Add/Sub/Mul on coordinates, Gather indices - or the DSepConv / DecoderOutput
-  plugin nodes of a ``domain`` export, and Softmax with its inputs) get
-  ``layer.precision`` / ``set_output_type(float32)`` and the build sets
-  ``OBEY_PRECISION_CONSTRAINTS``. TensorRT 11 dropped those flags (networks are always
-  strongly typed: the ONNX graph's dtypes decide); there a reduced-precision build needs a
-  float16/bfloat16 ONNX export and the constraints cannot be applied (refused, see
-  :func:`_precision_mode`).
-* fp32 engines are built with ``BuilderFlag.TF32`` cleared (TensorRT enables TF32 by default).
+  version, the GPU (name + compute capability), the precision, the precision policy (version
+  and islands), the graph's profile and the plugin library's bytes (:func:`engine_key`). It is in
+  the engine's file name and the manifest; the runtime recomputes it and refuses an engine built for anything else.
+* **Precision** (``fp32``, ``fp16``, ``bf16``; default: the ONNX folder's, from its manifest's
+  ``dtype``). The TensorRT major version decides how (:func:`_precision_mode`):
+
+  - ``typed``: the graph builds in the dtypes written in it (a strongly typed network). Always
+    on TensorRT 11, which has nothing else (no FP16/BF16 builder flags, no
+    OBEY_PRECISION_CONSTRAINTS, no ``ILayer.precision`` / ``set_output_type``; its
+    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is deprecated and ignored): ``--precision``
+    must be the folder's, else the build is refused with the export command that makes the
+    graphs wanted (``export_onnx.py --dtype float16``). On TensorRT 10: fp32 from a float32
+    folder, and a float16 / bfloat16 folder at its own precision (the exporter wrote the
+    float32 islands as ``Cast`` nodes).
+  - ``constraints`` (TensorRT 10 only): a float32 folder at fp16/bf16: the FP16/BF16 builder
+    flag, ``OBEY_PRECISION_CONSTRAINTS`` and ``layer.precision`` / ``set_output_type(float32)``
+    on the layers of the precision policy's islands (:mod:`ldmvfi_fast.precision`; graph
+    patterns in :func:`fp32_nodes`, only the islands :func:`~ldmvfi_fast.precision.keeps_fp32`
+    says are on).
+
+  The build manifest records the precision, the mode, the TensorRT major version and the
+  policy (the ONNX manifest's for typed builds, :func:`ldmvfi_fast.precision.describe` for
+  constraint builds); the engine key includes that record (version and islands).
+* Engines are built with ``BuilderFlag.TF32`` cleared (TensorRT enables TF32 by default): the
+  float32 layers (all of an fp32 engine, the islands of a half one) compute in float32.
 * **Timing cache**: read from and written back to ``timing_cache`` (atomically).
 * **Plugins**: ``plugins`` (the library built by ``CMakeLists.txt`` with
   ``-DTENSORRT_ROOT``) is loaded into TensorRT's plugin registry before parsing.
@@ -39,7 +51,7 @@ import re
 import time
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, precision as _policy
 from .._atomic import write_bytes_atomic
 from ..errors import EngineError, OptionError
 from .manifest import (
@@ -60,6 +72,7 @@ __all__ = [
     "engine_file_name",
     "engine_key",
     "file_digest",
+    "folder_precision",
     "fp32_nodes",
     "gpu_identity",
     "import_tensorrt",
@@ -67,19 +80,23 @@ __all__ = [
     "onnx_digest",
     "parse_profile",
     "profiles_from_manifest",
+    "trt_major",
     "trt_version",
 ]
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+#: engine precision -> ONNX dtype of a graph in that precision (the manifest's ``dtype``)
+PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+DTYPE_PRECISIONS = {v: k for k, v in PRECISION_DTYPES.items()}
 #: ops of the ``ldmvfi_fast`` ONNX domain (``custom_ops="domain"``) that the plugins implement
 PLUGIN_OPS = ("DSepConv", "DecoderOutput", "MaxViTAttention")
 PLUGIN_DOMAIN = "ldmvfi_fast"
-#: plugin ops kept in float32 under fp16/bf16 (sample coordinates computed inside)
+#: plugin ops of the ``dsepconv`` island (kept float32 whole: the island is inside them)
 FP32_PLUGIN_OPS = ("DSepConv", "DecoderOutput")
 ENGINE_SUFFIX = ".engine"
 _SIDES = ("min", "opt", "max")
 
-# ---- ONNX node patterns of the layers kept in float32
+# ---- how the islands' ONNX ops (ldmvfi_fast.precision.ISLANDS[...].onnx_ops) extend to their layers
 #: elementwise / index arithmetic followed backwards from Floor and from gather indices
 _COORD_BACK = {"Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Round", "Clip", "Min", "Max", "Neg", "Cast",
                "CastLike", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Concat", "Slice",
@@ -88,9 +105,22 @@ _COORD_BACK = {"Add", "Sub", "Mul", "Div", "Floor", "Ceil", "Round", "Clip", "Mi
 _DATA_INPUT0 = {"Unsqueeze", "Squeeze", "Reshape", "Expand", "Slice", "Transpose"}
 #: arithmetic on coordinates followed forwards (fractions, 1 - fraction, their products)
 _COORD_FWD = {"Add", "Sub", "Mul", "Clip", "Min", "Max", "Cast", "CastLike", "Identity", "Neg", "Floor"}
+#: gather ops: which inputs are indices
 _GATHERS = {"Gather": (1,), "GatherElements": (1,), "GatherND": (1,)}
+#: from the gathered samples forwards: the weighted K x K accumulation, the mask blend and the
+#: residual sum (the decoder's output stage; nothing but data movement and arithmetic follows)
+_SAMPLE_FWD = {"Add", "Sub", "Mul", "Div", "Sum", "ReduceSum", "Cast", "CastLike", "Identity", "Neg", "Clip",
+               "Min", "Max", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Concat", "Slice", "Transpose"}
 #: ops between a Softmax and the score MatMul that feeds it
 _SOFTMAX_BACK = {"Add", "Mul", "Div", "Sub", "Cast", "CastLike", "Reshape", "Transpose", "Identity"}
+#: ops between a Softmax and the ``attn @ v`` MatMul it feeds
+_SOFTMAX_FWD = {"Cast", "CastLike", "Reshape", "Transpose", "Identity"}
+#: codebook distances |z|^2 + |e|^2 - 2 z.e back from the ArgMin to the z.e MatMul
+_DIST_BACK = {"Add", "Sub", "Mul", "Neg", "Pow", "ReduceSum", "Cast", "CastLike", "Identity", "Unsqueeze",
+              "Squeeze", "Reshape", "Transpose"}
+#: the phase t * freq back from Cos / Sin (t's Cast included)
+_PHASE_BACK = {"Mul", "Div", "Cast", "CastLike", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand",
+               "Slice", "Exp", "Range"}
 
 
 def import_tensorrt():
@@ -105,6 +135,15 @@ def import_tensorrt():
 
 def trt_version(trt) -> str:
     return str(getattr(trt, "__version__", "unknown"))
+
+
+def trt_major(trt) -> int:
+    """TensorRT's major version (``__version__``; without one: 10 if the weak-typing builder
+    flags exist, else 11)."""
+    m = re.match(r"\s*(\d+)\.", trt_version(trt))
+    if m:
+        return int(m.group(1))
+    return 10 if hasattr(trt.BuilderFlag, "FP16") else 11
 
 
 def gpu_identity(device: int | None = None) -> dict:
@@ -282,11 +321,13 @@ def onnx_digest(path: str | Path) -> str:
 
 
 def engine_key(*, onnx_digest: str, trt_version: str, gpu: dict, precision: str, profiles: dict,
-               plugins_digest: str | None) -> str:
-    """sha256 (hex) identifying one engine: what it was built from, with which TensorRT, for which GPU."""
+               plugins_digest: str | None, policy: dict | None = None) -> str:
+    """sha256 (hex) identifying one engine: what it was built from, with which TensorRT, for which
+    GPU, under which precision policy (``policy``: the build manifest's record, ``{"version",
+    "fp32_islands"}``, its version and islands both in the key; ``None`` when it records none)."""
     facts = {"onnx": onnx_digest, "tensorrt": trt_version, "gpu": gpu.get("name"),
              "compute_capability": gpu.get("compute_capability"), "precision": precision,
-             "profiles": profiles, "plugins": plugins_digest}
+             "profiles": profiles, "plugins": plugins_digest, "precision_policy": policy}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -302,20 +343,28 @@ def default_out_dir(onnx_dir: str | Path, precision: str) -> Path:
 
 # ---------------------------------------------------------------- float32 layers
 
-def fp32_nodes(model) -> dict[str, str]:
-    """ONNX node name -> reason, for the nodes kept in float32 under fp16 / bf16.
+def fp32_nodes(model, islands=None) -> dict[str, str]:
+    """ONNX node name -> precision-policy island name, for the nodes of a float32 graph kept in
+    float32 by a TensorRT 10 fp16 / bf16 build (``constraints`` mode).
 
-    ``model``: an ``onnx.ModelProto`` (or its graph). Patterns:
+    ``model``: an ``onnx.ModelProto`` (or its graph). ``islands``: the island names to mark
+    (default: those :func:`ldmvfi_fast.precision.keeps_fp32` says are on). Each island's
+    :attr:`~ldmvfi_fast.precision.Island.onnx_ops` are the seeds; how a seed extends to the
+    island's other nodes is per island (below; an island without a walk here marks its ops
+    only, one without ops - ``io``, ``sampler`` - has nothing in a graph to mark):
 
-    * ``coordinate``: DSepConv's sample-position arithmetic of a decomposed export: every
-      Floor node and the producer of every Gather / GatherElements / GatherND index input,
-      followed backwards through index arithmetic (Add, Sub, Mul, Clip, Min, Max, Cast,
-      reshapes...) up to a non-arithmetic op (the Conv / Gather that makes the offsets), then
-      forwards through the arithmetic whose every input is a coordinate or a constant
-      (fractions ``x - floor(x)``, ``1 - fraction`` and their products; the product with
-      a gathered pixel is not);
-    * ``plugin``: ``ldmvfi_fast`` DSepConv / DecoderOutput nodes of a ``domain`` export;
-    * ``softmax``: every Softmax and its inputs back to the score MatMul (included).
+    * ``dsepconv``: every Floor and the index input of every GatherElements, followed backwards
+      through index arithmetic (Add, Sub, Mul, Clip, Min, Max, Cast, reshapes...) up to a
+      non-arithmetic op (the Conv that makes the offsets), then forwards through the
+      arithmetic whose every input is a coordinate or a constant (fractions ``x - floor(x)``,
+      ``1 - fraction`` and their products); and forwards from the gathered samples through
+      arithmetic and data movement (the weighted accumulation, the mask blend, the residual
+      sum). In a ``domain`` export: the ``ldmvfi_fast`` DSepConv / DecoderOutput nodes;
+    * ``softmax``: every Softmax, its inputs back to the score MatMul (included) and the
+      ``attn @ v`` MatMul it feeds;
+    * ``quantizer``: every ArgMin and its distance arithmetic back to the ``z . e`` MatMul;
+    * ``timestep_embedding``: Cos / Sin and the phase ``t * freq`` back to ``t``;
+    * ``groupnorm``, ``layernorm``: the normalisation nodes.
     """
     graph = getattr(model, "graph", model)
     nodes = list(graph.node)
@@ -343,37 +392,75 @@ def fp32_nodes(model) -> dict[str, str]:
             ins = n.input[:1] if n.op_type in _DATA_INPUT0 else n.input
             stack.extend(i for i in ins if i)
 
-    # coordinates: backwards from Floor and from gather indices
-    seeds = []
-    for n in nodes:
-        if n.op_type == "Floor":
-            keep[n.name] = "coordinate"
-            seeds.extend(n.input)
-        elif n.op_type in _GATHERS and n.domain in ("", "ai.onnx"):
-            seeds.extend(n.input[i] for i in _GATHERS[n.op_type] if i < len(n.input))
-    back(seeds, _COORD_BACK, "coordinate")
-    # forwards: arithmetic on coordinates and constants only
-    coord_tensors = {o for n in nodes if keep.get(n.name) == "coordinate" for o in n.output}
-    frontier = list(coord_tensors)
-    while frontier:
-        t = frontier.pop()
-        for c in consumers.get(t, []):
-            if c.name in keep or c.op_type not in _COORD_FWD:
-                continue
-            if all((not i) or i in coord_tensors or i in consts for i in c.input):
-                keep[c.name] = "coordinate"
-                for o in c.output:
-                    coord_tensors.add(o)
-                    frontier.append(o)
-    # plugin nodes
-    for n in nodes:
-        if n.domain == PLUGIN_DOMAIN and n.op_type in FP32_PLUGIN_OPS:
-            keep[n.name] = "plugin"
-    # softmax and its inputs back to the scores' MatMul
-    for n in nodes:
-        if n.op_type == "Softmax":
-            keep[n.name] = "softmax"
-            back(list(n.input), _SOFTMAX_BACK, "softmax", stop_after={"MatMul", "Gemm"})
+    def forward(start: list[str], allowed: set[str], reason: str, stop_after: set[str] = frozenset()) -> None:
+        frontier = list(start)
+        while frontier:
+            t = frontier.pop()
+            for c in consumers.get(t, []):
+                if c.name in keep or (c.op_type not in allowed and c.op_type not in stop_after):
+                    continue
+                keep[c.name] = reason
+                if c.op_type not in stop_after:
+                    frontier.extend(o for o in c.output if o)
+
+    def of_type(ops) -> list:
+        return [n for n in nodes if n.op_type in ops and n.domain in ("", "ai.onnx")]
+
+    def dsepconv(name: str, ops: tuple[str, ...]) -> None:
+        seeds, samples = [], []
+        for n in of_type(ops):
+            if n.op_type in _GATHERS:  # index inputs: coordinates; the output: samples
+                seeds.extend(n.input[i] for i in _GATHERS[n.op_type] if i < len(n.input))
+                samples.extend(n.output)
+            else:  # Floor (and any other coordinate op the policy names)
+                keep[n.name] = name
+                seeds.extend(n.input)
+        back(seeds, _COORD_BACK, name)
+        # forwards: arithmetic on coordinates and constants only
+        coord = {o for n in nodes if keep.get(n.name) == name for o in n.output}
+        frontier = list(coord)
+        while frontier:
+            t = frontier.pop()
+            for c in consumers.get(t, []):
+                if c.name in keep or c.op_type not in _COORD_FWD:
+                    continue
+                if all((not i) or i in coord or i in consts for i in c.input):
+                    keep[c.name] = name
+                    for o in c.output:
+                        coord.add(o)
+                        frontier.append(o)
+        forward(samples, _SAMPLE_FWD, name)
+        for n in nodes:
+            if n.domain == PLUGIN_DOMAIN and n.op_type in FP32_PLUGIN_OPS:
+                keep[n.name] = name
+
+    def softmax(name: str, ops: tuple[str, ...]) -> None:
+        for n in of_type(ops):
+            keep[n.name] = name
+            back(list(n.input), _SOFTMAX_BACK, name, stop_after={"MatMul", "Gemm"})
+            forward(list(n.output), _SOFTMAX_FWD, name, stop_after={"MatMul"})
+
+    def quantizer(name: str, ops: tuple[str, ...]) -> None:
+        for n in of_type(ops):
+            keep[n.name] = name
+            back(list(n.input), _DIST_BACK, name, stop_after={"MatMul", "Gemm"})
+
+    def timestep_embedding(name: str, ops: tuple[str, ...]) -> None:
+        for n in of_type(ops):
+            keep[n.name] = name
+            back(list(n.input), _PHASE_BACK, name)
+
+    def ops_only(name: str, ops: tuple[str, ...]) -> None:
+        for n in of_type(ops):
+            keep.setdefault(n.name, name)
+
+    walkers = {"dsepconv": dsepconv, "softmax": softmax, "quantizer": quantizer,
+               "timestep_embedding": timestep_embedding}
+    names = [n for n in _policy.ISLANDS if _policy.keeps_fp32(n)] if islands is None else list(islands)
+    for name in names:
+        island = _policy.ISLANDS[name]  # KeyError on an unknown island
+        if island.onnx_ops or name in walkers:
+            walkers.get(name, ops_only)(name, island.onnx_ops)
     return keep
 
 
@@ -392,8 +479,9 @@ def _layer_nodes(layer) -> set[str]:
 
 
 def constrain_precision(trt, network, keep: dict[str, str], onnx_outputs: dict[str, str]) -> dict[str, int]:
-    """Mark the layers of ``network`` made from the ``keep`` nodes float32 (``layer.precision``
-    and ``set_output_type`` on their floating outputs); returns counts per reason.
+    """TensorRT 10 only: mark the layers of ``network`` made from the ``keep`` nodes float32
+    (``layer.precision`` and ``set_output_type`` on their floating outputs; TensorRT 11 has
+    neither); returns layer counts per island.
     ``onnx_outputs``: ONNX tensor name -> node name (to match layers by output tensor)."""
     floating = {trt.DataType.FLOAT, trt.DataType.HALF, getattr(trt.DataType, "BF16", trt.DataType.HALF)}
     counts: dict[str, int] = {}
@@ -437,21 +525,43 @@ def load_plugins(trt, path: str | Path | None, logger=None) -> str | None:
     return file_digest(p)
 
 
-def _precision_mode(trt, precision: str, onnx_dtype: str) -> str:
-    """``"constraints"`` (TensorRT 10: FP16/BF16 builder flag + per-layer float32 constraints),
-    ``"typed"`` (the ONNX graph's dtypes are the engine's: fp32 from float32, or a TensorRT
-    11 strongly typed build of a graph already in that precision)."""
-    want = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
+def folder_precision(manifest: dict) -> str:
+    """The engine precision of an ONNX folder's graphs (its manifest's ``dtype``)."""
+    dtype = manifest.get("dtype")
+    if dtype not in DTYPE_PRECISIONS:
+        raise EngineError(f"the ONNX manifest's dtype is {dtype!r}; expected one of {sorted(DTYPE_PRECISIONS)}")
+    return DTYPE_PRECISIONS[dtype]
+
+
+def _export_command(dtype: str) -> str:
+    return f"python export/export_onnx.py --ckpt CKPT --dtype {dtype} --out DIR"
+
+
+def _precision_mode(trt, precision: str, onnx_dtype: str, src: str | Path = "the ONNX folder") -> str:
+    """How ``precision`` engines are built from graphs of ``onnx_dtype``: ``"typed"`` (the graph's
+    dtypes are the engine's: a strongly typed network) or ``"constraints"`` (TensorRT 10 only:
+    a float32 graph, the FP16/BF16 builder flag and per-layer float32 constraints on the
+    policy's islands). :class:`OptionError` (one line, naming the export command) when the
+    graphs cannot give ``precision``: on TensorRT 11 any precision other than the graphs',
+    on TensorRT 10 any other than the graphs' from a float16 / bfloat16 folder."""
+    want = PRECISION_DTYPES[precision]
     if onnx_dtype == want:
         return "typed"
+    have = DTYPE_PRECISIONS.get(onnx_dtype, onnx_dtype)
+    major = trt_major(trt)
+    if major >= 11:
+        raise OptionError(
+            f"the ONNX graphs in {src} are {onnx_dtype} and TensorRT {trt_version(trt)} builds a graph in the dtypes "
+            f"written in it (strongly typed only: no FP16/BF16 builder flags): build them at --precision {have}, "
+            f"or for {precision} engines export {want} graphs first: {_export_command(want)}")
     if onnx_dtype != "float32":
-        raise OptionError(f"the ONNX graphs are {onnx_dtype}: build them at --precision "
-                          f"{ {'float16': 'fp16', 'bfloat16': 'bf16'}[onnx_dtype]}, or export float32 graphs")
+        raise OptionError(
+            f"the ONNX graphs in {src} are {onnx_dtype} (typed: TensorRT builds them as written): build them at "
+            f"--precision {have}, or for {precision} engines export {want} graphs first: {_export_command(want)}")
     flag = {"fp16": "FP16", "bf16": "BF16"}[precision]
     if not hasattr(trt.BuilderFlag, flag) or not hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
-        raise EngineError(f"TensorRT {trt_version(trt)} builds strongly typed networks only (no BuilderFlag.{flag}): "
-                          f"a {precision} engine needs {want} ONNX graphs (export_onnx.py --dtype {want}), and the "
-                          "float32 coordinate / softmax layers cannot be kept (use TensorRT 10 for that)")
+        raise EngineError(f"TensorRT {trt_version(trt)} has no BuilderFlag.{flag} / OBEY_PRECISION_CONSTRAINTS: "
+                          f"export {want} graphs ({_export_command(want)}) and build those")
     return "constraints"
 
 
@@ -459,7 +569,9 @@ def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profi
                workspace_gb: float | None, refittable: bool, keep: dict[str, str], onnx_outputs: dict[str, str]):
     builder = trt.Builder(logger)
     flags = 0
-    if mode == "typed" and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+    if mode == "typed" and trt_major(trt) < 11:
+        # TensorRT 10: strongly typed on request (11: always; its STRONGLY_TYPED flag is deprecated,
+        # ignored, and has another value - 0 - than 10's, 1)
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -471,10 +583,10 @@ def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profi
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if refittable:
         config.set_flag(trt.BuilderFlag.REFIT)
-    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: fp32 means float32 convolutions and matmuls
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: float32 layers compute in float32
     counts: dict[str, int] = {}
-    if mode == "constraints":
+    if mode == "constraints":  # TensorRT 10 only (_precision_mode)
         config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.BF16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         counts = constrain_precision(trt, network, keep, onnx_outputs)
@@ -509,6 +621,24 @@ class _TrtLogger:
         return Logger()
 
 
+_FLOATS = ("float32", "float16", "bfloat16")
+
+
+def _io_dtype(manifest: dict) -> str | None:
+    """The dtype of the graphs' floating inputs and outputs: the manifest's ``io_dtype`` (checked
+    against the tensor descriptions, which the runtime allocates by), else what those say
+    (folders exported before ``io_dtype`` was recorded; ``None`` if they disagree)."""
+    found = {d["dtype"] for g in GRAPHS for d in manifest["graphs"][g]["inputs"] + manifest["graphs"][g]["outputs"]
+             if d["dtype"] in _FLOATS}
+    io = manifest.get("io_dtype")
+    if io is None:
+        return found.pop() if len(found) == 1 else None
+    if found - {io}:
+        raise EngineError(f"the ONNX manifest says io_dtype {io} but its graphs' tensors are {sorted(found)}: "
+                          "export the folder again")
+    return io
+
+
 def make_logger(trt):
     try:
         return _TrtLogger(trt)
@@ -516,14 +646,15 @@ def make_logger(trt):
         return trt.Logger(trt.Logger.WARNING)
 
 
-def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precision: str = "fp32",
+def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precision: str | None = None,
               profile: dict | None = None, timing_cache: str | Path | None = None,
               plugins: str | Path | None = None, refittable: bool = False, workspace_gb: float | None = None,
               overwrite: bool = False, gpu: dict | None = None) -> Path:
     """Build TensorRT engines from the ONNX engine folder ``onnx_dir`` into ``out_dir``.
 
     Args:
-        precision: ``fp32``, ``fp16`` or ``bf16`` (see the module doc for what stays float32).
+        precision: ``fp32``, ``fp16`` or ``bf16``; default (``None``): the ONNX graphs' own
+            (the manifest's ``dtype``). See the module doc for how each TensorRT version builds it.
         profile: frame-size overrides of the manifest's profiles (:func:`parse_profile`).
         timing_cache: a timing-cache file, read if present and written back.
         plugins: the ldmvfi_fast TensorRT plugin library (needed by ``domain`` exports).
@@ -536,7 +667,7 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
     Returns the output folder. Engines are written to temporary names and renamed; the
     manifest is written last.
     """
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise OptionError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if workspace_gb is not None and not workspace_gb > 0:
         raise OptionError(f"--workspace must be a positive number of GB, got {workspace_gb}")
@@ -550,11 +681,18 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
     if mode_ops == "domain" and plugins is None:
         raise OptionError(f"the graphs in {src} use the {PLUGIN_DOMAIN} ONNX domain: give the plugin library "
                           "(--plugins PATH, built by CMakeLists.txt with -DTENSORRT_ROOT=...)")
+    if precision is None:
+        precision = folder_precision(m)
+    mode = _precision_mode(trt, precision, m["dtype"], src)
+    io_dtype = _io_dtype(m)
+    # the policy the engines follow: the one the exporter wrote into typed graphs (absent in
+    # folders exported before it was recorded), or the islands constrained here
+    policy = m.get("precision_policy") if mode == "typed" else _policy.describe()
     out = Path(out_dir) if out_dir is not None else default_out_dir(src, precision)
     profiles = profiles_from_manifest(m, profile)
     gpu = gpu or gpu_identity()
     version = trt_version(trt)
-    mode = _precision_mode(trt, precision, m["dtype"])
+    major = trt_major(trt)
     onnx_paths = {g: src / m["graphs"][g]["file"] for g in GRAPHS}
     for p in onnx_paths.values():
         if not p.is_file():
@@ -563,7 +701,8 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
     plugins_digest = load_plugins(trt, plugins, logger)
     digests = {g: onnx_digest(p) for g, p in onnx_paths.items()}
     keys = {g: engine_key(onnx_digest=digests[g], trt_version=version, gpu=gpu, precision=precision,
-                          profiles=profiles[g], plugins_digest=plugins_digest) for g in GRAPHS}
+                          profiles=profiles[g], plugins_digest=plugins_digest, policy=policy)
+            for g in GRAPHS}
     files = {g: engine_file_name(g, precision, keys[g]) for g in GRAPHS}
     check_engine_target(out, overwrite, files.values())
 
@@ -581,7 +720,7 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
         for g in GRAPHS:
             target = out / files[g]
             spec = m["graphs"][g]
-            if target.is_file():  # same key: same ONNX, TensorRT, GPU, precision, profile, plugins
+            if target.is_file():  # same key: same ONNX, TensorRT, GPU, precision, policy, profile, plugins
                 log.info("%s: engine %s is up to date (same key), kept", g, target.name)
                 counts, secs, reused = {}, 0.0, True
             else:
@@ -590,7 +729,7 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
                     import onnx
 
                     model = onnx.load(str(onnx_paths[g]), load_external_data=False)
-                    keep = fp32_nodes(model)
+                    keep = fp32_nodes(model)  # the islands precision.keeps_fp32 says are on
                     outputs = {o: n.name for n in model.graph.node for o in n.output}
                 log.info("%s: building %s engine from %s (%d layers kept float32)", g, precision,
                          onnx_paths[g].name, len(keep))
@@ -613,11 +752,13 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
             # the DDIM coefficient tables the C++ application samples with (export/cpp)
             "ddim": m.get("ddim") or ddim_tables(m["alphas_cumprod"]),
             "runtime": "tensorrt", "toolkit_version": __version__, "graphs": graphs, "device": "cuda",
-            "tensorrt": {"version": version, "gpu": gpu, "precision": precision, "precision_mode": mode,
+            "tensorrt": {"version": version, "major": major, "gpu": gpu, "precision": precision,
+                         "precision_mode": mode, "precision_policy": policy,
                          "refittable": bool(refittable), "workspace_gb": workspace_gb,
                          "plugins": {"file": Path(plugins).name, "digest": plugins_digest} if plugins else None,
                          "source": {"folder": str(src.resolve()), "custom_ops_mode": mode_ops,
-                                    "opset": m.get("opset"), "dtype": m["dtype"]},
+                                    "opset": m.get("opset"), "dtype": m["dtype"], "io_dtype": io_dtype,
+                                    "precision_policy": m.get("precision_policy")},
                          "engines": record, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         })
         write_manifest(out, manifest)
@@ -636,10 +777,10 @@ def expected_key(manifest: dict, graph: str, *, trt_version: str, gpu: dict, plu
     t = manifest["tensorrt"]
     return engine_key(onnx_digest=t["engines"][graph]["onnx_digest"], trt_version=trt_version, gpu=gpu,
                       precision=t["precision"], profiles=manifest["graphs"][graph]["profiles"],
-                      plugins_digest=plugins_digest)
+                      plugins_digest=plugins_digest, policy=t.get("precision_policy"))
 
 
 def describe(manifest: dict) -> str:
     t = manifest["tensorrt"]
     return (f"TensorRT {t['version']}, {t['gpu'].get('name')} (sm {t['gpu'].get('compute_capability')}), "
-            f"{t['precision']}")
+            f"{t['precision']} ({t.get('precision_mode', 'typed')})")

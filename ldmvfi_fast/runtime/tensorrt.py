@@ -12,8 +12,9 @@ runs on torch's current stream. The U-Net step, called once per sampling step wi
 same shapes, is captured in a CUDA graph after one warm-up run per shape and replayed; if
 the capture fails, it is logged and that graph runs plainly from then on.
 
-Needs ``tensorrt`` (TensorRT 10 Python bindings) and a CUDA GPU; imported only when a
-folder is loaded.
+Buffers are allocated in each I/O tensor's dtype as the manifest describes it (float32 frames,
+latents and eps at every engine precision; int64 ``t``). Needs ``tensorrt`` (TensorRT 10 or 11
+Python bindings) and a CUDA GPU; imported only when a folder is loaded.
 """
 from __future__ import annotations
 
