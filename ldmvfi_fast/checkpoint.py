@@ -34,7 +34,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError  # noqa: F401 - re-exported
+from .errors import CheckpointError, OptionError  # noqa: F401 - re-exported
 from .config import PRESETS, AutoencoderConfig, DiffusionConfig, LDMVFIConfig, UNetConfig, resolve_config
 from .models.autoencoder import unused_checkpoint_shapes
 from .models.ldmvfi import LDMVFI
@@ -531,6 +531,96 @@ def infer_config(sd: Mapping[str, Tensor]) -> LDMVFIConfig:
 
 
 # ---------------------------------------------------------------------------------------------
+# device and dtype: checked before anything loads
+
+
+#: dtype names and aliases the command line's ``--dtype`` takes -> the dtype
+DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+               "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+#: the dtypes each device type runs. float16 is refused on the CPU: PyTorch's CPU float16
+#: convolutions and matmuls are about 200x slower than float32 (measured on 2 cores, torch 2.13:
+#: a 128-channel 3x3 convolution at 64x112 takes 2.2 s in float16, 11 ms in float32, 5.5 ms
+#: in bfloat16). bfloat16 runs on the CPU (half the weights' memory) but is not recommended for
+#: speed: measured with ``benchmarks/latency.py --dtype bfloat16`` (float32 in the same run, 2
+#: cores with AVX512-BF16), the encoder and decoder gain (official preset: 1.9x, 1.2x) and the
+#: U-Net step loses (0.83x), a 4-step frame is not faster (0.82x). The first dtype of each device
+#: is the one recommended.
+DEVICE_DTYPES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "float16", "bfloat16")}
+#: said when a dtype is refused on a device, after the recommended dtype
+_DEVICE_NOTE = {"cpu": " (bfloat16 runs too, in half the memory, but is not faster on the CPU: measured by "
+                       "benchmarks/latency.py --dtype bfloat16)"}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def check_device_dtype(device=None, dtype=None, *, cli: bool = False) -> tuple[torch.device, torch.dtype]:
+    """``(device, dtype)`` checked together, before anything loads: the one place that decides
+    which combinations run (:data:`DEVICE_DTYPES`).
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a :class:`torch.device`, or None for
+            ``cuda`` when a CUDA device is visible, else ``cpu``.
+        dtype: a :class:`torch.dtype` or a name of :data:`DTYPE_NAMES`; None: float32.
+        cli: word the messages with the command line's options (``--device cpu``) instead of
+            the keyword arguments (``device='cpu'``).
+
+    Raises:
+        OptionError: an unknown device or dtype, a CUDA device where none is visible (or an index
+            past the last one), a dtype the device does not run (float16 on the CPU); the message
+            says what works.
+    """
+    def opt(name, value):
+        return f"--{name} {value}" if cli else f"{name}={value!r}"
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise OptionError(f"unknown device {device!r}: use {opt('device', 'cpu')}, {opt('device', 'cuda')} or "
+                          f"{opt('device', 'cuda:N')}") from None
+    if dev.type not in DEVICE_DTYPES:
+        raise OptionError(f"device {str(dev)!r} is not supported: ldmvfi_fast runs on cpu or cuda[:N] "
+                          f"({opt('device', 'cpu')} or {opt('device', 'cuda')})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+                why = f"torch {torch.__version__} is a CPU build"
+            else:
+                import os
+
+                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+                why = (f"no GPU visible to torch {torch.__version__}"
+                       + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""))
+            raise OptionError(f"no CUDA device here ({why}): use {opt('device', 'cpu')}")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise OptionError(f"device {str(dev)!r} does not exist: this machine has {n} CUDA device"
+                              f"{'s' if n != 1 else ''} (cuda:0{f' .. cuda:{n - 1}' if n > 1 else ''})")
+    if dtype is None:
+        dt = torch.float32
+    elif isinstance(dtype, torch.dtype):
+        dt = dtype
+    elif isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPE_NAMES:
+        dt = DTYPE_NAMES[dtype.removeprefix("torch.")]
+    else:
+        dt = None
+    works = DEVICE_DTYPES[dev.type]
+    if dt is None or _dtype_name(dt) not in DEVICE_DTYPES["cuda"]:
+        raise OptionError(f"unsupported dtype {dtype}: use float32, bfloat16 or float16 (float16 on CUDA only)")
+    if _dtype_name(dt) not in works:
+        others = [t for t, ds in DEVICE_DTYPES.items() if _dtype_name(dt) in ds]
+        why = (" (PyTorch's CPU float16 kernels are about 200x slower than float32)"
+               if dt == torch.float16 and dev.type == "cpu" else "")
+        raise OptionError(f"{_dtype_name(dt)} on {dev.type} is not supported{why}: on {dev.type} use "
+                          f"{opt('dtype', works[0])}{_DEVICE_NOTE.get(dev.type, '')}; {_dtype_name(dt)} runs on "
+                          f"{' or '.join(others)}")
+    return dev, dt
+
+
+# ---------------------------------------------------------------------------------------------
 # loading
 
 
@@ -543,13 +633,14 @@ def load_model(ckpt: str | Path | Mapping[str, Tensor], config=None, *, use_ema:
         config: preset name (``official``/``tiny``), original YAML path, :class:`LDMVFIConfig`,
             or None to infer it from the checkpoint's shapes.
         use_ema: EMA U-Net weights (default when present, as the official scripts), or raw.
-        device, dtype: where and in which precision the model runs (float16/bfloat16 on CUDA only).
+        device, dtype: where and in which precision the model runs, checked by
+            :func:`check_device_dtype` before the file is read (float16 on CUDA only).
+
+    Raises:
+        OptionError: a device or dtype that cannot run (see :func:`check_device_dtype`).
+        CheckpointError: a file that is not a usable LDMVFI checkpoint.
     """
-    device = torch.device(device)
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"unsupported dtype {dtype}: use float32, float16 or bfloat16")
-    if dtype != torch.float32 and device.type != "cuda":
-        raise ValueError(f"{dtype} is supported on CUDA only; use float32 on {device.type}")
+    device, dtype = check_device_dtype(device, dtype)
     # CRC checks only of the storages loaded below (not the unused raw/EMA twin, the
     # cond_stage_model duplicate or optimizer state)
     sd = read_checkpoint(ckpt, verify=False) if isinstance(ckpt, (str, Path)) else extract_state_dict(ckpt)

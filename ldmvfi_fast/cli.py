@@ -27,8 +27,10 @@ from .errors import (
 
 log = logging.getLogger("ldmvfi_fast.cli")
 
-DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
-          "bfloat16": "bfloat16", "bf16": "bfloat16"}
+#: --dtype's choices (names and aliases): :data:`ldmvfi_fast.checkpoint.DTYPE_NAMES`
+DTYPES = ("bf16", "bfloat16", "float16", "float32", "fp16", "fp32", "half")
+DTYPE_HELP = ("float32 (default; the fastest on CPU), bfloat16 (CPU and CUDA; on CPU half the memory, not faster) "
+              "or float16 (CUDA only: PyTorch's CPU float16 is ~200x slower)")
 MULTI = (2, 4, 8)
 MAX_SEED = 2 ** 63 - 1
 #: items decoded ahead / waiting to be encoded with the IO threads
@@ -85,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                          "distinct training timesteps); default: a student's own timesteps")
     it.add_argument("--seed", type=int, default=None, help=f"random seed, 0..{MAX_SEED} (default: random)")
     it.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    it.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="float16/bfloat16 on CUDA only")
+    it.add_argument("--dtype", default=None, choices=DTYPES,
+                    help=f"{DTYPE_HELP}; with --engines: the folder's (read from its manifest.json)")
     it.add_argument("--multi", type=int, default=None,
                     help="frame-rate multiplier for videos and folders: 2 (default), 4 or 8")
     it.add_argument("--padding", choices=("reference", "minimal"), default="reference",
@@ -127,7 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
     ex.add_argument("--raw-weights", action="store_true", help="the raw U-Net weights instead of the EMA")
     ex.add_argument("--device", default="cpu", help="device the programs run on (default cpu)")
-    ex.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="float16/bfloat16 on CUDA only")
+    ex.add_argument("--dtype", default="float32", choices=DTYPES,
+                    help=f"{DTYPE_HELP}; --format onnx: any, the graphs run anywhere")
     ex.add_argument("--backend", default=None, choices=("native", "triton", "reference"),
                     help="op backend traced into the graphs (default: the dispatcher's choice; reference: "
                          "plain PyTorch ops, no compiled extension needed to load them)")
@@ -176,20 +180,6 @@ def _check_options(args) -> None:
             raise OptionError("--scene-threshold and --no-scene-detect contradict each other; give one")
         if not (math.isfinite(args.scene_threshold) and 0 < args.scene_threshold <= 1):
             raise OptionError(f"--scene-threshold must be in (0, 1], got {args.scene_threshold}")
-    _device(args)
-
-
-def _device(args):
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise OptionError(f"bad --device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda requested but CUDA is not available on this machine")
-    return dev
 
 
 def _check_disjoint(src: Path, out: Path) -> None:
@@ -214,8 +204,11 @@ def _check_file_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
 
 
 def _check_runtime(args) -> None:
+    """The runtime, its engine folder and the device/dtype pair, checked before anything loads;
+    sets ``args.device_checked`` and ``args.dtype_checked`` (an engine folder's dtype is its manifest's)."""
     from . import _env
     from .checkpoint import OFFICIAL_CKPT_HELP
+    from .runtime import check_runtime_options
 
     if args.runtime == "torch":
         if args.engines:
@@ -227,21 +220,22 @@ def _check_runtime(args) -> None:
                           "`ldmvfi-fast export --format onnx|aoti`, export/build_trt.py make one)")
     elif not Path(args.engines).is_dir():
         raise OptionError(f"--engines {args.engines}: no such folder")
+    args.device_checked, args.dtype_checked = check_runtime_options(
+        args.runtime, engines=args.engines if args.runtime != "torch" else None, device=args.device,
+        dtype=args.dtype, cli=True)
 
 
 def _load(args):
-    import torch
-
     from . import _env
     from .pipeline import Interpolator
     from .runtime import load_backbone
 
-    dev = _device(args)
-    dtype = getattr(torch, DTYPES[args.dtype])
+    dev, dtype = args.device_checked, args.dtype_checked  # by _check_runtime
     ckpt = args.ckpt or (_env.default_checkpoint() if args.runtime == "torch" else None)
     backbone = load_backbone(args.runtime, ckpt=ckpt, engines=args.engines, config=args.config,
                              use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
-    log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev, args.dtype)
+    log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev,
+             str(dtype).replace("torch.", ""))
     interp = Interpolator(backbone, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding,
                           spacing=args.spacing)
     log.info("sampling: %s, %d steps, eta %g, %s", interp.sampler, interp.steps, interp.eta,
@@ -489,7 +483,7 @@ def _export(args) -> None:
 
     import torch
 
-    from .checkpoint import load_model
+    from .checkpoint import DTYPE_NAMES, check_device_dtype, load_model
     from .export.pt2 import export_pt2
 
     out = Path(args.out)
@@ -500,8 +494,10 @@ def _export(args) -> None:
     args.device = args.device or "cpu"
     if args.format == "onnx" and args.device != "cpu":
         raise OptionError("--format onnx exports on the CPU (the graphs run anywhere): leave out --device")
-    dev = _device(args)
-    dtype = getattr(torch, DTYPES[args.dtype])
+    # ONNX graphs are exported in float32 on the CPU and cast (they run anywhere); the other
+    # formats run in --dtype on --device
+    dtype = DTYPE_NAMES[args.dtype]
+    dev, _ = check_device_dtype(args.device, dtype if args.format != "onnx" else None, cli=True)
     if args.format == "onnx":
         from .export.onnx import _check_options
 

@@ -156,11 +156,68 @@ def test_loading_executes_no_code(tmp_path, fixtures_dir):
     assert m.cfg.name == "tiny"
 
 
-def test_unsupported_dtype_and_device(fixtures_dir):
-    with pytest.raises(ValueError, match="CUDA only"):
-        load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", dtype=torch.float16)
-    with pytest.raises(ValueError, match="unsupported dtype"):
-        load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", dtype=torch.float64)
+@pytest.mark.parametrize("device, dtype, words", [
+    ("cpu", torch.float16, r"float16 on cpu is not supported .* use dtype='float32' \(bfloat16 runs too"),
+    ("cpu", "half", "float16 on cpu is not supported"),
+    ("cpu", torch.float64, "unsupported dtype torch.float64: use float32, bfloat16 or float16"),
+    ("cpu", "int8", "unsupported dtype int8"),
+    ("cuda", torch.float32, r"no CUDA device here \(torch .* is a CPU build\): use device='cpu'"),
+    ("cuda:1", torch.bfloat16, "no CUDA device here"),
+    ("gpu", torch.float32, "unknown device 'gpu'"),
+    ("meta", torch.float32, "device 'meta' is not supported"),
+])
+def test_unsupported_dtype_and_device_refused_before_reading(tmp_path, monkeypatch, device, dtype, words):
+    """An OptionError (an LdmvfiError: exit 2 on the command line) naming what works, raised
+    before the file is opened: the checkpoint path here does not exist."""
+    from ldmvfi_fast.errors import LdmvfiError, OptionError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    with pytest.raises(OptionError, match=words) as info:
+        load_model(tmp_path / "missing.ckpt", device=device, dtype=dtype)
+    assert isinstance(info.value, LdmvfiError)
+
+
+def test_cpu_dtypes_that_load(tiny_ckpt):
+    m = load_model(tiny_ckpt, device="cpu", dtype="bf16")
+    assert {p.dtype for p in m.parameters()} == {torch.bfloat16}
+    m = load_model(tiny_ckpt, device=torch.device("cpu"))
+    assert {p.dtype for p in m.parameters()} == {torch.float32}
+
+
+def test_cuda_index_past_the_last_device(tmp_path, monkeypatch):
+    from ldmvfi_fast.checkpoint import check_device_dtype
+    from ldmvfi_fast.errors import OptionError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device_dtype("cuda:1", "float16") == (torch.device("cuda", 1), torch.float16)
+    with pytest.raises(OptionError, match=r"'cuda:2' does not exist: this machine has 2 CUDA devices \(cuda:0 .. cuda:1\)"):
+        load_model(tmp_path / "missing.ckpt", device="cuda:2")
+
+
+def test_engine_folder_dtype_from_manifest(tmp_path, monkeypatch):
+    """load_backbone reads an engine folder's dtype from its manifest; another dtype is refused
+    before anything loads (the folder has no graph files)."""
+    from ldmvfi_fast.errors import OptionError
+    from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, write_manifest
+    from ldmvfi_fast.runtime import check_runtime_options, load_backbone
+
+    spec = {"file": "g.pt2", "inputs": [], "outputs": []}
+    write_manifest(tmp_path, {"format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": "0",
+                              "runtime": "exported", "config": {}, "pad_unit": 256, "latent_factor": 32,
+                              "latent_channels": 3, "prediction": "eps", "alphas_cumprod": [0.5],
+                              "weights_hash": "sha256:" + "0" * 64, "dtype": "bfloat16", "op_backend": "reference",
+                              "graphs": {g: dict(spec) for g in ("encoder", "unet_step", "decoder")},
+                              "sizes": {"min_height": 256, "min_width": 256, "max_height": 512, "max_width": 512,
+                                        "multiple": 256, "max_batch": 1}})
+    assert check_runtime_options("exported", engines=tmp_path) == (torch.device("cpu"), torch.bfloat16)
+    assert check_runtime_options("exported", engines=tmp_path, dtype="bf16")[1] == torch.bfloat16
+    with pytest.raises(OptionError, match=f"the engines in {tmp_path} are bfloat16 .*not float32: leave out dtype"):
+        load_backbone("exported", engines=tmp_path, dtype=torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(OptionError, match="no CUDA device here"):
+        load_backbone("exported", engines=tmp_path, device="cuda")
 
 
 class _RunsACommand:

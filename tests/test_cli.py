@@ -608,3 +608,122 @@ def test_distill_subcommand_is_wired(tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err.startswith("error:")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- device and dtype, checked before loading
+def _pair_args(tmp_path):
+    if not (tmp_path / "a.png").exists():
+        write_image(tmp_path / "a.png", np.zeros((16, 16, 3), np.uint8))
+        write_image(tmp_path / "b.png", np.full((16, 16, 3), 40, np.uint8))
+    return ["interpolate", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "mid.png"),
+            "--steps", "2", "--seed", "0", "--padding", "minimal"]
+
+
+def _refused(capsys, tmp_path, rc, *words):
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "checkpoint not found" not in err  # the check came before the (missing) checkpoint was read
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "mid.png").exists()
+
+
+@pytest.mark.parametrize("opts, words", [
+    (["--device", "cuda"], ["no CUDA device here", "use --device cpu"]),
+    (["--device", "cuda:1", "--dtype", "bf16"], ["no CUDA device here", "use --device cpu"]),
+    (["--device", "gpu"], ["unknown device 'gpu'", "--device cpu, --device cuda or --device cuda:N"]),
+    (["--device", "mps"], ["device 'mps' is not supported", "cpu or cuda"]),
+    (["--device", "cpu", "--dtype", "float16"], ["float16 on cpu is not supported", "use --dtype float32 (bfloat16 "
+                                                  "runs too", "float16 runs on cuda"]),
+    (["--device", "cpu", "--dtype", "half"], ["float16 on cpu is not supported"]),
+])
+def test_device_and_dtype_refused_before_loading(tmp_path, capsys, monkeypatch, opts, words):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc = main(_pair_args(tmp_path) + ["--ckpt", str(tmp_path / "missing.ckpt"), *opts])
+    _refused(capsys, tmp_path, rc, *words)
+
+
+def test_no_cuda_message_says_why(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    rc = main(_pair_args(tmp_path) + ["--ckpt", str(tmp_path / "missing.ckpt"), "--device", "cuda"])
+    _refused(capsys, tmp_path, rc, f"torch {torch.__version__} is a CPU build")
+    monkeypatch.setattr(torch.version, "cuda", "12.4")  # a CUDA build without a visible GPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    rc = main(_pair_args(tmp_path) + ["--ckpt", str(tmp_path / "missing.ckpt"), "--device", "cuda"])
+    _refused(capsys, tmp_path, rc, "no GPU visible", "CUDA_VISIBLE_DEVICES=''")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU: cuda:2 does not exist
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    rc = main(_pair_args(tmp_path) + ["--ckpt", str(tmp_path / "missing.ckpt"), "--device", "cuda:2"])
+    _refused(capsys, tmp_path, rc, "device 'cuda:2' does not exist", "1 CUDA device (cuda:0)")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_cpu_dtypes_that_run(tmp_path, capsys, ckpt, dtype):
+    rc = main(_pair_args(tmp_path) + ["--ckpt", ckpt, "--device", "cpu", "--dtype", dtype])
+    assert rc == 0, capsys.readouterr().err
+    assert read_image(tmp_path / "mid.png").shape == (16, 16, 3)
+
+
+def _engine_folder(tmp_path, dtype: str, runtime: str = "exported") -> Path:
+    """A folder with only a valid manifest.json: enough for every check made before loading."""
+    from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, write_manifest
+
+    spec = {"file": "g.pt2", "inputs": [], "outputs": []}
+    d = tmp_path / f"eng-{runtime}-{dtype}"
+    d.mkdir()
+    write_manifest(d, {"format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": "0",
+                       "runtime": runtime, "config": {}, "pad_unit": 256, "latent_factor": 32,
+                       "latent_channels": 3, "prediction": "eps", "alphas_cumprod": [0.9, 0.5],
+                       "weights_hash": "sha256:" + "0" * 64, "dtype": dtype, "op_backend": "reference",
+                       "graphs": {g: dict(spec) for g in ("encoder", "unet_step", "decoder")},
+                       "sizes": {"min_height": 256, "min_width": 256, "max_height": 4096, "max_width": 4096,
+                                 "multiple": 256, "max_batch": 4}})
+    return d
+
+
+def test_engine_folder_dtype_comes_from_its_manifest(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from ldmvfi_fast import runtime
+
+    bf16 = _engine_folder(tmp_path, "bfloat16")
+    eng = ["--runtime", "exported", "--engines", str(bf16), "--device", "cpu"]
+    for given in ("float32", "fp16"):  # a --dtype other than the folder's: refused, naming the folder's
+        rc = main(_pair_args(tmp_path) + eng + ["--dtype", given])
+        _refused(capsys, tmp_path, rc, f"the engines in {bf16} are bfloat16", "leave out --dtype")
+    fp16 = _engine_folder(tmp_path, "float16")  # the folder's dtype is checked against the device too
+    rc = main(_pair_args(tmp_path) + ["--runtime", "exported", "--engines", str(fp16), "--device", "cpu"])
+    _refused(capsys, tmp_path, rc, "float16 on cpu is not supported")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trt = _engine_folder(tmp_path, "float16", "tensorrt")  # TensorRT's default device is CUDA
+    rc = main(_pair_args(tmp_path) + ["--runtime", "tensorrt", "--engines", str(trt)])
+    _refused(capsys, tmp_path, rc, "no CUDA device here")
+    seen = []
+
+    def spy(rt, **kw):
+        seen.append((rt, kw["device"], kw["dtype"]))
+        raise runtime.OptionError("spy: stop before loading")
+    monkeypatch.setattr(runtime, "load_backbone", spy)
+    for extra in ([], ["--dtype", "bf16"]):  # left out, or the folder's own: accepted
+        rc = main(_pair_args(tmp_path) + eng + extra)
+        _refused(capsys, tmp_path, rc, "spy: stop before loading")
+    assert seen == [("exported", torch.device("cpu"), torch.bfloat16)] * 2
+
+
+def test_export_checks_device_and_dtype_before_loading(tmp_path, capsys):
+    missing = str(tmp_path / "no.ckpt")
+    rc = main(["export", "--ckpt", missing, "--out", str(tmp_path / "o"), "--dtype", "float16"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "float16 on cpu is not supported" in err and err.count("\n") == 1
+    # ONNX graphs are exported on the CPU in float32 and cast: float16 is accepted (then the missing checkpoint)
+    rc = main(["export", "--ckpt", missing, "--out", str(tmp_path / "o"), "--format", "onnx", "--dtype", "float16",
+               "--opset", "20"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint not found" in err
+    assert not (tmp_path / "o").exists()

@@ -16,7 +16,7 @@ from ..errors import OptionError
 from .base import Backbone
 from .torch import TorchBackbone
 
-__all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone"]
+__all__ = ["Backbone", "TorchBackbone", "RUNTIMES", "load_backbone", "as_backbone", "check_runtime_options"]
 
 RUNTIMES = ("torch", "exported", "onnxruntime", "aoti", "tensorrt")
 
@@ -33,21 +33,64 @@ def as_backbone(model_or_backbone) -> Backbone:
     raise TypeError(f"expected an LDMVFI model or a Backbone, got {type(model_or_backbone).__name__}")
 
 
-def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | None = None, config=None,
-                  use_ema: bool | None = None, device=None, dtype=None) -> Backbone:
-    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported``, ``onnxruntime`` and ``aoti``
-    load the engine folder ``engines`` (and, when ``ckpt`` is given too, check they were made from it)."""
-    import torch
+def check_runtime_options(runtime: str = "torch", *, engines: str | Path | None = None, device=None, dtype=None,
+                          cli: bool = False):
+    """``(device, dtype)`` a runtime will run in, checked before anything loads.
+
+    The torch runtime runs ``dtype`` (default float32). An engine folder's dtype is its
+    ``manifest.json``'s ``"dtype"``: ``dtype`` may be left out, and one that differs is refused.
+    The pair is then checked by :func:`~ldmvfi_fast.checkpoint.check_device_dtype`
+    (``device`` None: for torch ``cuda`` when visible, else ``cpu``; for engines the runtime's
+    default: ``cuda`` for TensorRT, ``cpu`` for ONNX Runtime, the manifest's device for the others).
+
+    Raises:
+        OptionError: an unknown runtime, a missing engine folder, a dtype other than the
+            engines', or a device/dtype pair that cannot run (the message says what works).
+        EngineError: an engine folder without a valid manifest.
+    """
+    from ..checkpoint import DTYPE_NAMES, check_device_dtype
 
     if runtime not in RUNTIMES:
         raise OptionError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime != "torch":
+        if engines is None:
+            raise OptionError(f"the {runtime} runtime needs an engine folder (--engines DIR)")
+        from ..export.manifest import read_manifest
+
+        m = read_manifest(engines)
+        have = m["dtype"]
+        if have not in DTYPE_NAMES:
+            raise OptionError(f"the engines in {engines} record dtype {have!r}, which ldmvfi_fast does not run")
+        if dtype is not None:
+            want = DTYPE_NAMES.get(dtype) if isinstance(dtype, str) else dtype
+            if want != DTYPE_NAMES[have]:
+                shown = str(dtype).replace("torch.", "")
+                flag = "--dtype" if cli else "dtype"
+                raise OptionError(f"the engines in {engines} are {have} (their manifest.json), not {shown}: leave "
+                                  f"out {flag} (it is read from the folder) or export them again for {shown}")
+        dtype = have
+        if device is None:  # the runtime's own default
+            device = {"tensorrt": "cuda", "onnxruntime": "cpu"}.get(runtime, m.get("device", "cpu"))
+    return check_device_dtype(device, dtype, cli=cli)
+
+
+def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | None = None, config=None,
+                  use_ema: bool | None = None, device=None, dtype=None) -> Backbone:
+    """Build the backbone of ``runtime``: ``torch`` loads ``ckpt``; ``exported``, ``onnxruntime`` and ``aoti``
+    load the engine folder ``engines`` (and, when ``ckpt`` is given too, check they were made from it).
+
+    ``device`` and ``dtype`` are checked first (:func:`check_runtime_options`); an engine folder's
+    dtype is read from its manifest (``dtype`` may be left out). ``device`` None: ``cpu`` for
+    the torch runtime."""
+    import torch
+
+    if runtime == "torch" and device is None:
+        device = "cpu"
+    device, dtype = check_runtime_options(runtime, engines=engines, device=device, dtype=dtype)
     if runtime == "torch":
         from ..checkpoint import load_model
 
-        return TorchBackbone(load_model(ckpt, config, use_ema=use_ema, device=device or "cpu",
-                                        dtype=dtype or torch.float32))
-    if engines is None:
-        raise OptionError(f"the {runtime} runtime needs an engine folder (--engines DIR)")
+        return TorchBackbone(load_model(ckpt, config, use_ema=use_ema, device=device, dtype=dtype))
     from ..export.manifest import read_manifest
     from .exported import ExportedBackbone
 
@@ -73,6 +116,4 @@ def load_backbone(runtime: str = "torch", *, ckpt=None, engines: str | Path | No
         bb = TrtBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
     else:
         bb = ExportedBackbone.from_dir(engines, device=device, expect_weights_hash=expect)
-    if dtype is not None and dtype != bb.dtype:
-        raise OptionError(f"the engines in {engines} are {bb.dtype}; export them again for {dtype}")
     return bb
