@@ -57,11 +57,11 @@ class EncoderExport(nn.Module):
 
     def __init__(self, model: LDMVFI):
         super().__init__()
-        self.fs = model.first_stage
+        self.model = model
 
     @_traced_size_oblivious
     def forward(self, frame: Tensor):
-        z, phi = self.fs.encode(frame)
+        z, phi = self.model.encode(frame)  # float32 outputs under half (precision island "io")
         return (z, *phi)
 
 

@@ -166,7 +166,8 @@ class VectorQuantizer(nn.Module):
     def indices(self, z: Tensor) -> Tensor:
         """z: (B, D, h, w) -> flat int64 indices (B*h*w,), row-major over (b, y, x)."""
         # precision island "quantizer": distances and argmin in float32 under half
-        zf, e = precision.upcast("quantizer", z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), self.embedding.weight)
+        zf, e = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), self.embedding.weight
+        zf, e = precision.upcast("quantizer", zf, e) if precision.keeps_fp32("quantizer") else (zf.to(e.dtype), e)
         d = zf.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * zf @ e.t()
         return d.argmin(dim=1)
 
