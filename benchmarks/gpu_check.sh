@@ -14,6 +14,12 @@
 #   bench_ops    driver --bench: native, triton, reference and SDPA (window copies included) at 1080p
 #   kernels      benchmarks/kernels.py (reference vs CUDA kernels), no torch.compile
 #   compile      benchmarks/kernels.py with torch.compile, last, two cases (dsepconv, decoder_output)
+#   precision    benchmarks/precision.py: official preset (random weights) at 256x448 and 1080p, bf16/fp16
+#                vs fp32, per stage, whole 4-step interpolation; at 1080p each fp32 island off in turn
+#   latency_half benchmarks/latency.py --dtype bfloat16 at 1080p, official, 4 steps, vs float32
+#
+# The frame pair of precision: build/bikes_pair.npz when present (benchmarks/precision.py
+# --save-pair writes it on a machine with PyAV; the GPU image has none), else bikes.mp4 itself.
 #
 # Without a CUDA device (or with --dry-run) nothing runs: every step's command is listed and the
 # script exits 0. Needs no PyAV and no network. Each step's log is DIR/<step>.log; DIR/summary.tsv
@@ -27,7 +33,7 @@ OUT="build/gpu_check"  # build/ is git-ignored
 DRY=0
 LIST=0
 ONLY=""
-ALL_STEPS="env build pytest_cuda memcheck racecheck initcheck memcheck_big bench_ops kernels compile"
+ALL_STEPS="env build pytest_cuda memcheck racecheck initcheck memcheck_big bench_ops kernels compile precision latency_half"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +43,7 @@ while [ $# -gt 0 ]; do
     --only=*) ONLY="${1#--only=}"; shift ;;
     --dry-run) DRY=1; shift ;;
     --list) LIST=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -99,8 +105,10 @@ step() {
 step env 60 bash -c "nvidia-smi; nvcc --version; compute-sanitizer --version; $PY -c \"import torch, sys; \
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.get_device_name(), torch.cuda.get_device_capability()); import triton; print('triton', triton.__version__)\""
-step build 600 env TORCH_CUDA_ARCH_LIST="${ARCH:-THIS_GPU_ARCH}" MAX_JOBS=16 FORCE_CUDA=1 \
-  "$PY" setup.py build_ext --inplace
+# the compilers on PATH (the g++ torch was built with), not Python's sysconfig ones: on the H200 image those
+# are /opt/gcc's, and an extension linked by them segfaults when an op raises (two libstdc++ unwinders)
+step build 600 env TORCH_CUDA_ARCH_LIST="${ARCH:-THIS_GPU_ARCH}" MAX_JOBS=16 FORCE_CUDA=1 CC=gcc CXX=g++ \
+  LDSHARED="g++ -shared" "$PY" setup.py build_ext --inplace
 step pytest_cuda 600 env LDMVFI_FAST_REQUIRE_NATIVE=1 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider \
   --continue-on-collection-errors --junitxml="$OUT/pytest_cuda.xml" tests
 step memcheck 480 $NOCACHE $SAN --tool memcheck --leak-check no $DRIVER --small --out "$OUT/memcheck.json"
@@ -113,6 +121,14 @@ step bench_ops 420 $DRIVER --bench --dtypes float32 bfloat16 --out "$OUT/bench_o
 step kernels 480 "$PY" benchmarks/kernels.py --no-compile --out "$OUT/kernels.json"
 step compile 480 "$PY" benchmarks/kernels.py --cases dsepconv decoder_output --dtypes float32 \
   --out "$OUT/kernels_compile.json"
+PAIR_ARGS=""
+[ -f build/bikes_pair.npz ] && PAIR_ARGS="--pair build/bikes_pair.npz"
+step precision 360 bash -c "$PY benchmarks/precision.py --config official --device cuda --height 256 --width 448 \
+  --steps 4 $PAIR_ARGS -v --out $OUT/precision_256x448.json && $PY benchmarks/precision.py --config official \
+  --device cuda --height 1080 --width 1920 --steps 4 --ablate --repeats 3 $PAIR_ARGS -v --out $OUT/precision_1080p.json"
+step latency_half 240 "$PY" benchmarks/latency.py --config official --device cuda --dtype bfloat16 \
+  --height 1080 --width 1920 --steps 4 --eta 0 --padding minimal --repeats 5 --no-memory --quiet \
+  --out "$OUT/latency_half.json"
 
 if [ "$DRY" = 1 ]; then
   echo "dry run: nothing was executed"

@@ -33,6 +33,16 @@ Prints markdown tables and writes JSON (device, date, commit, command, raw numbe
     python benchmarks/latency.py --runtime torch,onnxruntime --profile-decoder ...   # top ops of the decoder
     python benchmarks/latency.py --runtime torch,onnxruntime:threads=1,onnxruntime:opt=basic ...  # ORT options
     python benchmarks/latency.py --config official --height 1080 --width 1920 --device cuda --dtype bfloat16
+
+Half precision (``--dtype bfloat16`` or ``float16``) is timed against ``--compare-dtype``
+(default float32; ``none`` to leave it out) in the same run: every runtime in both dtypes,
+alternated, the stages fed the same inputs (cast), with a speed-up table (float32 median /
+half median) and ``speedup_vs_float32`` in the JSON. A half-precision engine a runtime cannot
+build, load or run (bfloat16 ONNX on ONNX Runtime's CPU provider) is a "not supported: <reason>"
+row. The CPU comparison (float16 is refused on the CPU: ldmvfi_fast.checkpoint.DEVICE_DTYPES):
+
+    python benchmarks/latency.py --config tiny --dtype bfloat16 --steps 4 --eta 0 --threads 2 --whole-repeats 3
+    python benchmarks/latency.py --config official --dtype bfloat16 --steps 4 --eta 0 --threads 2 --whole-repeats 3
     python benchmarks/latency.py --backend auto,reference ...   # op backends timed alternately
 
 A runtime may carry options after a colon, ``+``-separated: ``onnxruntime:opt=basic+threads=2``
@@ -88,12 +98,16 @@ STAGES = ("encode (1 frame)", "unet step", "decode")
 
 
 def build_model(args, device, dtype):
+    """The model in ``dtype``: the checkpoint's weights, or random ones (seed 0: the same weights
+    in every dtype and run). The device/dtype pair is checked as the command line checks it."""
     from ldmvfi_fast import load_model
+    from ldmvfi_fast.checkpoint import check_device_dtype
     from ldmvfi_fast.config import resolve_config
     from ldmvfi_fast.models.ldmvfi import LDMVFI
 
     if args.ckpt:
         return load_model(args.ckpt, args.config, device=device, dtype=dtype)
+    device, dtype = check_device_dtype(device, dtype, cli=True)
     torch.manual_seed(0)
     model = LDMVFI(resolve_config(args.config or "official"))
     return model.eval().requires_grad_(False).to(device=device, dtype=dtype)
@@ -154,6 +168,22 @@ def parse_variants(runtimes: str, backends: str) -> list[dict]:
     if not out:
         raise OptionError("--runtime lists no runtime")
     return out
+
+
+def bench_dtypes(dtype: str, compare: str | None) -> list[str]:
+    """The dtypes timed: ``[compare, dtype]`` (the reference first) or ``[dtype]``. ``compare``
+    None: float32 when ``dtype`` is a half type, else none; ``"none"``: no reference."""
+    if compare is None:
+        compare = "float32" if dtype in ("float16", "bfloat16") else "none"
+    return [dtype] if compare in ("none", dtype) else [compare, dtype]
+
+
+def with_dtypes(variants: list[dict], dtypes: list[str]) -> list[dict]:
+    """Each variant once per dtype (``"dtype"`` added; named ``"NAME DTYPE"`` when there are several),
+    the reference dtype of a variant just before the others."""
+    if len(dtypes) == 1:
+        return [dict(v, dtype=dtypes[0], base_name=v["name"]) for v in variants]
+    return [dict(v, dtype=d, base_name=v["name"], name=f"{v['name']} {d}") for v in variants for d in dtypes]
 
 
 def check_packages(variants: list[dict]) -> None:
@@ -249,7 +279,8 @@ def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
         if runtime == "onnxruntime":
             from ldmvfi_fast.export.onnx import export_onnx
 
-            export_onnx(model, folder)
+            # bfloat16 graphs need opset 22 (ONNX Conv has no bfloat16 before)
+            export_onnx(model, folder, **({"opset": 22} if next(model.parameters()).dtype == torch.bfloat16 else {}))
         elif runtime == "aoti":
             from ldmvfi_fast.export.aoti import build_aoti
 
@@ -341,6 +372,26 @@ def load_variant(v: dict, model, folder: Path | None, device: torch.device, whas
     return ExportedBackbone.from_dir(folder, device=device, expect_weights_hash=whash)
 
 
+def _cast(obj, dtype: torch.dtype):
+    """``obj`` (a tensor, a list of them or an Encoded) with its floating tensors in ``dtype``."""
+    import dataclasses
+
+    from ldmvfi_fast.pipeline import Encoded
+
+    if isinstance(obj, Encoded):
+        return dataclasses.replace(obj, frame=_cast(obj.frame, dtype), z=_cast(obj.z, dtype),
+                                   phi=_cast(obj.phi, dtype))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cast(x, dtype) for x in obj)
+    return obj.to(dtype) if obj.is_floating_point() else obj
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a 'not supported' row."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
 def _max_diff(a, b) -> float:
     """Max abs difference between two outputs (tensors, lists of tensors or Encoded)."""
     from ldmvfi_fast.pipeline import Encoded
@@ -359,81 +410,152 @@ def _max_diff(a, b) -> float:
 def run(args) -> dict:
     from tqdm import tqdm
 
+    from ldmvfi_fast.checkpoint import check_device_dtype
     from ldmvfi_fast.export.manifest import weights_hash
     from ldmvfi_fast.pipeline import Interpolator
 
-    variants = parse_variants(args.runtime, args.backend)
+    dtypes = bench_dtypes(args.dtype, args.compare_dtype)
+    device = None
+    for d in dtypes:  # every pair checked before anything slow
+        device, _ = check_device_dtype(args.device, d, cli=True)
+    variants = with_dtypes(parse_variants(args.runtime, args.backend), dtypes)
     check_packages(variants)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
     info_at_start = run_info(device, args.argv, "latency.py")  # the commit measured (others may commit meanwhile)
     load_before = os.getloadavg()
-    model = build_model(args, device, dtype)
-    engine_rts = sorted({v["runtime"] for v in variants} - {"torch"})
-    whash = weights_hash(model) if engine_rts else None
+    models = {d: build_model(args, device, getattr(torch, d)) for d in dtypes}
+    model = models[args.dtype]
+    unsupported: dict[str, str] = {}  # variant -> why (half-precision engines a runtime cannot build or run)
+
+    def half_engine(v) -> bool:
+        return v["runtime"] != "torch" and v["dtype"] != "float32"
+
+    engine_keys = sorted({(v["runtime"], v["dtype"]) for v in variants if v["runtime"] != "torch"})
+    whash = {d: weights_hash(models[d]) for d in {d for _, d in engine_keys}}
     cache = Path(args.engines_cache or Path(tempfile.gettempdir()) / "ldmvfi-fast-bench-engines")
     folders, builds = {}, {}
-    for rt in engine_rts:
-        folders[rt], builds[rt] = engines_for(rt, model, device, cache, whash)
+    for rt, d in engine_keys:
+        try:
+            folders[rt, d], builds[rt, d] = engines_for(rt, models[d], device, cache, whash[d])
+        except Exception as exc:  # noqa: BLE001 - a half-precision engine a runtime cannot build: reported
+            if d == "float32":
+                raise
+            log.warning("%s %s engines: not supported: %s", rt, d, _reason(exc))
+            for v in variants:
+                if (v["runtime"], v["dtype"]) == (rt, d):
+                    unsupported[v["name"]] = "build: " + _reason(exc)
     its, load_s = {}, {}
     for v in variants:
+        if v["name"] in unsupported:
+            continue
         t0 = time.perf_counter()
-        bb = load_variant(v, model, folders.get(v["runtime"]), device, whash)
+        try:
+            bb = load_variant(v, models[v["dtype"]], folders.get((v["runtime"], v["dtype"])), device,
+                              whash.get(v["dtype"]))
+        except Exception as exc:  # noqa: BLE001
+            if not half_engine(v):
+                raise
+            unsupported[v["name"]] = "load: " + _reason(exc)
+            continue
         load_s[v["name"]] = round(time.perf_counter() - t0, 2)
         its[v["name"]] = Interpolator(bb, steps=args.steps, eta=args.eta, padding=args.padding)
-    names = [v["name"] for v in variants]
+    names = [v["name"] for v in variants if v["name"] in its]
+    by_name = {v["name"]: v for v in variants}
     fns_of = {v["name"]: (lambda f, v=v: _scoped(v["backend"], f)) for v in variants}
     base = its[names[0]]
     g = torch.Generator(device="cpu").manual_seed(0)
-    f0 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
-    f1 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
+    # frames in float32: the pipeline casts them to each variant's dtype
+    f0 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device)
+    f1 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device)
     results, diffs = {}, {}
     whole = f"interpolate ({base.steps} steps)"
     with torch.inference_mode():
+        # the stages' inputs: made once by the first variant (in the reference dtype), then cast
+        # to the dtype each variant's encoder returns (the same values for all: the diff column
+        # is each stage's own error)
         e0, e1 = _scoped(variants[0]["backend"], lambda: (base.encode(f0), base.encode(f1)))()
-        cond = torch.cat([e0.z, e1.z], 1)
-        x = torch.randn(e0.z.shape, generator=g).to(device, dtype)
+        x32 = torch.randn(e0.z.shape, generator=g).to(device)
+        z32 = _scoped(variants[0]["backend"], lambda: base.sample_latent(e0, e1, base.new_generator(0)))()
         t = torch.full((args.batch,), 500, device=device, dtype=torch.long)
-        z = _scoped(variants[0]["backend"], lambda: base.sample_latent(e0, e1, base.new_generator(0)))()
+        inputs = {}
+        for n in names:
+            io = its[n].dtype if by_name[n]["dtype"] == by_name[names[0]]["dtype"] else None
+            if io is None:  # what this variant's encoder returns
+                try:
+                    io = _scoped(by_name[n]["backend"], lambda n=n: its[n].encode(f0))().z.dtype
+                except Exception as exc:  # noqa: BLE001
+                    if not half_engine(by_name[n]):
+                        raise
+                    unsupported[n] = "run: " + _reason(exc)
+                    continue
+            a0, a1 = _cast(e0, io), _cast(e1, io)
+            inputs[n] = {"e0": a0, "e1": a1, "cond": torch.cat([a0.z, a1.z], 1), "x": x32.to(io), "z": z32.to(io)}
+        names = [n for n in names if n not in unsupported]
         stages = {
-            STAGES[0]: (lambda it: (lambda: it.encode(f0)), args.repeats, args.warmup),
-            STAGES[1]: (lambda it: (lambda: it.backbone.denoise(x, t, cond)), args.repeats, args.warmup),
-            STAGES[2]: (lambda it: (lambda: it.decode(z, e0, e1)), args.repeats, args.warmup),
-            whole: (lambda it: (lambda: it.interpolate(f0, f1, seed=0)), args.whole_repeats, min(args.warmup, 1)),
+            STAGES[0]: (lambda n: (lambda it=its[n]: it.encode(f0)), args.repeats, args.warmup),
+            STAGES[1]: (lambda n: (lambda it=its[n], i=inputs[n]: it.backbone.denoise(i["x"], t, i["cond"])),
+                        args.repeats, args.warmup),
+            STAGES[2]: (lambda n: (lambda it=its[n], i=inputs[n]: it.decode(i["z"], i["e0"], i["e1"])),
+                        args.repeats, args.warmup),
+            whole: (lambda n: (lambda it=its[n]: it.interpolate(f0, f1, seed=0)), args.whole_repeats,
+                    min(args.warmup, 1)),
         }
         bar = tqdm(total=sum(len(names) * (1 + max(w - 1, 0) + r) for _, r, w in stages.values()), unit="run",
                    desc="timing", disable=args.quiet)
         for stage, (make, repeats, warmup) in stages.items():
-            fns = {n: fns_of[n](make(its[n])) for n in names}
             outs = {}
-            for n in names:  # first call: correctness (and the first warm-up)
+            for n in list(names):  # first call: correctness (and the first warm-up)
                 bar.set_postfix_str(f"{stage}: {n}")
-                outs[n] = fns[n]()
+                try:
+                    outs[n] = fns_of[n](make(n))()
+                except Exception as exc:  # noqa: BLE001
+                    if not half_engine(by_name[n]):
+                        raise
+                    unsupported[n] = f"{stage}: " + _reason(exc)
+                    names.remove(n)
                 bar.update()
+            fns = {n: fns_of[n](make(n)) for n in names}
             diffs[stage] = {n: _max_diff(outs[n], outs[names[0]]) for n in names}
             del outs
             results[stage] = time_interleaved(fns, device, repeats, max(warmup - 1, 0),
                                               setup=lambda n, s=stage: (bar.set_postfix_str(f"{s}: {n}"),
                                                                         bar.update()))
         bar.close()
+    for n in unsupported:
+        log.warning("%s: not supported: %s", n, unsupported[n])
+    ref = {v["name"]: next(w["name"] for w in variants if w["base_name"] == v["base_name"]
+                           and w["dtype"] == dtypes[0]) for v in variants}
+    speedups: dict = {}
     for stage, r in results.items():
-        for n in names:
+        for n in r:
             r[n]["max_abs_diff"] = diffs[stage][n]
             r[n]["ratio_vs_" + names[0]] = r[names[0]]["median_ms"] / r[n]["median_ms"]
+            v = by_name[n]
+            if len(dtypes) > 1 and v["dtype"] != dtypes[0] and ref[n] in r:
+                r[n]["speedup_vs_" + dtypes[0]] = r[ref[n]]["median_ms"] / r[n]["median_ms"]
+                speedups.setdefault(n, {})[stage] = r[n]["speedup_vs_" + dtypes[0]]
+    for n, why in unsupported.items():
+        for r in results.values():
+            r[n] = {"unsupported": why}
     meta = {
         **info_at_start, "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
         "config": model.cfg.name, "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype,
+        "dtypes": dtypes, "compare_dtype": dtypes[0] if len(dtypes) > 1 else None,
         "input_hw": [args.height, args.width], "padded_hw": list(e0.frame.shape[-2:]), "padding": args.padding,
         "batch": args.batch, "steps": base.steps, "eta": args.eta, "variants": variants, "baseline": names[0],
         "backends": [v["name"] for v in variants], "warmup": args.warmup, "repeats": args.repeats,
         "whole_repeats": args.whole_repeats, "native_extension": _native_loaded(),
-        "engines": {rt: {"folder": str(folders[rt]), **builds[rt]} for rt in engine_rts},
+        "engines": {f"{rt} {d}" if len(dtypes) > 1 else rt: {"folder": str(folders[rt, d]), **builds[rt, d]}
+                    for rt, d in engine_keys if (rt, d) in folders},
+        "unsupported": unsupported,
         "load_s": load_s, "ratio": f"{names[0]} median / variant median (> 1: the variant is faster)",
         "max_abs_diff": f"max |output - {names[0]}'s output| on the same inputs (encode: z and every feature; "
                         "decode: the same latent and features for all; interpolate: the same seed)",
     }
+    if len(dtypes) > 1:
+        meta["speedup_vs_compare_dtype"] = (f"{dtypes[0]} median / {dtypes[1]} median of the same runtime "
+                                            "(> 1: the half type is faster)")
     if "onnxruntime" in {v["runtime"] for v in variants}:
         import onnxruntime
 
@@ -443,14 +565,23 @@ def run(args) -> dict:
     if device.type == "cuda":
         meta["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
     report = {"meta": meta, "results": results}
+    if len(dtypes) > 1:
+        report["speedup_vs_" + dtypes[0]] = speedups
     its.clear()
     base = None
     if args.profile_decoder:
-        report["profile"] = profile_decoder(args, model, variants, folders, device, dtype, whash, (z, e0, e1))
+        i = next(inputs[n] for n in names if by_name[n]["dtype"] == args.dtype)
+        report["profile"] = profile_decoder(args, model, [v for v in variants if v["dtype"] == args.dtype
+                                                          and v["name"] in names],
+                                            {rt: f for (rt, d), f in folders.items() if d == args.dtype}, device,
+                                            getattr(torch, args.dtype), whash.get(args.dtype),
+                                            (i["z"], i["e0"], i["e1"]))
     if args.memory and device.type == "cpu":
         del model
+        models.clear()
         release_memory()
-        report["memory"] = memory_all(args, variants, folders)
+        report["memory"] = memory_all(args, [v for v in variants if v["name"] not in unsupported],
+                                      folders)
         meta["memory_method"] = ("peak resident set (VmHWM, reset before each stage via /proc/self/clear_refs, "
                                  "after gc + malloc_trim) in a child process per runtime that loads only that "
                                  "runtime; peak_mib: the process's peak during the stage (weights included); "
@@ -583,13 +714,14 @@ def memory_all(args, variants, folders) -> dict:
     out = {}
     seen = set()
     for v in variants:
-        key = (v["runtime"], v["backend"], json.dumps(v["options"], sort_keys=True))
+        key = (v["runtime"], v["backend"], json.dumps(v["options"], sort_keys=True), v["dtype"])
         if key in seen:
             continue
         seen.add(key)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", json.dumps(v),
-               "--engines", str(folders.get(v["runtime"], "")), "--height", str(args.height), "--width",
-               str(args.width), "--batch", str(args.batch), "--dtype", args.dtype, "--padding", args.padding,
+               "--engines", str(folders.get((v["runtime"], v["dtype"]), "")), "--height", str(args.height),
+               "--width", str(args.width), "--batch", str(args.batch), "--dtype", v["dtype"], "--compare-dtype",
+               "none", "--padding", args.padding,
                "--device", "cpu"]
         for flag, val in (("--config", args.config), ("--ckpt", args.ckpt), ("--threads", args.threads)):
             if val:
@@ -631,14 +763,14 @@ def memory_child(args) -> dict:
     bb, rec["load"] = measure(load)
     it = Interpolator(bb, steps=2, padding=args.padding)
     g = torch.Generator().manual_seed(0)
-    f0 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
-    f1 = (torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1).to(device, dtype)
+    f0 = torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1  # the pipeline casts
+    f1 = torch.rand(args.batch, 3, args.height, args.width, generator=g) * 2 - 1
     with torch.inference_mode(), __import__("ldmvfi_fast.ops", fromlist=["use_backend"]).use_backend(
             None if v["backend"] == "auto" else v["backend"]):
         e0, rec["encode (1 frame) cold"] = measure(lambda: it.encode(f0))
         e1, rec["encode (1 frame)"] = measure(lambda: it.encode(f1))
         cond = torch.cat([e0.z, e1.z], 1)
-        x = torch.randn(e0.z.shape, generator=g).to(dtype)
+        x = torch.randn(e0.z.shape, generator=g).to(e0.z.dtype)  # what the encoder returns
         t = torch.full((args.batch,), 500, dtype=torch.long)
         _, rec["unet step cold"] = measure(lambda: bb.denoise(x, t, cond))
         _, rec["unet step"] = measure(lambda: bb.denoise(x, t, cond))
@@ -671,6 +803,9 @@ def table(report: dict) -> str:
         cells = []
         for v in vs:
             c = r[v]
+            if "unsupported" in c:
+                cells.append("not supported")
+                continue
             cell = f"{c['median_ms']:.1f} ({c.get('iqr_ms', 0):.0f})"
             if v != base:
                 cell += f", {r[base]['median_ms'] / c['median_ms']:.2f}x"
@@ -678,6 +813,22 @@ def table(report: dict) -> str:
                     cell += f", diff {c['max_abs_diff']:.1e}"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for v, why in m.get("unsupported", {}).items():
+        lines.append(f"- {v}: not supported: {why}")
+    ref = m.get("compare_dtype")
+    speedups = report.get(f"speedup_vs_{ref}") if ref else None
+    if ref:
+        half = [v for v in vs if v in speedups or v in m.get("unsupported", {})]
+        lines += ["", f"{m['dtype']} vs {ref}, same runtime, same run: speed-up = {ref} median / {m['dtype']} median "
+                  f"(> 1: {m['dtype']} is faster); in brackets {m['dtype']} median / {ref} median", ""]
+        lines.append("| stage | " + " | ".join(half) + " |")
+        lines.append("| --- |" + " ---: |" * len(half))
+        for name in report["results"]:
+            cells = []
+            for v in half:
+                x = speedups.get(v, {}).get(name)
+                cells.append(f"{x:.2f}x ({1 / x:.2f})" if x else "not supported")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     mem = report.get("memory")
     if mem:
         lines += ["", "Peak resident memory, MiB (whole process during the stage, warm; in brackets: extra over "
@@ -799,7 +950,11 @@ def main(argv=None) -> int:
     p.add_argument("--eta", type=float, default=1.0)
     p.add_argument("--padding", default="reference", choices=("reference", "minimal"))
     p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="dtype timed (float16: CUDA only; bfloat16 on CPU too)")
+    p.add_argument("--compare-dtype", default=None, choices=("float32", "float16", "bfloat16", "none"),
+                   help="reference dtype timed alongside, every runtime in both, alternated in one run, with a "
+                        "speed-up table (default: float32 when --dtype is float16 or bfloat16, else none)")
     p.add_argument("--backend", default="auto",
                    help="op backends, comma-separated, timed alternately: auto (default), native, triton, "
                         "reference; e.g. auto,reference gives the speed-up of the compiled kernels")
@@ -858,9 +1013,9 @@ def _main(args) -> int:
         if "profile" in report:
             print(profile_table(report["profile"]))
         m = report["meta"]
-        tag = "+".join(m["backends"]).replace(":", "-").replace("=", "").replace("[", "-").replace("]", "")
+        tag = "+".join(v["base_name"] for v in m["variants"] if v["dtype"] == m["dtype"]).replace(":", "-").replace("=", "").replace("[", "-").replace("]", "")
         default = RESULTS / (f"latency-{m['config']}-{m['input_hw'][0]}x{m['input_hw'][1]}-{m['device_type']}"
-                             f"-{m['dtype']}-{tag}.json")
+                             f"-{m['dtype']}{'-vs-' + m['compare_dtype'] if m.get('compare_dtype') else ''}-{tag}.json")
     out = write_json(Path(args.out) if args.out else default, report)
     print(f"wrote {out}")
     return 0

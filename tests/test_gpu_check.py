@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 DRIVER = REPO / "benchmarks" / "gpu_check_driver.py"
 STEPS = ["env", "build", "pytest_cuda", "memcheck", "racecheck", "initcheck", "memcheck_big", "bench_ops", "kernels",
-         "compile"]
+         "compile", "precision", "latency_half"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 

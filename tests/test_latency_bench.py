@@ -263,3 +263,64 @@ def test_official_preset_exports_and_runs_on_onnxruntime_at_256x448(tmp_path):
         got, want = ort.interpolate(f0, f1, seed=1), eager.interpolate(f0, f1, seed=1)
     assert got.shape == (1, 3, 256, 448)
     assert (got - want).abs().max().item() < 1e-3
+
+
+def test_dtypes_to_time(latency):
+    assert latency.bench_dtypes("bfloat16", None) == ["float32", "bfloat16"]  # the reference is on for half types
+    assert latency.bench_dtypes("float16", None) == ["float32", "float16"]
+    assert latency.bench_dtypes("float32", None) == ["float32"]
+    assert latency.bench_dtypes("bfloat16", "none") == ["bfloat16"]
+    assert latency.bench_dtypes("bfloat16", "bfloat16") == ["bfloat16"]
+    vs = latency.with_dtypes(latency.parse_variants("torch,onnxruntime", "auto"), ["float32", "bfloat16"])
+    assert [(v["name"], v["base_name"], v["dtype"]) for v in vs] == [
+        ("torch float32", "torch", "float32"), ("torch bfloat16", "torch", "bfloat16"),
+        ("onnxruntime float32", "onnxruntime", "float32"), ("onnxruntime bfloat16", "onnxruntime", "bfloat16")]
+
+
+def test_bfloat16_against_float32_in_one_run(latency, tmp_path, capsys):
+    rc, r = _run(latency, tmp_path, "--height", "256", "--width", "256", "--dtype", "bfloat16", "--no-memory")
+    out = capsys.readouterr().out
+    assert rc == 0
+    m = r["meta"]
+    assert m["dtypes"] == ["float32", "bfloat16"] and m["compare_dtype"] == "float32" and m["unsupported"] == {}
+    assert m["backends"] == ["torch float32", "torch bfloat16"] and m["baseline"] == "torch float32"
+    sp = r["speedup_vs_float32"]["torch bfloat16"]
+    for s in STAGES:
+        ref, half = r["results"][s]["torch float32"], r["results"][s]["torch bfloat16"]
+        assert half["speedup_vs_float32"] == pytest.approx(ref["median_ms"] / half["median_ms"]) == sp[s]
+        assert "speedup_vs_float32" not in ref
+        assert 0 < half["max_abs_diff"] < 0.5, s  # bfloat16's rounding, not another computation
+    assert "bfloat16 vs float32, same runtime, same run" in out and "| stage | torch bfloat16 |" in out
+
+
+def test_half_engine_that_fails_is_reported_not_supported(latency, tmp_path, capsys, monkeypatch):
+    """A half-precision engine a runtime cannot build is a 'not supported' row; float32 failures still raise."""
+    from ldmvfi_fast.errors import EngineError
+
+    def build(runtime, model, folder, device):
+        if next(model.parameters()).dtype != torch.float32:
+            raise EngineError("no bfloat16 Conv kernel here")
+        folder.mkdir()
+        (folder / "manifest.json").write_text("{}")
+        return {"runtime": runtime, "build_s": 0.0, "graphs": {}}
+
+    real = latency.load_variant
+    monkeypatch.setattr(latency, "_build", build)
+    monkeypatch.setattr(latency, "load_variant", lambda v, model, folder, device, whash: real(
+        dict(v, runtime="torch"), model, None, device, whash))
+    rc, r = _run(latency, tmp_path, "--runtime", "torch,exported", "--height", "256", "--width", "256", "--dtype",
+                 "bfloat16", "--no-memory", "--engines-cache", str(tmp_path / "cache"))
+    out = capsys.readouterr().out
+    assert rc == 0
+    why = r["meta"]["unsupported"]["exported bfloat16"]
+    assert "no bfloat16 Conv kernel here" in why
+    assert all(r["results"][s]["exported bfloat16"] == {"unsupported": why} for s in STAGES)
+    assert all(r["results"][s]["exported float32"]["median_ms"] > 0 for s in STAGES)
+    assert "- exported bfloat16: not supported: build: EngineError: no bfloat16 Conv kernel here" in out
+    assert "exported bfloat16" not in r["speedup_vs_float32"] and "torch bfloat16" in r["speedup_vs_float32"]
+
+
+def test_float16_on_cpu_is_refused_with_one_line(latency, tmp_path, capsys):
+    rc, report = _run(latency, tmp_path, "--dtype", "float16", "--device", "cpu")
+    err = capsys.readouterr().err
+    assert rc == 2 and report is None and err.count("\n") == 1 and "float16 on cpu is not supported" in err
