@@ -157,7 +157,7 @@ def _two_threads():
     yield
 
 
-@pytest.mark.slow  # ~7.5 min on 2 cores
+@pytest.mark.manual  # ~7.5 min on 2 cores: out of CI since the CUDA build stage (issue 15), see README
 def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
@@ -167,7 +167,7 @@ def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, tea
     _check_2x(_report(teacher, students, held_out_cond), tmp_path, "progressive")
 
 
-@pytest.mark.slow  # ~6 min on 2 cores
+@pytest.mark.manual  # ~6 min on 2 cores: out of CI since the CUDA build stage (issue 15), see README
 def test_consistency_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
