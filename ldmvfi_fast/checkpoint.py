@@ -540,15 +540,22 @@ DTYPE_NAMES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch
 #: the dtypes each device type runs. float16 is refused on the CPU: PyTorch's CPU float16
 #: convolutions and matmuls are about 200x slower than float32 (measured on 2 cores, torch 2.13:
 #: a 128-channel 3x3 convolution at 64x112 takes 2.2 s in float16, 11 ms in float32, 5.5 ms
-#: in bfloat16). bfloat16 runs on the CPU (half the weights' memory) but is not recommended for
-#: speed: measured with ``benchmarks/latency.py --dtype bfloat16`` (float32 in the same run, 2
-#: cores with AVX512-BF16), the encoder and decoder gain (official preset: 1.9x, 1.2x) and the
-#: U-Net step loses (0.83x), a 4-step frame is not faster (0.82x). The first dtype of each device
-#: is the one recommended.
+#: in bfloat16). bfloat16 runs on the CPU and is the fast choice there: measured with
+#: ``benchmarks/latency.py --dtype bfloat16`` (float32 in the same run, 2 quiet cores with
+#: AVX512-BF16, precision policy in force), official preset at 256x448: encode 1.77x, U-Net
+#: step 1.70x, decode 1.94x, a 4-step frame 1.86x faster, peak memory 1.2 GB instead of 2.1 GB;
+#: tiny preset 1.73x per frame (its small U-Net step is overhead-bound: 0.73x). Its frames are
+#: 64-66 dB from float32's (``benchmarks/precision.py``). float32 stays the default: it is the
+#: one that reproduces the original code to ~5e-7. The first dtype of each device is the default.
 DEVICE_DTYPES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "float16", "bfloat16")}
 #: said when a dtype is refused on a device, after the recommended dtype
-_DEVICE_NOTE = {"cpu": " (bfloat16 runs too, in half the memory, but is not faster on the CPU: measured by "
-                       "benchmarks/latency.py --dtype bfloat16)"}
+_DEVICE_NOTE = {"cpu": ("bfloat16", " (~1.9x faster on CPUs with AVX512-BF16, frames ~65 dB from float32's: "
+                                    "benchmarks/latency.py, benchmarks/precision.py)")}
+
+
+def _note(device_type: str, opt) -> str:
+    alt = _DEVICE_NOTE.get(device_type)
+    return f" or {opt('dtype', alt[0])}{alt[1]}" if alt else ""
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -615,7 +622,7 @@ def check_device_dtype(device=None, dtype=None, *, cli: bool = False) -> tuple[t
         why = (" (PyTorch's CPU float16 kernels are about 200x slower than float32)"
                if dt == torch.float16 and dev.type == "cpu" else "")
         raise OptionError(f"{_dtype_name(dt)} on {dev.type} is not supported{why}: on {dev.type} use "
-                          f"{opt('dtype', works[0])}{_DEVICE_NOTE.get(dev.type, '')}; {_dtype_name(dt)} runs on "
+                          f"{opt('dtype', works[0])}{_note(dev.type, opt)}; {_dtype_name(dt)} runs on "
                           f"{' or '.join(others)}")
     return dev, dt
 

@@ -157,7 +157,7 @@ def test_loading_executes_no_code(tmp_path, fixtures_dir):
 
 
 @pytest.mark.parametrize("device, dtype, words", [
-    ("cpu", torch.float16, r"float16 on cpu is not supported .* use dtype='float32' \(bfloat16 runs too"),
+    ("cpu", torch.float16, r"float16 on cpu is not supported .* use dtype='float32' or dtype='bfloat16' \(~1.9x faster"),
     ("cpu", "half", "float16 on cpu is not supported"),
     ("cpu", torch.float64, "unsupported dtype torch.float64: use float32, bfloat16 or float16"),
     ("cpu", "int8", "unsupported dtype int8"),
