@@ -500,16 +500,31 @@ def test_domain_mode_whole_export(request, cfg, tmp_path):
 @pytest.mark.manual  # 7 min on 2 cores (float16 299 s, bfloat16 119 s): outside CI
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_precision_exports(tiny, dtype, tmp_path):
-    """float16 / bfloat16 graphs pass onnx.checker (full); float16 ones run at a second size in
-    ONNX Runtime where its CPU provider has the kernels (export_onnx checks that itself)."""
+    """Whole float16 / bfloat16 exports: every graph passes onnx.checker (full), takes and returns
+    float32 (island io; the manifest says so and records the policy), and the islands of the U-Net
+    and the decoder are float32 in the graph: Cos/Sin (timestep_embedding), ArgMin (quantizer),
+    Floor of DSepConv's sample positions (dsepconv). float16 graphs run at a second size in ONNX
+    Runtime (export_onnx checks that itself)."""
     import onnx
+
+    from ldmvfi_fast import precision
 
     opset = 22 if dtype == "bfloat16" else 20  # ONNX Conv has bfloat16 from opset 22
     out = export_onnx(tiny, tmp_path / "e", dtype=getattr(torch, dtype), opset=opset)
     m = read_manifest(out)
-    assert m["dtype"] == dtype and m["graphs"]["decoder"]["outputs"][0]["dtype"] == dtype
+    assert m["dtype"] == dtype and m["io_dtype"] == "float32" and m["precision_policy"] == precision.describe()
+    for g in m["graphs"].values():
+        assert {d["dtype"] for d in g["inputs"] + g["outputs"]} <= {"float32", "int64"}
+    f32 = onnx.TensorProto.FLOAT
     for name in ONNX_FILES.values():
         onnx.checker.check_model(str(out / name), full_check=True)
+    islands = {"unet_step.onnx": ("Cos", "Sin"), "decoder.onnx": ("ArgMin", "Floor")}
+    for name, ops in islands.items():
+        model = onnx.load(str(out / name))
+        types = _elem_types(model)
+        for op in ops:
+            nodes = [n for n in model.graph.node if n.op_type == op]
+            assert nodes and all(types[n.input[0]] == f32 for n in nodes), (name, op)
 
 
 # ---------------------------------------------------------------- half precision: typed graphs
