@@ -62,6 +62,36 @@ def raw_pair(clip: str = "bikes.mp4", index: int = 100) -> list[np.ndarray]:
     return [img for i, img in enumerate(read_video(bundled_clip(clip), max_frames=index + 2)) if i >= index]
 
 
+def raw_pairs(indices: list[int], clip: str = "bikes.mp4") -> list[list[np.ndarray]]:
+    """Frame pairs (i, i + 1) of a bundled clip for each i of ``indices`` (needs PyAV)."""
+    from ldmvfi_fast.video import bundled_clip, read_video
+
+    want = set(indices) | {i + 1 for i in indices}
+    frames = {i: img for i, img in enumerate(read_video(bundled_clip(clip), max_frames=max(want) + 1)) if i in want}
+    return [[frames[i], frames[i + 1]] for i in indices]
+
+
+def pair_spread(ref, dtypes: list[str], indices: list[int], height: int, width: int, steps: int, device) -> dict:
+    """Whole-interpolation PSNR against float32 over several pairs: {dtype: {indices, psnr_db, min, median}}."""
+    out = {}
+    pairs = [frame_pair(height, width, raw) for raw in raw_pairs(indices)]
+    interp_ref = _interpolator(ref, steps)
+    refs, xs = [], []
+    for f0, f1 in pairs:
+        f0, f1 = f0.to(device), f1.to(device)
+        x_T = x_T_for(ref, f0, steps)
+        xs.append(x_T)
+        refs.append(_whole(interp_ref, f0, f1, x_T))
+    for dname in dtypes:
+        half = copy.deepcopy(ref).to(DTYPES[dname])
+        it = _interpolator(half, steps)
+        ps = [psnr01(_whole(it, f0.to(device), f1.to(device), x_T), r) for (f0, f1), x_T, r in zip(pairs, xs, refs)]
+        out[dname] = {"clip": "bikes.mp4", "indices": indices, "psnr_db": ps, "min": min(ps),
+                      "median": statistics.median(ps), "below_target": sum(p < TARGETS[dname] for p in ps)}
+        del half
+    return out
+
+
 def frame_pair(height: int, width: int, raw: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The pair of :func:`raw_pair` (or ``raw``), centre-cropped to height x width (resized up
     first when the clip is smaller), as (1, 3, H, W) float32 in [-1, 1]."""
@@ -246,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablate", action="store_true", help="each fp32 island off in turn (PSNR and time)")
     p.add_argument("--repeats", type=int, default=3, help="timing repeats (ablation)")
     p.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/precision-...json)")
+    p.add_argument("--pairs", type=int, default=0, metavar="N",
+                   help="also the whole-interpolation PSNR over N pairs of bikes.mp4 (spread over the clip)")
+    p.add_argument("--only-pairs", action="store_true", help="with --pairs: only the spread over the pairs")
     p.add_argument("--pair", default=None, help="the decoded pair from an .npz (--save-pair) instead of bikes.mp4")
     p.add_argument("--save-pair", default=None, help="write the decoded pair (uint8 frames) to this .npz and exit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -281,6 +314,18 @@ def main(argv: list[str] | None = None) -> int:
               "steps": args.steps, "sampler": "ddim eta 0", "policy": precision.describe(),
               "islands": {n: {"covers": i.covers, "why": i.why} for n, i in precision.ISLANDS.items()},
               "targets_db": TARGETS, "float32_whole_s": t_ref, "results": {}}
+    if args.pairs:
+        idx = [int(i) for i in np.linspace(10, 240, args.pairs)]
+        report["pairs"] = pair_spread(ref, dtypes, idx, args.height, args.width, args.steps, device)
+        for dname, r in report["pairs"].items():
+            print(f"{dname}: whole-interpolation PSNR over {len(idx)} bikes.mp4 pairs: min {r['min']:.2f} dB, "
+                  f"median {r['median']:.2f} dB, {r['below_target']} below {TARGETS[dname]} dB; "
+                  + " ".join(f"{p:.1f}" for p in r["psnr_db"]))
+        if args.only_pairs:
+            path = Path(args.out) if args.out else RESULTS / f"precision-{Path(args.config).stem}-pairs.json"
+            write_json(path, report)
+            print(f"wrote {path}")
+            return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="ldmvfi-precision-") as work:
         for dname in dtypes:
