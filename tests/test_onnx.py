@@ -589,30 +589,34 @@ def test_half_graph_is_typed_with_the_policy_casts(half_encoder_graph):
     assert {f32, half} <= casts
 
 
-def test_half_graph_runs_in_onnxruntime_at_two_sizes(half_encoder_graph):
+def test_half_graph_runs_at_two_sizes(half_encoder_graph):
     """float32 buffers in and out at two sizes and batches; the values follow PyTorch's float32 model
-    within half precision's error (float16's latent is ~0.3% off; 2% allowed).
+    within half precision's error (float16's latent is ~0.3% off, 2% allowed; bfloat16's ~2-3%, 5%).
     ONNX Runtime's CPU provider runs float16 graphs (inserting its own casts where it lacks a float16
-    kernel); it has no bfloat16 Conv: bfloat16 graphs are refused with NOT_IMPLEMENTED, asserted here,
-    so that a runtime that learns them shows up."""
+    kernel); it has no bfloat16 Conv: bfloat16 graphs are refused with NOT_IMPLEMENTED (asserted, so
+    that a runtime that learns them shows up) and run in onnx.reference instead."""
     import numpy as np
 
     name, fp32, path = half_encoder_graph
     ort = pytest.importorskip("onnxruntime")
     try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        run = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run
+        assert name == "float16"
     except Exception as exc:  # noqa: BLE001
         assert name == "bfloat16" and "NOT_IMPLEMENTED" in str(exc), exc
-        pytest.skip(f"ONNX Runtime CPU has no {name} kernels here: {str(exc).splitlines()[0][:160]}")
+        from onnx.reference import ReferenceEvaluator
+
+        run = ReferenceEvaluator(str(path)).run
     for h, w, b in [(256, 256, 2), (256, 512, 1)]:
         spec = export_specs(fp32, h, w, batch=b, max_units=4)[0]
         feeds = {n: t.numpy() for n, t in zip(spec.input_names, spec.inputs)}
         assert all(v.dtype == np.float32 for v in feeds.values())
-        got = sess.run(None, feeds)
+        got = run(None, feeds)
         with torch.no_grad():
             ref = spec.module(*spec.inputs)
         for g, r in zip(got, ref):
             assert g.dtype == np.float32 and g.shape == tuple(r.shape)
             r = r.float().numpy()
-            tol = 2e-2
-            assert float(np.abs(g - r).max()) <= tol * float(np.abs(r).max()), (name, h, w)
+            tol = 2e-2 if name == "float16" else 5e-2
+            err = float(np.abs(g - r).max()) / float(np.abs(r).max())
+            assert 0 < err <= tol, (name, h, w, err)
