@@ -273,12 +273,19 @@ def _compare(path: Path, spec: ExportSpec, second: ExportSpec, dtype: torch.dtyp
     with torch.no_grad():
         ref = second.module(*second.inputs)
     ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    # DSepConv floors each tap position: where an offset puts a tap within rounding of a pixel edge
+    # at the clamped border, ONNX Runtime and PyTorch pick neighbouring corners (seen: 3 of 2.4 M
+    # values, ~3e-3 apart, depending on the random example inputs). The decoder may differ at such
+    # isolated values (as tests/test_onnx.py allows); everything else must match within 1e-3.
     for name, g, r in zip(second.output_names, got, ref):
         r = r.float().cpu().numpy()
-        err = float(np.abs(g.astype(np.float32) - r).max()) if r.size else 0.0
+        isolated = max(4, r.size // 100_000) if second.name == "decoder" else 0
+        diff = np.abs(g.astype(np.float32) - r) if r.size else np.zeros(1, np.float32)
         scale = max(1.0, float(np.abs(r).max()) if r.size else 0.0)
-        if not err <= 1e-3 * scale:
-            raise EngineError(f"{path.name}: output {name} differs from PyTorch by {err:.3g} at {at}")
+        bad = int((~(diff <= 1e-3 * scale)).sum())
+        if bad > isolated:
+            raise EngineError(f"{path.name}: output {name} differs from PyTorch by {float(diff.max()):.3g} at {at} "
+                              f"({bad} values beyond 1e-3 x {scale:.3g})")
 
 
 def shape_profiles(spec: ExportSpec, *, unit: int, max_units: int,
