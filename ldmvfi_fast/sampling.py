@@ -41,13 +41,13 @@ import torch
 from torch import Tensor
 
 from .errors import OptionError
+from .parameterization import PREDICTIONS, to_eps
 
 log = logging.getLogger(__name__)
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 #: ``callback(done, total)`` after each sampling step; two ints, no tensor (no host sync)
 Callback = Callable[[int, int], None]
-PREDICTIONS = ("eps", "v", "x0")
 
 __all__ = ["make_beta_schedule", "DiffusionSchedule", "DDIMSchedule", "ddim_timesteps", "ddim_schedule",
            "ddim_sample", "ddpm_sample", "SPACINGS", "make_timesteps", "SolverSchedule", "solver_sample",
@@ -428,21 +428,11 @@ def ddpm_sample(eps_fn: EpsFn, x_T: Tensor, sched: DiffusionSchedule, *, generat
 
 
 def eps_from(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, prediction: str) -> Tensor:
-    """The noise implied by a model output of type ``prediction`` at timesteps ``t`` (B,).
-
-    ``eps`` is returned as is; ``x0`` (the clean latent) gives ``(x_t - sqrt(a) x0) / sqrt(1 - a)``;
-    ``v`` (Salimans and Ho: ``v = sqrt(a) eps - sqrt(1 - a) x0``) gives ``sqrt(a) v + sqrt(1 - a) x_t``,
-    with ``a = alphas_cumprod[t]``.
-    """
+    """The noise implied by a model output of type ``prediction`` at timesteps ``t`` (B,), in
+    ``x_t``'s dtype (``eps`` is returned as is): :func:`ldmvfi_fast.parameterization.to_eps`."""
     if prediction == "eps":
         return pred
-    if prediction not in PREDICTIONS:
-        raise OptionError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
-    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
-    if prediction == "x0":
-        return ((x_t.float() - sa * pred.float()) / s1a).to(x_t.dtype)
-    return (sa * pred.float() + s1a * x_t.float()).to(x_t.dtype)
+    return to_eps(pred, x_t, t, alphas_cumprod, prediction).to(x_t.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .. import precision
 from ..config import LDMVFIConfig
+from ..parameterization import convert, to_x0
 from ..sampling import SCHEDULE_BUFFERS, DiffusionSchedule, make_beta_schedule
 from .autoencoder import VQFlowNet
 from .unet import UNet
@@ -110,17 +111,9 @@ def boundary_scalings(t: Tensor, sigma_data: float = 0.5, timestep_scaling: floa
 
 
 def x0_from(raw: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
-    """The clean latent implied by an ``eps``, ``v`` or ``x0`` output at timesteps t (B,), float32."""
-    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
-    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
-    raw, x = raw.float(), x_t.float()
-    if kind == "x0":
-        return raw
-    if kind == "eps":
-        return (x - s1a * raw) / sa
-    if kind == "v":
-        return sa * x - s1a * raw
-    raise ValueError(f"unknown output kind {kind!r}")
+    """The clean latent implied by an ``eps``, ``v`` or ``x0`` output at timesteps t (B,), float32
+    (:func:`ldmvfi_fast.parameterization.to_x0`)."""
+    return to_x0(raw, x_t, t, alphas_cumprod, kind)
 
 
 def student_output(raw: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, record: dict) -> Tensor:
@@ -138,7 +131,4 @@ def student_output(raw: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, 
     pred = record["prediction"]
     if pred == "x0":
         return x0.to(x_t.dtype)
-    a = alphas_cumprod.to(x_t.device)[t].to(torch.float32).view(-1, *([1] * (x_t.dim() - 1)))
-    sa, s1a = a.sqrt(), (1.0 - a).sqrt()
-    eps = (x_t.float() - sa * x0) / s1a
-    return (eps if pred == "eps" else sa * eps - s1a * x0).to(x_t.dtype)
+    return convert(x0, x_t, t, alphas_cumprod, "x0", pred).to(x_t.dtype)
