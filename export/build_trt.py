@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="exit status: 0 done, 2 user error, 1 internal error")
     p.add_argument("--engines", help="ONNX engine folder (export/export_onnx.py); required")
     p.add_argument("--out", help="output folder (new or empty; see --overwrite); default ENGINES.trt-PRECISION")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
+    from ldmvfi_fast.dtypes import SHORT
+
+    p.add_argument("--precision", choices=tuple(SHORT.values()),
                    help="engine precision; default: the ONNX graphs' (their manifest's dtype). TensorRT 11 builds "
                         "only that; TensorRT 10 also builds float32 graphs at fp16/bf16 with the precision "
                         "policy's float32 islands kept by layer constraints")
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
 
     from ldmvfi_fast.errors import EXIT_USER_ERROR, LdmvfiError
-    from ldmvfi_fast.export.manifest import read_manifest
+    from ldmvfi_fast.manifest import read_manifest
     from ldmvfi_fast.export.tensorrt import build_trt, import_tensorrt, parse_profile
 
     t0 = time.perf_counter()

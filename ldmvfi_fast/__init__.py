@@ -13,25 +13,44 @@ Every user error is an :class:`LdmvfiError`.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 
-from .checkpoint import checkpoint_info, load_model
-from .config import LDMVFIConfig, official_config, tiny_config
-from .errors import (CheckpointError, ConfigError, EngineError, InputError, LdmvfiError, MediaError, OptionError,
-                     PaddingError)
-from .models.ldmvfi import LDMVFI
-from .ops import use_backend
-from .padding import pad_amounts, padded_size, reflect_pad
-from .pipeline import Encoded, Interpolator
-from .runtime import Backbone, TorchBackbone, load_backbone
-from .runtime.exported import ExportedBackbone
-from .sampling import SAMPLERS, register_sampler
-
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it; imported on first use (PEP 562), so
+#: ``import ldmvfi_fast`` (and ``ldmvfi-fast --help``) does not import torch
+_LAZY = {
+    "load_model": "checkpoint", "checkpoint_info": "checkpoint",
+    "LDMVFIConfig": "config", "official_config": "config", "tiny_config": "config",
+    "CheckpointError": "errors", "ConfigError": "errors", "EngineError": "errors", "InputError": "errors",
+    "LdmvfiError": "errors", "MediaError": "errors", "OptionError": "errors", "PaddingError": "errors",
+    "LDMVFI": "models.ldmvfi", "use_backend": "ops",
+    "pad_amounts": "padding", "padded_size": "padding", "reflect_pad": "padding",
+    "Encoded": "pipeline", "Interpolator": "pipeline",
+    "Backbone": "runtime", "TorchBackbone": "runtime", "load_backbone": "runtime",
+    "ExportedBackbone": "runtime.exported",
+    "SAMPLERS": "sampling", "register_sampler": "sampling",
+}
+
 __all__ = ["load_model", "checkpoint_info", "Interpolator", "Encoded", "LDMVFI", "LDMVFIConfig", "official_config",
            "tiny_config", "Backbone", "TorchBackbone", "ExportedBackbone", "load_backbone", "use_backend",
            "pad_amounts", "padded_size", "reflect_pad", "SAMPLERS", "register_sampler", "LdmvfiError",
            "CheckpointError", "ConfigError", "InputError", "PaddingError", "MediaError", "OptionError", "EngineError",
            "__version__"]
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ldmvfi_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

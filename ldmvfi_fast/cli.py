@@ -12,10 +12,10 @@ import logging
 import math
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
+from . import dtypes, formats
+from .choices import BACKENDS, DEFAULT_SCENE_THRESHOLD, MULTI, PADDING_MODES
 from .errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -27,14 +27,11 @@ from .errors import (
 
 log = logging.getLogger("ldmvfi_fast.cli")
 
-#: --dtype's choices (names and aliases): :data:`ldmvfi_fast.checkpoint.DTYPE_NAMES`
-DTYPES = ("bf16", "bfloat16", "float16", "float32", "fp16", "fp32", "half")
+#: --dtype's choices (names and aliases): :data:`ldmvfi_fast.dtypes.ALIASES`
+DTYPES = tuple(sorted(dtypes.ALIASES))
 DTYPE_HELP = ("float32 (default; reproduces the original), bfloat16 (CPU and CUDA; ~1.9x faster on CPUs with AVX512-BF16) "
               "or float16 (CUDA only: PyTorch's CPU float16 is ~200x slower)")
-MULTI = (2, 4, 8)
 MAX_SEED = 2 ** 63 - 1
-#: items decoded ahead / waiting to be encoded with the IO threads
-IO_QUEUE = 4
 
 EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path or checkpoint: one line on "
           "stderr, nothing written); 130 interrupted (nothing written); 1 internal error (a bug: a traceback "
@@ -42,9 +39,8 @@ EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path 
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .runtime import RUNTIMES
-    from .sampling import SAMPLERS, SPACINGS
-    from .scene import DEFAULT_SCENE_THRESHOLD
+    from .samplers import (DEFAULT_ETA, DEFAULT_NUM_TRAIN_STEPS, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SPACINGS,
+                           STUDENT_ETA)
 
     # -v is accepted before and after the command; the two counts add up (-v INFO, -vv DEBUG)
     verbose = argparse.ArgumentParser(add_help=False)
@@ -69,18 +65,23 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--ckpt", help="checkpoint (.ckpt); default: $LDMVFI_FAST_CKPT (with --runtime exported: "
                                    "optional, checks the engines were made from it)")
     it.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
-    it.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                    help="torch: the eager model (default); exported: torch.export programs from --engines "
-                         "(made by `ldmvfi-fast export`); onnxruntime: ONNX graphs (export/export_onnx.py); aoti: "
-                         "AOTInductor packages (export/build_aoti.py); tensorrt: TensorRT engines (export/build_trt.py; CUDA)")
+    it.add_argument("--runtime", choices=formats.RUNTIMES, default="torch",
+                    help="; ".join(f"{f.runtime}: {f.help}" for f in formats.FORMATS.values()))
     it.add_argument("--engines", help="engine folder (manifest.json and the sub-models) for the runtimes other "
                                       "than torch")
+    with_options = [f for f in formats.FORMATS.values() if f.options]
+    it.add_argument("--runtime-option", action="append", default=None, metavar="KEY=VALUE",
+                    help="an option of the runtime, repeatable ("
+                         + "; ".join(f"{f.runtime}: {', '.join(f.option_names())}" for f in with_options) + ")")
     it.add_argument("--steps", type=int, default=None,
-                    help="sampling steps, 1..1000 (default 200, as the paper; a distilled student's own count)")
+                    help=f"sampling steps, 1..{DEFAULT_NUM_TRAIN_STEPS} (default {DEFAULT_STEPS}, as the paper; a distilled student's own "
+                         "count); refused by samplers that do not use it (ddpm runs all training steps)")
     it.add_argument("--eta", type=float, default=None,
-                    help="eta in [0, 1] for ddim and dpmpp_2m_sde (default 1.0, as the paper; 0 for a student)")
+                    help="eta in [0, 1] for " + " and ".join(n for n, s in SAMPLERS.items() if s.uses_eta)
+                         + f" (default {DEFAULT_ETA:g}, as the paper; {STUDENT_ETA:g} for a student); refused by the "
+                           "other samplers")
     it.add_argument("--sampler", choices=list(SAMPLERS), default=None,
-                    help=f"default ddim (a distilled student's own sampler). {samplers}")
+                    help=f"default {DEFAULT_SAMPLER} (a distilled student's own sampler). {samplers}")
     it.add_argument("--spacing", choices=SPACINGS, default=None,
                     help="timestep spacing: uniform (the original's rule; ddim's default), trailing (starts at "
                          "the noisiest step; the other samplers' default), karras (rho=7 in sigma, nearest "
@@ -90,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--dtype", default=None, choices=DTYPES,
                     help=f"{DTYPE_HELP}; with --engines: the folder's (read from its manifest.json)")
     it.add_argument("--multi", type=int, default=None,
-                    help="frame-rate multiplier for videos and folders: 2 (default), 4 or 8")
-    it.add_argument("--padding", choices=("reference", "minimal"), default="reference",
+                    help=f"frame-rate multiplier for videos and folders: {', '.join(map(str, MULTI))} (default 2)")
+    it.add_argument("--padding", choices=PADDING_MODES, default="reference",
                     help="reference: as the original (default); minimal: multiples of 256, faster")
     it.add_argument("--raw-weights", action="store_true", help="use the raw U-Net weights instead of the EMA")
     it.add_argument("--max-frames", type=int, default=None,
@@ -123,8 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "for --runtime exported; onnx: encoder.onnx, ... for --runtime onnxruntime "
                                     "(same as export/export_onnx.py); aoti: AOTInductor packages for --runtime "
                                     "aoti (same as export/build_aoti.py). Batch, height and width stay dynamic.")
-    ex.add_argument("--format", default="pt2", choices=("pt2", "onnx", "aoti"),
-                    help="pt2 (default), onnx or aoti")
+    ex.add_argument("--format", default="pt2", choices=tuple(formats.EXPORT_FORMATS),
+                    help="; ".join(f"{k}: for --runtime {v}" for k, v in formats.EXPORT_FORMATS.items())
+                         + " (default pt2)")
     ex.add_argument("--ckpt", required=True, help="checkpoint (.ckpt)")
     ex.add_argument("--out", required=True, help="engine folder to write (new, or empty; see --overwrite)")
     ex.add_argument("--config", help="preset (official, tiny) or original YAML; default: inferred from the ckpt")
@@ -132,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="cpu", help="device the programs run on (default cpu)")
     ex.add_argument("--dtype", default="float32", choices=DTYPES,
                     help=f"{DTYPE_HELP}; --format onnx: any, the graphs run anywhere")
-    ex.add_argument("--backend", default=None, choices=("native", "triton", "reference"),
+    ex.add_argument("--backend", default=None, choices=BACKENDS,
                     help="op backend traced into the graphs (default: the dispatcher's choice; reference: "
                          "plain PyTorch ops, no compiled extension needed to load them)")
     ex.add_argument("--max-side", type=int, default=4096,
@@ -161,12 +163,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_options(args) -> None:
-    """Raise :class:`OptionError` (with the allowed range) for any bad numeric option or device."""
-    from .sampling import check_sampling_options
+    """Raise :class:`OptionError` (with the allowed range) for any bad numeric option; the sampling
+    options become ``args.sampling``, a checked :class:`~ldmvfi_fast.sampling.SamplingRequest`
+    (resolved once, against the loaded backbone, by the Interpolator)."""
+    from .samplers import DEFAULT_NUM_TRAIN_STEPS, SamplingRequest
 
-    # options not given are a teacher's defaults here; a student's own are applied once it is loaded
-    check_sampling_options(args.sampler or "ddim", 200 if args.steps is None else args.steps,
-                           1.0 if args.eta is None else args.eta, spacing=args.spacing)
+    args.sampling = SamplingRequest(args.sampler, args.steps, args.eta, args.spacing).check(DEFAULT_NUM_TRAIN_STEPS)
     if not 0 <= args.crf <= 51:
         raise OptionError(f"--crf must be between 0 (lossless) and 51 (lowest quality) for x264, got {args.crf}")
     if args.max_frames is not None and args.max_frames < 2:
@@ -174,7 +176,7 @@ def _check_options(args) -> None:
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
         raise OptionError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1), got {args.seed}")
     if args.multi is not None and args.multi not in MULTI:
-        raise OptionError(f"--multi must be 2, 4 or 8, got {args.multi}")
+        raise OptionError(f"--multi must be {', '.join(map(str, MULTI[:-1]))} or {MULTI[-1]}, got {args.multi}")
     if args.scene_threshold is not None:
         if args.no_scene_detect:
             raise OptionError("--scene-threshold and --no-scene-detect contradict each other; give one")
@@ -182,47 +184,28 @@ def _check_options(args) -> None:
             raise OptionError(f"--scene-threshold must be in (0, 1], got {args.scene_threshold}")
 
 
-def _check_disjoint(src: Path, out: Path) -> None:
-    """Refuse an output folder that is the input folder, holds it or lies inside it."""
-    a, b = src.resolve(), out.resolve()
-    if a == b:
-        raise MediaError(f"output {out} is the input folder {src}; give a new folder")
-    if a in b.parents:
-        raise MediaError(f"output {out} lies inside the input folder {src}; give a folder outside it")
-    if b in a.parents:
-        raise MediaError(f"output {out} contains the input folder {src}; give a new folder")
-
-
-def _check_file_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
-    from .video import check_output, check_writable
-
-    for p in inputs:
-        if out.resolve() == p.resolve():
-            raise MediaError(f"output {out} is an input; give another output path")
-    check_output(out, overwrite)
-    check_writable(out.parent)
-
-
 def _check_runtime(args) -> None:
-    """The runtime, its engine folder and the device/dtype pair, checked before anything loads;
-    sets ``args.device_checked`` and ``args.dtype_checked`` (an engine folder's dtype is its manifest's)."""
+    """The runtime, its engine folder, its options and the device/dtype pair, checked before
+    anything loads; sets ``args.device_checked``, ``args.dtype_checked`` (an engine folder's dtype
+    is its manifest's) and ``args.runtime_options``."""
     from . import _env
     from .checkpoint import OFFICIAL_CKPT_HELP
     from .runtime import check_runtime_options
 
-    if args.runtime == "torch":
+    fmt = formats.get(args.runtime)
+    args.runtime_options = formats.parse_options(args.runtime, args.runtime_option)
+    if not fmt.folder:
         if args.engines:
-            raise OptionError("--engines needs --runtime exported, onnxruntime, aoti or tensorrt; the torch runtime loads --ckpt")
+            folders = ", ".join(f.runtime for f in formats.FORMATS.values() if f.folder)
+            raise OptionError(f"--engines needs --runtime {folders}; the {args.runtime} runtime loads --ckpt")
         if not (args.ckpt or _env.default_checkpoint()):
             raise OptionError(f"no checkpoint given. {OFFICIAL_CKPT_HELP}")
     elif not args.engines:
-        raise OptionError(f"--runtime {args.runtime} needs --engines DIR (`ldmvfi-fast export`, "
-                          "`ldmvfi-fast export --format onnx|aoti`, export/build_trt.py make one)")
+        raise OptionError(f"--runtime {args.runtime} needs --engines DIR (made by {fmt.made_by})")
     elif not Path(args.engines).is_dir():
         raise OptionError(f"--engines {args.engines}: no such folder")
     args.device_checked, args.dtype_checked = check_runtime_options(
-        args.runtime, engines=args.engines if args.runtime != "torch" else None, device=args.device,
-        dtype=args.dtype, cli=True)
+        args.runtime, engines=args.engines if fmt.folder else None, device=args.device, dtype=args.dtype, cli=True)
 
 
 def _load(args):
@@ -231,15 +214,13 @@ def _load(args):
     from .runtime import load_backbone
 
     dev, dtype = args.device_checked, args.dtype_checked  # by _check_runtime
-    ckpt = args.ckpt or (_env.default_checkpoint() if args.runtime == "torch" else None)
+    ckpt = args.ckpt or (_env.default_checkpoint() if not formats.get(args.runtime).folder else None)
     backbone = load_backbone(args.runtime, ckpt=ckpt, engines=args.engines, config=args.config,
-                             use_ema=False if args.raw_weights else None, device=dev, dtype=dtype)
-    log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev,
-             str(dtype).replace("torch.", ""))
-    interp = Interpolator(backbone, steps=args.steps, eta=args.eta, sampler=args.sampler, padding=args.padding,
-                          spacing=args.spacing)
-    log.info("sampling: %s, %d steps, eta %g, %s", interp.sampler, interp.steps, interp.eta,
-             f"timesteps {interp.timesteps}" if interp.timesteps else f"{interp.spacing or 'no'} spacing")
+                             use_ema=False if args.raw_weights else None, device=dev, dtype=dtype,
+                             options=args.runtime_options)
+    log.info("loaded the %s runtime (%s) on %s, %s", args.runtime, ckpt or args.engines, dev, dtypes.name(dtype))
+    interp = Interpolator(backbone, options=args.sampling, padding=args.padding)
+    log.info("sampling: %s", interp.plan.describe())
     return interp
 
 
@@ -261,14 +242,6 @@ def _cuts_text(cuts: list[int], threshold: float | None) -> str:
 
 
 def _interpolate(args) -> None:
-    from .video import (
-        IMAGE_EXTS,
-        VIDEO_EXTS,
-        WRITABLE_IMAGE_EXTS,
-        check_frame_folder,
-        check_writable,
-    )
-
     if any(not str(p).strip() for p in args.inputs + [args.output]):
         raise MediaError("an input or output path is empty")
     inputs = [Path(p) for p in args.inputs]
@@ -276,7 +249,10 @@ def _interpolate(args) -> None:
     for p in inputs:
         if not p.exists():
             raise MediaError(f"input not found: {p}")
-    _check_options(args)
+    _check_options(args)  # no torch import before this: option errors are immediate
+    from .jobs import check_file_output
+    from .video import IMAGE_EXTS, VIDEO_EXTS, WRITABLE_IMAGE_EXTS
+
     _check_runtime(args)
     log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "scene_default"})
     threshold = None if args.no_scene_detect else (
@@ -291,7 +267,7 @@ def _interpolate(args) -> None:
         if ext not in WRITABLE_IMAGE_EXTS:
             raise MediaError(f"two input images give one middle image: output {out} needs an image extension "
                              f"({', '.join(WRITABLE_IMAGE_EXTS)})")
-        _check_file_output(out, args.overwrite, inputs)
+        check_file_output(out, args.overwrite, inputs)
         return _pair(args, inputs, out)
     if len(inputs) != 1:
         raise MediaError(f"give two images, one video or one folder ({len(inputs)} inputs given)")
@@ -301,11 +277,6 @@ def _interpolate(args) -> None:
         if ext in VIDEO_EXTS or ext in IMAGE_EXTS:
             raise MediaError(f"a folder of frames gives a folder of frames: output {out} looks like a file "
                              "name; give a folder (new, or holding only frame_NNNNNN.png files)")
-        _check_disjoint(src, out)
-        check_frame_folder(out, args.overwrite)
-        check_writable(out.parent)
-        if out.is_dir():
-            check_writable(out)
         return _folder(args, src, out, multi, threshold)
     if src.suffix.lower() in IMAGE_EXTS:
         raise MediaError(f"one image given ({src}): give two images for their middle frame, a video or a folder")
@@ -313,164 +284,38 @@ def _interpolate(args) -> None:
         what = f"extension {out.suffix!r}" if out.suffix else "no extension"
         raise MediaError(f"output {out} has {what}; a video input writes a video: use one of "
                          f"{', '.join(VIDEO_EXTS)}")
-    _check_file_output(out, args.overwrite, inputs)
+    check_file_output(out, args.overwrite, inputs)
     return _video(args, src, out, multi, threshold)
 
 
 def _pair(args, inputs: list[Path], out: Path) -> None:
-    from tqdm import tqdm
+    from .jobs import interpolate_pair, read_pair
 
-    from .video import read_image, to_image, to_tensor, write_image
-
-    a, b = read_image(inputs[0]), read_image(inputs[1])
-    if a.shape != b.shape:
-        raise MediaError(f"input images differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
+    a, b = read_pair(inputs[0], inputs[1])  # unreadable or different sizes: refused before the model loads
     interp = _load(args)
-    with tqdm(unit="step", desc="sampling", leave=False) as bar:
-        def step(done: int, total: int) -> None:  # ints only: no tensor read, no device sync
-            if bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-            if done == total:
-                bar.refresh()  # the last step is always shown (tqdm skips updates within mininterval)
-
-        mid = interp.interpolate(to_tensor(a), to_tensor(b), seed=args.seed, callback=step)
-    write_image(out, to_image(mid), overwrite=args.overwrite)
-    _done(f"wrote {out} ({a.shape[1]}x{a.shape[0]})")
-
-
-def _run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: int | None, overlap: bool,
-                  progress: bool = True) -> list[int]:
-    """Interpolate ``frames`` (an iterable of (1, 3, H, W) tensors in [-1, 1]) and call
-    ``write((index, frame))`` for every output frame, in order. With ``overlap`` the frames
-    are decoded ahead in a reader thread and written from a writer thread (bounded queues of
-    :data:`IO_QUEUE`), so the model does not wait on file IO; an error in either thread is
-    raised here as the original exception. Returns the scene cuts found (indices of the
-    earlier input frame)."""
-    from tqdm import tqdm
-
-    from .video import BackgroundWriter, prefetch
-
-    cuts: list[int] = []
-    source = prefetch(frames, IO_QUEUE, name="ldmvfi-reader") if overlap else frames
-    seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold,
-                                      on_scene_cut=cuts.append)
-    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False, disable=not progress)
-    try:
-        if overlap:
-            with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
-                for item in enumerate(seq):
-                    writer.put(item)
-                    bar.update()
-        else:
-            for item in enumerate(seq):
-                write(item)
-                bar.update()
-    finally:
-        bar.close()
-        seq.close()
-        if overlap:
-            source.close()  # stops and joins the reader thread now, also on an error
-    if cuts:
-        log.info("scene cuts after input frames %s", cuts)
-    return cuts
-
-
-@dataclass
-class VideoResult:
-    """What :func:`interpolate_video` wrote: ``frames`` at ``fps``, the scene ``cuts`` (indices
-    of the earlier input frame), the audio packets copied and whether the audio was cut."""
-    path: Path
-    frames: int
-    width: int
-    height: int
-    fps: Fraction
-    cuts: list[int]
-    has_audio: bool
-    audio_packets: int
-    audio_trimmed: bool
-
-
-def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 2, seed: int | None = None,
-                      scene_threshold: float | None = None, crf: int = 17, overwrite: bool = False,
-                      max_frames: int | None = None, overlap: bool = True, progress: bool = True) -> VideoResult:
-    """The command line's video path with a loaded :class:`~ldmvfi_fast.pipeline.Interpolator`:
-    decode ``src`` (its first ``max_frames`` frames), interpolate x``multi``, encode H.264 at
-    ``crf`` into ``out`` (atomically; the audio copied, cut to the video when ``max_frames``
-    shortens it). ``overlap``: reader/writer threads (see :func:`_run_sequence`). The
-    benchmark (``benchmarks/latency.py --video``) times it with and without ``overlap``."""
-    from .video import VideoWriter, probe, read_video, to_image, to_tensor
-
-    src, out = Path(src), Path(out)
-    info = probe(src)
-    n_in = info.frames if max_frames is None else min(info.frames or max_frames, max_frames)
-    total = multi * (n_in - 1) + 1 if n_in else None
-    trim_audio = max_frames is not None and (not info.frames or info.frames > max_frames)
-    fps = info.fps * multi
-    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps", src, info.width, info.height,
-             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps))
-    with VideoWriter(out, info.width, info.height, fps, crf=crf, overwrite=overwrite,
-                     audio_from=src if info.has_audio else None, trim_audio=trim_audio) as w:
-        frames = (to_tensor(img) for img in read_video(src, max_frames))
-        cuts = _run_sequence(interp, frames, lambda item: w.write(to_image(item[1])), multi=multi, seed=seed,
-                             threshold=scene_threshold, total=total, overlap=overlap, progress=progress)
-        if w.frames < 2:
-            raise MediaError(f"{src} has fewer than 2 decodable frames")
-    return VideoResult(out, w.frames, info.width, info.height, fps, cuts, info.has_audio, w.audio_packets,
-                       trim_audio)
-
-
-def _overlap(args, interp) -> bool:
-    """IO threads: as asked, else on for CUDA only (on CPU they take cores from the model)."""
-    return args.io_threads if args.io_threads is not None else interp.device.type == "cuda"
+    w, h = interpolate_pair(interp, a, b, out, seed=args.seed, overwrite=args.overwrite)
+    _done(f"wrote {out} ({w}x{h})")
 
 
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
-    from .video import (
-        FRAME_NAME,
-        check_frame_folder,
-        frame_folder_output,
-        list_images,
-        read_image,
-        to_image,
-        to_tensor,
-        write_image,
-    )
+    from .jobs import default_overlap, interpolate_folder, plan_folder
 
-    files = list_images(src)
-    if args.max_frames is not None:
-        files = files[:args.max_frames]
-    first = read_image(files[0])
-    total = multi * (len(files) - 1) + 1
-    check_frame_folder(out, args.overwrite, total)  # the count is known: refuse frames that would stay behind
+    job = plan_folder(src, out, multi=multi, max_frames=args.max_frames, overwrite=args.overwrite)
     interp = _load(args)
-    log.info("%d input frames in %s (%dx%d) -> %d frames", len(files), src, first.shape[1], first.shape[0], total)
-
-    def frames():
-        for i, f in enumerate(files):
-            img = first if i == 0 else read_image(f)
-            if img.shape != first.shape:
-                raise MediaError(f"{f} is {img.shape[1]}x{img.shape[0]}, the first frame "
-                                 f"{first.shape[1]}x{first.shape[0]}")
-            yield to_tensor(img)
-
-    with frame_folder_output(out, args.overwrite, total) as tmp:
-        def write(item) -> None:
-            i, frame = item
-            write_image(tmp / FRAME_NAME.format(i), to_image(frame))
-
-        cuts = _run_sequence(interp, frames(), write, multi=multi, seed=args.seed, threshold=threshold,
-                             total=total, overlap=_overlap(args, interp))
-    _done(f"wrote {total} frames ({first.shape[1]}x{first.shape[0]}) to {out}/: {_cuts_text(cuts, threshold)}")
+    r = interpolate_folder(interp, job, seed=args.seed, scene_threshold=threshold,
+                           overlap=default_overlap(interp, args.io_threads))
+    _done(f"wrote {r.frames} frames ({r.width}x{r.height}) to {out}/: {_cuts_text(r.cuts, threshold)}")
 
 
 def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
+    from .jobs import default_overlap, interpolate_video
     from .video import probe
 
     probe(src)  # an unreadable video fails before the model loads
     interp = _load(args)
     r = interpolate_video(interp, src, out, multi=multi, seed=args.seed, scene_threshold=threshold, crf=args.crf,
-                          overwrite=args.overwrite, max_frames=args.max_frames, overlap=_overlap(args, interp))
+                          overwrite=args.overwrite, max_frames=args.max_frames,
+                          overlap=default_overlap(interp, args.io_threads))
     audio = ""
     if r.has_audio:
         audio = f", audio copied ({r.audio_packets} packets{', cut to the video' if r.audio_trimmed else ''})"
@@ -483,50 +328,40 @@ def _export(args) -> None:
 
     import torch
 
-    from .checkpoint import DTYPE_NAMES, check_device_dtype, load_model
-    from .export.pt2 import export_pt2
+    from .checkpoint import check_device_dtype, load_model
+    from .manifest import check_engine_target
 
+    fmt = formats.by_format(args.format)
     out = Path(args.out)
     if args.max_side % 256 or args.max_side < 256:
         raise OptionError(f"--max-side must be a positive multiple of 256, got {args.max_side}")
     if args.jobs < 1:
         raise OptionError(f"--jobs must be a positive integer, got {args.jobs}")
     args.device = args.device or "cpu"
-    if args.format == "onnx" and args.device != "cpu":
+    onnx = args.format == "onnx"
+    if onnx and args.device != "cpu":
         raise OptionError("--format onnx exports on the CPU (the graphs run anywhere): leave out --device")
     # ONNX graphs are exported in float32 on the CPU and cast (they run anywhere); the other
     # formats run in --dtype on --device
-    dtype = DTYPE_NAMES[args.dtype]
-    dev, _ = check_device_dtype(args.device, dtype if args.format != "onnx" else None, cli=True)
-    if args.format == "onnx":
+    dtype = dtypes.to_torch(args.dtype)
+    dev, _ = check_device_dtype(args.device, None if onnx else dtype, cli=True)
+    if onnx:
         from .export.onnx import _check_options
 
         _check_options(args.opset, args.custom_ops, dtype)
-        dtype_load = torch.float32  # exported in float32, cast by export_onnx
-    else:
-        dtype_load = dtype
-    from .export.manifest import check_engine_target
-
-    ext = {"pt2": ".pt2", "aoti": ".pt2", "onnx": ".onnx"}[args.format]
-    check_engine_target(out, args.overwrite, [f"{n}{ext}" for n in ("encoder", "unet_step", "decoder")])  # before the slow part
+    check_engine_target(out, args.overwrite, fmt.files().values())  # before the slow part
     model = load_model(args.ckpt, args.config, use_ema=False if args.raw_weights else None, device=dev,
-                       dtype=dtype_load)
+                       dtype=torch.float32 if onnx else dtype)
     max_units = args.max_side // model.cfg.min_pad_unit()
+    # what each exporter takes beyond (model, out, overwrite)
+    kwargs = {"pt2": {"max_units": max_units, "backend": args.backend},
+              "onnx": {"dtype": dtype, "opset": args.opset, "custom_ops": args.custom_ops, "max_units": max_units},
+              "aoti": {"device": dev, "backend": args.backend, "jobs": args.jobs}}[args.format]
     t0 = time.perf_counter()
-    if args.format == "onnx":
-        from .export.onnx import export_onnx
-
-        export_onnx(model, out, dtype=dtype, opset=args.opset, custom_ops=args.custom_ops, overwrite=args.overwrite,
-                    max_units=max_units)
-        runtime = "onnxruntime" if args.custom_ops == "decompose" else "tensorrt (export/build_trt.py --plugins)"
-    elif args.format == "aoti":
-        from .export.aoti import build_aoti
-
-        build_aoti(model, out, device=dev, overwrite=args.overwrite, backend=args.backend, jobs=args.jobs)
-        runtime = "aoti"
-    else:
-        export_pt2(model, out, overwrite=args.overwrite, max_units=max_units, backend=args.backend)
-        runtime = "exported"
+    fmt.exporter_function()(model, out, overwrite=args.overwrite, **kwargs)
+    runtime = fmt.runtime
+    if onnx and args.custom_ops == "domain":
+        runtime = f"{formats.get('tensorrt').runtime} ({formats.get('tensorrt').made_by} --plugins)"
     files = sorted(p.name for p in out.iterdir() if p.is_file())
     size = sum((out / f).stat().st_size for f in files)
     _done(f"wrote {out}/ ({', '.join(files)}; {size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s; run it with "
@@ -613,13 +448,14 @@ def main(argv: list[str] | None = None) -> int:
                 if status:
                     return status
             elif args.command == "clip":
-                from .video import bundled_clip
+                from .clips import bundled_clip
 
                 print(bundled_clip(args.name))
             else:
                 _info(args)
         except LdmvfiError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            render = getattr(exc, "render", None)  # a sampling option named as the command line spells it
+            print(f"error: {render('--{}') if callable(render) else exc}", file=sys.stderr)
             return EXIT_USER_ERROR
         except OSError as exc:  # a path the user gave: unreadable, unwritable, disk full, ...
             print(f"error: {_os_error_text(exc)}", file=sys.stderr)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from .choices import PADDING_MODES
 from .errors import OptionError, PaddingError
 
 __all__ = ["PADDING_MODES", "ARCH_UNIT", "pad_amounts", "padded_size", "reflect_pad", "check_padding_mode"]
 
-PADDING_MODES = ("reference", "minimal")
 #: what the official architecture needs (``LDMVFIConfig.min_pad_unit()``: latent factor 32 x the
 #: MaxViT windows, 8 in the autoencoder and 2 at the U-Net's 1/4 level); a backbone states its own
 ARCH_UNIT = 256

@@ -23,15 +23,15 @@ import torch
 from torch import Tensor
 
 from . import precision
+from .choices import MULTI
 from .errors import InputError, OptionError, PaddingError  # noqa: F401 - PaddingError re-exported
 from .padding import PADDING_MODES, check_padding_mode, pad_amounts, reflect_pad  # noqa: F401 - re-exported
 from .runtime import Backbone, as_backbone
-from .sampling import Callback, check_sampling_options, eps_from, schedule_kwargs
+from .sampling import Callback, SamplingPlan, SamplingRequest, eps_from, resolve_sampling
 from .scene import SceneDetector
 
 log = logging.getLogger(__name__)
 
-MULTI = (2, 4, 8)
 #: frames may exceed [-1, 1] by this much (rounding of a conversion) before they are refused
 RANGE_TOLERANCE = 1e-3
 
@@ -87,33 +87,6 @@ def _distillation(backbone) -> dict | None:
     return d
 
 
-def _resolve(dist: dict | None, sampler, steps, eta, spacing, timesteps):
-    """Sampling options: the caller's, else the student's (``dist``), else the teacher's defaults
-    (DDIM, 200 steps, eta 1, the sampler's spacing)."""
-    if dist is None:
-        return (sampler or "ddim", 200 if steps is None and timesteps is None else steps,
-                1.0 if eta is None else eta, spacing, timesteps)
-    d_steps, d_ts = dist.get("steps"), dist.get("timesteps")
-    d_ts = list(d_ts) if d_ts is not None else None
-    sampler = sampler or dist.get("sampler") or "ddim"
-    eta = float(dist.get("eta", 0.0)) if eta is None else eta
-    if timesteps is None and spacing is None and (steps is None or (d_ts is not None and int(steps) == len(d_ts))):
-        if d_ts is not None:
-            timesteps, steps = d_ts, None
-        elif steps is None:
-            steps = d_steps if d_steps is not None else 200
-    elif timesteps is None and steps is None:  # a spacing given: the student's step count on it
-        steps = d_steps if d_steps is not None else (len(d_ts) if d_ts is not None else 200)
-    n = len(timesteps) if timesteps is not None else steps
-    their = len(d_ts) if d_ts is not None else d_steps
-    if their is not None and n != their:
-        log.warning("this %s-distilled student was trained for %s steps; sampling with %s (expect lower quality)",
-                    dist.get("method", "?"), their, n)
-    elif timesteps is None and d_ts is not None and spacing is not None:
-        log.warning("this student was trained on timesteps %s; sampling on the %s spacing instead", d_ts, spacing)
-    return sampler, steps, eta, spacing, timesteps
-
-
 @dataclass
 class Encoded:
     """One batch of frames, padded and encoded once: what :meth:`Interpolator.decode` needs.
@@ -137,45 +110,64 @@ class Interpolator:
         backbone: a loaded :class:`~ldmvfi_fast.models.ldmvfi.LDMVFI` (wrapped in a
             :class:`~ldmvfi_fast.runtime.torch.TorchBackbone`) or any backbone (exported
             programs, engines, a distilled student).
-        steps: sampling steps (default 200 DDIM steps, the paper's; a student's own count);
-            ignored by samplers that do not use it.
-        eta: stochasticity in [0, 1] for the samplers that use it (default 1.0, the paper's
-            DDIM; 0.0 for a student).
-        sampler: a name of :data:`ldmvfi_fast.sampling.SAMPLERS` (default ``ddim``; a student's
-            own sampler).
+        steps: sampling steps, 1..T (default :data:`~ldmvfi_fast.sampling.DEFAULT_STEPS`, the
+            paper's DDIM count; a student's own count); refused by ``ddpm``, which runs all T.
+        eta: stochasticity in [0, 1] for ``ddim`` and ``dpmpp_2m_sde`` (default
+            :data:`~ldmvfi_fast.sampling.DEFAULT_ETA`, the paper's; a student's
+            :data:`~ldmvfi_fast.sampling.STUDENT_ETA`); refused by the samplers that take none.
+        sampler: a name of :data:`ldmvfi_fast.sampling.SAMPLERS` (default
+            :data:`~ldmvfi_fast.sampling.DEFAULT_SAMPLER`; a student's own sampler).
         padding: ``reference`` or ``minimal`` (see :mod:`ldmvfi_fast.padding`).
         spacing: timestep spacing (:data:`ldmvfi_fast.sampling.SPACINGS`; default: the sampler's,
             ``uniform`` for DDIM as the original).
-        timesteps: explicit descending timesteps (overrides ``steps`` and ``spacing``).
+        timesteps: explicit descending timesteps (instead of a spacing; ``steps``, if given, must
+            count them).
+        options: the same sampling options as one :class:`~ldmvfi_fast.sampling.SamplingRequest`
+            (built once, e.g. by the command line before the model loads), instead of the
+            keywords ``steps``, ``eta``, ``sampler``, ``spacing`` and ``timesteps``.
 
-    A distilled student (a backbone whose ``distillation`` attribute is a dict: ``method``,
-    ``prediction``, ``steps``, ``timesteps``, ``sampler``) samples by default with its sampler on
-    its timesteps; what the caller passes wins, and a step count or spacing other than the
-    student's is warned about (the student was trained for its own timesteps).
+    The options are resolved once by :func:`~ldmvfi_fast.sampling.resolve_sampling` against the
+    backbone's own ``alphas_cumprod`` (:attr:`plan`). A distilled student (a backbone whose
+    ``distillation`` attribute is a dict: ``method``, ``prediction``, ``steps``, ``timesteps``,
+    ``sampler``) samples by default with its sampler on its timesteps; what the caller passes
+    wins, and a step count or spacing other than the student's is warned about (the student was
+    trained for its own timesteps).
 
-    Bad options raise :class:`~ldmvfi_fast.errors.OptionError` here, before anything runs.
+    Attributes (what runs, from :attr:`plan`): ``sampler``, ``sampler_spec``, ``steps`` (U-Net
+    calls: T for ``ddpm``), ``eta`` (None for a sampler that takes none), ``spacing``,
+    ``timesteps`` (a list, or None) and ``schedule``.
+
+    Bad options raise :class:`~ldmvfi_fast.errors.OptionError` here (a
+    :class:`~ldmvfi_fast.sampling.SamplingOptionError` for the sampling options), before
+    anything runs.
     """
 
     def __init__(self, backbone, steps: int | None = None, eta: float | None = None, sampler: str | None = None,
-                 padding: str = "reference", spacing: str | None = None, timesteps=None):
+                 padding: str = "reference", spacing: str | None = None, timesteps=None, *,
+                 options: SamplingRequest | None = None):
         self.backbone: Backbone = as_backbone(backbone)
-        num_train = int(self.backbone.alphas_cumprod.shape[0])
         self.distillation = _distillation(self.backbone)
-        sampler, steps, eta, spacing, timesteps = _resolve(self.distillation, sampler, steps, eta, spacing, timesteps)
-        self.sampler_spec = check_sampling_options(sampler, steps, eta, num_train, spacing=spacing,
-                                                   timesteps=timesteps)
-        self.padding = check_padding_mode(padding)
-        self.sampler, self.eta = sampler, float(eta)
-        self.steps = int(steps) if steps is not None else len(timesteps)
-        kw = schedule_kwargs(self.sampler_spec, spacing, timesteps)
-        self.spacing, self.timesteps = kw.get("spacing"), (None if timesteps is None else [int(t) for t in timesteps])
+        keywords = {"steps": steps, "eta": eta, "sampler": sampler, "spacing": spacing, "timesteps": timesteps}
+        if options is None:
+            options = SamplingRequest(sampler=sampler, steps=steps, eta=eta, spacing=spacing, timesteps=timesteps)
+        elif any(v is not None for v in keywords.values()):
+            given = ", ".join(k for k, v in keywords.items() if v is not None)
+            raise OptionError(f"give the sampling options either as options= or as keywords, not both ({given} "
+                              "given beside options=)")
         self.device, self.dtype = self.backbone.device, self.backbone.dtype
+        #: the sampling options resolved once: what runs, with its schedule on the backbone's alphas
+        self.plan: SamplingPlan = resolve_sampling(options, self.backbone.alphas_cumprod, self.distillation,
+                                                   device=self.device)
+        self.padding = check_padding_mode(padding)
+        plan = self.plan
+        self.sampler, self.sampler_spec, self.steps, self.eta = plan.sampler, plan.spec, plan.steps, plan.eta
+        self.spacing = plan.spacing
+        self.timesteps = None if plan.timesteps is None else list(plan.timesteps)
+        self.schedule = plan.schedule
         #: frames and latents the pipeline holds: float32 under half (precision islands io, sampler)
         self.io_dtype = precision.compute_dtype("io", self.dtype)
         self.state_dtype = precision.compute_dtype("sampler", self.dtype)
         self.arch_unit = self.backbone.pad_unit
-        self.schedule = self.sampler_spec.make_schedule(self.backbone.alphas_cumprod, self.steps, self.eta,
-                                                        self.device, **kw)
 
     @property
     def model(self):

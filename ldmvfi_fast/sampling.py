@@ -27,14 +27,24 @@ Numerics follow the original (``ldm/models/diffusion/ddim.py``): DDIM timesteps
 ``range(0, T, T // S) + 1``, alphas taken from the float32 ``alphas_cumprod``, ``alphas_prev``
 starting at ``alphas_cumprod[0]`` (so the last step lands on t = 0's alpha, not 1),
 sigmas computed in float64 then used in float32.
+
+Options are resolved in one place. A :class:`SamplingRequest` is what the user asked (each field
+None when not given); :meth:`SamplingRequest.check` validates it without a model (types, ranges,
+and options the named sampler does not use are refused with the reason) and
+:func:`resolve_sampling` applies the defaults once (the caller's, else a distilled student's
+record, else :data:`DEFAULT_SAMPLER` / :data:`DEFAULT_STEPS` / :data:`DEFAULT_ETA`), checks them
+against the model's real schedule and returns a :class:`SamplingPlan` (what runs, and its
+schedule built on the model's ``alphas_cumprod``). Errors about an option are
+:class:`SamplingOptionError`: they name options in Python keyword form (``steps``) and
+:meth:`SamplingOptionError.render` names them otherwise (``exc.render("--{}")``: ``--steps``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import numbers
 from dataclasses import dataclass
-from typing import Callable
-
-import math
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -42,6 +52,30 @@ from torch import Tensor
 
 from .errors import OptionError
 from .parameterization import PREDICTIONS, to_eps
+from .samplers import (  # noqa: F401 - the registry and the options, re-exported
+    DEFAULT_ETA,
+    DEFAULT_NUM_TRAIN_STEPS,
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    OPTION_NAMES,
+    SAMPLERS,
+    SPACINGS,
+    STUDENT_ETA,
+    Sampler,
+    SamplingOptionError,
+    SamplingRequest,
+    _check_eta,
+    _check_spacing,
+    _check_timesteps,
+    _count_mismatch,
+    _refuse_unused,
+    _uniform_timesteps,
+    check_steps,
+    ddim_step_counts,
+    get_sampler,
+    register_sampler,
+    sampler_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +84,13 @@ EpsFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, int], None]
 
 __all__ = ["make_beta_schedule", "DiffusionSchedule", "DDIMSchedule", "ddim_timesteps", "ddim_schedule",
+           "ddim_step_counts", "ddim_tables", "DDIM_TABLE_STEPS", "DDIM_TABLE_ETAS",
            "ddim_sample", "ddpm_sample", "SPACINGS", "make_timesteps", "SolverSchedule", "solver_sample",
-           "Sampler", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names", "schedule_kwargs",
-           "check_sampling_options", "eps_from", "PREDICTIONS", "Callback"]
+           "Sampler", "SAMPLERS", "register_sampler", "get_sampler", "sampler_names",
+           "DEFAULT_SAMPLER", "DEFAULT_STEPS", "DEFAULT_ETA", "STUDENT_ETA", "DEFAULT_NUM_TRAIN_STEPS",
+           "SamplingOptionError", "SamplingRequest", "SamplingPlan", "resolve_sampling", "check_steps",
+           "eps_from", "PREDICTIONS", "Callback"]
+
 
 
 def make_beta_schedule(kind: str, n: int, linear_start: float, linear_end: float, cosine_s: float = 8e-3) -> np.ndarray:
@@ -126,20 +164,17 @@ class DDIMSchedule:
         return int(self.timesteps.shape[0])
 
 
-def ddim_timesteps(num_steps: int, num_train_steps: int = 1000) -> np.ndarray:
+
+
+def ddim_timesteps(num_steps: int, num_train_steps: int = DEFAULT_NUM_TRAIN_STEPS) -> np.ndarray:
     """Uniform DDIM timesteps as the original: ``range(0, T, T // S) + 1`` (ascending).
 
     As in the original, when S does not divide T the count can exceed S (e.g. S=7 gives 8
-    steps); a step that would land past T - 1 is an error.
+    steps, with a warning); a step that would land past T - 1 is an error
+    (:class:`SamplingOptionError`, naming :func:`ddim_step_counts`).
     """
-    if not 1 <= num_steps <= num_train_steps:
-        raise ValueError(f"steps must be between 1 and {num_train_steps}, got {num_steps}")
-    c = num_train_steps // num_steps
-    ts = np.asarray(list(range(0, num_train_steps, c))) + 1
-    if ts[-1] >= num_train_steps:
-        ok = [s for s in (1, 2, 4, 5, 8, 10, 20, 25, 50, 100, 200, 250, 500) if num_train_steps % s == 0]
-        raise ValueError(f"{num_steps} DDIM steps give timestep {ts[-1]} >= {num_train_steps} with the original's "
-                         f"uniform rule; use a step count dividing {num_train_steps}, e.g. {ok}")
+    num_steps = check_steps(num_steps, num_train_steps)
+    ts = _uniform_timesteps(num_steps, num_train_steps)
     if len(ts) != num_steps:
         log.warning("%d DDIM steps requested; the original's uniform rule gives %d", num_steps, len(ts))
     return ts
@@ -170,31 +205,52 @@ def ddim_schedule(alphas_cumprod: Tensor, num_steps: int | None, eta: float, dev
         alphas_prev_np=a_prev, sigmas_np=sig)
 
 
+#: DDIM step counts :func:`ddim_tables` writes by default: None, every count of :func:`ddim_step_counts`
+#: for the schedule's T (the counts the original's uniform rule gives exactly)
+DDIM_TABLE_STEPS = None
+#: etas of the tables: 0 (deterministic DDIM) and 1 (the paper's, :data:`DEFAULT_ETA`)
+DDIM_TABLE_ETAS = (0.0, 1.0)
+
+
+def ddim_tables(alphas_cumprod, steps=DDIM_TABLE_STEPS, etas=DDIM_TABLE_ETAS) -> dict:
+    """An engine manifest's ``ddim`` section (C++ runtimes do not re-derive the schedule): per step
+    count, the float32 coefficients that :func:`ddim_schedule` computes, in sampling order
+    (noisiest step first).
+
+    ``{"rule", "num_train_steps", "etas": [..], "schedules": {"<S>": {"timesteps": [S ints],
+    "sqrt_alphas", "sqrt_one_minus_alphas", "sqrt_alphas_prev": [S floats], "dir_coef", "sigmas":
+    [one list of S floats per eta]}}}``. ``steps``: the counts (default: :func:`ddim_step_counts`
+    of T); a count the uniform rule does not give exactly (not one of those) is left out. Floats
+    are the float32 values written as doubles (exact). A sampler step i then is
+    (:func:`ddim_sample`): ``e = eps(x, t[i])``, ``x0 = (x - sqrt_one_minus_alphas[i] e) / sqrt_alphas[i]``,
+    ``x = sqrt_alphas_prev[i] x0 + dir_coef[i] e + sigmas[i] noise``.
+    """
+    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
+    T = int(ac.shape[0])
+    exact = ddim_step_counts(T)
+    etas = [float(e) for e in etas]
+    out = {"rule": "original uniform DDIM timesteps range(0, T, T // S) + 1, coefficients of "
+                   "ldmvfi_fast.sampling.ddim_schedule (float32), sampling order",
+           "num_train_steps": T, "etas": etas, "schedules": {}}
+    for S in (exact if steps is None else steps):
+        if S not in exact:
+            continue
+        per_eta = [ddim_schedule(ac, S, eta) for eta in etas]
+        d = per_eta[0]
+        out["schedules"][str(S)] = {
+            "timesteps": [int(t) for t in d.timesteps.tolist()],
+            "sqrt_alphas": d.sqrt_alphas.tolist(), "sqrt_one_minus_alphas": d.sqrt_one_minus_alphas.tolist(),
+            "sqrt_alphas_prev": d.sqrt_alphas_prev.tolist(),
+            "dir_coef": [s.dir_coef.tolist() for s in per_eta], "sigmas": [s.sigmas.tolist() for s in per_eta]}
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # timestep spacings
 
-#: ``uniform``: the original's rule (:func:`ddim_timesteps`); ``trailing``: ``round(T - k T / S) - 1``
-#: (starts at T - 1, the noisiest step; better at few steps); ``karras``: Karras et al.'s rho = 7
-#: ramp in sigma = sqrt((1 - a) / a), each mapped to the nearest training timestep (log sigma), kept
-#: distinct by moving a repeated one up to the next free timestep.
-SPACINGS = ("uniform", "trailing", "karras")
 KARRAS_RHO = 7.0
 
 
-def _check_timesteps(timesteps, num_train_steps: int) -> np.ndarray:
-    try:
-        ts = np.asarray(timesteps)
-        ok = ts.ndim == 1 and ts.size > 0 and (ts.dtype.kind in "iu" or (ts.dtype.kind == "f" and np.all(ts == np.round(ts))))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"timesteps must be a non-empty list of integers, got {timesteps!r}")
-    ts = ts.astype(np.int64)
-    if ts.min() < 0 or ts.max() >= num_train_steps:
-        raise ValueError(f"timesteps must lie in [0, {num_train_steps - 1}], got {ts.tolist()}")
-    if ts.size > 1 and not np.all(np.diff(ts) < 0):
-        raise ValueError(f"timesteps must be strictly descending (sampling order), got {ts.tolist()}")
-    return ts
 
 
 def make_timesteps(alphas_cumprod: Tensor, steps: int | None, spacing: str = "uniform",
@@ -203,23 +259,21 @@ def make_timesteps(alphas_cumprod: Tensor, steps: int | None, spacing: str = "un
 
     ``timesteps`` (a descending list of ints, e.g. the ones a distilled student was trained on)
     is checked and returned as is; otherwise ``steps`` timesteps by ``spacing`` (:data:`SPACINGS`).
-    Raises ``ValueError`` for what cannot be done.
+    Raises :class:`SamplingOptionError` (a ``ValueError``) for what cannot be done.
     """
     T = int(alphas_cumprod.shape[0])
     if timesteps is not None:
         ts = _check_timesteps(timesteps, T)
-        if steps is not None and int(steps) != len(ts):
-            raise ValueError(f"steps ({steps}) differs from the number of timesteps given ({len(ts)})")
+        if steps is not None and check_steps(steps, T) != len(ts):
+            raise _count_mismatch(steps, len(ts))
         return ts
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-    if steps is None or not 1 <= int(steps) <= T:
-        raise ValueError(f"steps must be between 1 and {T}, got {steps}")
-    steps = int(steps)
+    _check_spacing(spacing)
+    steps = check_steps(steps, T)
     if spacing == "uniform":
         return ddim_timesteps(steps, T)[::-1].copy()
     if spacing == "trailing":
-        return (np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1)[:steps]
+        # T - k T / S exactly (an arange of a float step drifts: 937.4999... for T=1000, S=48)
+        return np.round(T - np.arange(steps) * T / steps).astype(np.int64) - 1
     ac = alphas_cumprod.detach().to("cpu", torch.float64).numpy()
     log_sig = 0.5 * np.log((1.0 - ac) / ac)  # increasing in t
     lo, hi = np.exp(log_sig[0]) ** (1 / KARRAS_RHO), np.exp(log_sig[-1]) ** (1 / KARRAS_RHO)
@@ -439,98 +493,158 @@ def eps_from(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, predi
 # the registry
 
 
+
+
 @dataclass(frozen=True)
-class Sampler:
-    """One sampler of the registry.
+class SamplingPlan:
+    """What runs: the sampling options resolved once by :func:`resolve_sampling`.
 
     Attributes:
-        name: the name the pipeline (``sampler=``) and the command line (``--sampler``) use.
-        description: one line for ``--help``.
-        make_schedule: ``(alphas_cumprod (T,) float32, steps, eta, device) -> schedule``, plus the
-            keywords ``spacing=`` and ``timesteps=`` when ``uses_spacing``; raises ``ValueError``
-            (or :class:`~ldmvfi_fast.errors.OptionError`) for what it cannot do.
-        sample: ``(eps_fn, x_T, schedule, *, generator, callback, return_intermediates) -> x_0``.
-        uses_steps, uses_eta: whether ``steps`` / ``eta`` mean anything to it.
-        uses_spacing: whether it takes ``spacing`` (:data:`SPACINGS`) and explicit ``timesteps``.
-        default_spacing: the spacing used when none is given.
-        stochastic: whether it draws noise (at any eta it accepts).
+        sampler: the sampler's name; ``spec``: its :class:`Sampler`.
+        steps: the sampling steps that run (U-Net calls): T for ``ddpm``; the original's count
+            for a uniform DDIM count that does not divide T (7 gives 8, with a warning).
+        eta: the eta it runs with; None for a sampler that takes none (``ddpm``, ``dpmpp_2m``,
+            ``dpmpp_3m``, ``consistency``).
+        spacing: the timestep spacing; None with explicit ``timesteps`` or a sampler without spacings.
+        timesteps: the explicit descending timesteps (the caller's or a student's), else None.
+        num_train_steps: T of the schedule it was resolved against.
+        schedule_steps: the step count the schedule builder is given (``steps`` as asked).
+        request: what was asked; ``distilled``: whether a student's record supplied defaults.
+        schedule: the sampler's schedule, built on the model's real ``alphas_cumprod`` (None when
+            resolved against T alone); :meth:`build_schedule` builds it on another device.
     """
-    name: str
-    description: str
-    make_schedule: Callable
-    sample: Callable
-    uses_steps: bool = True
-    uses_eta: bool = True
-    uses_spacing: bool = False
-    default_spacing: str | None = None
-    stochastic: bool = False
+    sampler: str
+    spec: Sampler = dataclasses.field(repr=False)
+    steps: int
+    eta: float | None
+    spacing: str | None
+    timesteps: tuple[int, ...] | None
+    num_train_steps: int
+    schedule_steps: int | None = dataclasses.field(default=None, repr=False)
+    request: SamplingRequest = dataclasses.field(default_factory=SamplingRequest, repr=False)
+    distilled: bool = False
+    schedule: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def build_schedule(self, alphas_cumprod: Tensor, device=None):
+        """The sampler's schedule on ``alphas_cumprod`` (T,) (the model's), on ``device``."""
+        T = int(alphas_cumprod.shape[0])
+        if T != self.num_train_steps:
+            raise OptionError(f"this sampling plan was resolved for {self.num_train_steps} training steps; the "
+                              f"schedule given has {T}")
+        kw = {}
+        if self.spec.uses_spacing:
+            kw = {"spacing": self.spacing or self.spec.default_spacing,
+                  "timesteps": None if self.timesteps is None else list(self.timesteps)}
+        eta = 0.0 if self.eta is None else self.eta
+        try:
+            return self.spec.make_schedule(alphas_cumprod, self.schedule_steps, eta, device, **kw)
+        except OptionError:
+            raise
+        except ValueError as exc:
+            raise OptionError(f"the {self.sampler} sampler cannot run {self.describe()}: {exc}") from None
+
+    def describe(self) -> str:
+        """One line for logs: ``ddim, 200 steps, eta 1, uniform spacing``."""
+        parts = [self.sampler, f"{self.steps} steps"]
+        if self.eta is not None:
+            parts.append(f"eta {self.eta:g}")
+        if self.timesteps is not None:
+            parts.append(f"timesteps {list(self.timesteps)}")
+        elif self.spacing is not None:
+            parts.append(f"{self.spacing} spacing")
+        return ", ".join(parts)
 
 
-SAMPLERS: dict[str, Sampler] = {}
+_RECORD = "the student's distillation record"
 
 
-def register_sampler(sampler: Sampler) -> Sampler:
-    """Add a sampler to :data:`SAMPLERS` (a name can be registered once)."""
-    if sampler.name in SAMPLERS:
-        raise ValueError(f"a sampler named {sampler.name!r} is registered already")
-    SAMPLERS[sampler.name] = sampler
-    return sampler
+def resolve_sampling(request: SamplingRequest | None, alphas_cumprod: Tensor | int,
+                     distillation: Mapping | None = None, *, device=None) -> SamplingPlan:
+    """The one place sampling options get their defaults: ``request`` (what the caller asked;
+    None: nothing), else a distilled student's record (``distillation``: ``sampler``, ``steps``,
+    ``timesteps``, ``eta``, ``method``), else :data:`DEFAULT_SAMPLER`, :data:`DEFAULT_STEPS`,
+    :data:`DEFAULT_ETA` and the sampler's default spacing. A student's eta defaults to
+    :data:`STUDENT_ETA`.
 
-
-def sampler_names() -> list[str]:
-    return list(SAMPLERS)
-
-
-def get_sampler(name: str) -> Sampler:
-    try:
-        return SAMPLERS[name]
-    except (KeyError, TypeError):
-        raise OptionError(f"sampler must be one of {sampler_names()}, got {name!r}") from None
-
-
-def schedule_kwargs(spec: Sampler, spacing: str | None = None, timesteps=None) -> dict:
-    """The keywords of ``spec.make_schedule`` for a spacing / explicit timesteps (OptionError
-    when the sampler takes neither)."""
-    if not spec.uses_spacing:
-        if spacing is not None or timesteps is not None:
-            raise OptionError(f"the {spec.name} sampler takes no spacing or timesteps")
-        return {}
-    return {"spacing": spacing or spec.default_spacing, "timesteps": timesteps}
-
-
-def check_sampling_options(sampler: str, steps: int | None, eta: float, num_train_steps: int = 1000, *,
-                           spacing: str | None = None, timesteps=None) -> Sampler:
-    """Validate sampler, steps, eta, spacing and explicit timesteps before anything heavy runs;
-    return the sampler. ``steps`` may be None when ``timesteps`` are given.
-
-    Raises :class:`~ldmvfi_fast.errors.OptionError` naming the allowed range.
+    With a student: a step count equal to its number of timesteps (or none) keeps its timesteps;
+    another count, or a spacing, samples with a warning (it was trained for its own timesteps).
+    Options the resolved sampler does not use are refused (the request's :meth:`~SamplingRequest.check`
+    refuses them for a named sampler; here also for the student's), and everything is checked
+    against T. ``alphas_cumprod``: the model's (T,) schedule, on which the plan's schedule is
+    built (on ``device``; default: the schedule's device); or T alone (an int: checked, no
+    schedule; e.g. before a teacher loads). Raises :class:`~ldmvfi_fast.errors.OptionError`
+    (:class:`SamplingOptionError` for the caller's options).
     """
-    s = get_sampler(sampler)
-    if spacing is not None and spacing not in SPACINGS:
-        raise OptionError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-    if timesteps is not None:
-        try:
-            n = len(_check_timesteps(timesteps, num_train_steps))
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None
-        steps = n if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise OptionError(f"steps must be an integer, got {steps!r}")
-    if s.uses_steps and not 1 <= steps <= num_train_steps:
-        raise OptionError(f"steps must be between 1 and {num_train_steps}, got {steps}")
-    try:
-        eta = float(eta)
-    except (TypeError, ValueError):
-        raise OptionError(f"eta must be a number in [0, 1], got {eta!r}") from None
-    if not (math.isfinite(eta) and 0.0 <= eta <= 1.0):
-        raise OptionError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: the paper's), got {eta}")
-    kw = schedule_kwargs(s, spacing, timesteps)
-    if s.uses_steps:
-        try:
-            s.make_schedule(torch.linspace(0.999, 0.01, num_train_steps), steps, eta, "cpu", **kw)
-        except ValueError as exc:
-            raise OptionError(str(exc)) from None
-    return s
+    if request is None:
+        request = SamplingRequest()
+    if not isinstance(request, SamplingRequest):
+        raise OptionError(f"sampling options must be a SamplingRequest, got {type(request).__name__}")
+    if isinstance(alphas_cumprod, numbers.Integral) and not isinstance(alphas_cumprod, bool):
+        ac, T = None, int(alphas_cumprod)
+    else:
+        ac, T = alphas_cumprod, int(alphas_cumprod.shape[0])
+    req = request.check(T)
+    dist = None if distillation is None else dict(distillation)
+
+    whose = ""
+    if req.sampler is not None:
+        name = req.sampler
+    elif dist is not None and dist.get("sampler") is not None:
+        name, whose = dist["sampler"], " (the student's own sampler)"
+        if name not in SAMPLERS:
+            raise OptionError(f"{_RECORD} names sampler {name!r}, not one of {sampler_names()}")
+    else:
+        name, whose = DEFAULT_SAMPLER, " (the default sampler)"
+    spec = get_sampler(name)
+    _refuse_unused(spec, req.given(), T, whose)
+
+    if not spec.uses_eta:
+        eta = None
+    elif req.eta is not None:
+        eta = req.eta
+    elif dist is not None:
+        eta = _check_eta(dist.get("eta", STUDENT_ETA), f"{_RECORD}'s eta")
+    else:
+        eta = DEFAULT_ETA
+
+    steps, spacing, ts = req.steps, req.spacing, req.timesteps
+    d_steps = d_ts = None
+    if dist is not None:
+        if dist.get("timesteps") is not None:
+            d_ts = tuple(int(t) for t in _check_timesteps(dist["timesteps"], T, f"{_RECORD}'s timesteps"))
+        if dist.get("steps") is not None:
+            d_steps = check_steps(dist["steps"], T, name=f"{_RECORD}'s steps")
+    their = len(d_ts) if d_ts is not None else d_steps
+    if not spec.uses_steps:
+        steps = T
+    else:
+        if spec.uses_spacing and d_ts is not None and ts is None and spacing is None and steps in (None, len(d_ts)):
+            ts, steps = d_ts, None  # the student's own timesteps
+        if steps is None:
+            if ts is not None:
+                steps = len(ts)
+            elif their is not None:
+                steps = their  # checked above
+            else:
+                steps = check_steps(DEFAULT_STEPS, T, name="the default step count (DEFAULT_STEPS)")
+        if spec.uses_spacing and ts is None and spacing is None:
+            spacing = spec.default_spacing
+    if dist is not None:
+        if their is not None and steps != their:
+            log.warning("this %s-distilled student was trained for %s steps; sampling with %s (expect lower quality)",
+                        dist.get("method", "?"), their, steps)
+        elif ts is None and d_ts is not None and spacing is not None:
+            log.warning("this student was trained on timesteps %s; sampling on the %s spacing instead", list(d_ts),
+                        spacing)
+    schedule_steps = steps if spec.uses_steps else None
+    if spacing == "uniform":
+        steps = len(_uniform_timesteps(steps, T))  # what the original's rule runs (7 gives 8)
+    plan = SamplingPlan(sampler=name, spec=spec, steps=steps, eta=eta, spacing=spacing, timesteps=ts,
+                        num_train_steps=T, schedule_steps=schedule_steps, request=request,
+                        distilled=dist is not None)
+    if ac is None:
+        return plan
+    return dataclasses.replace(plan, schedule=plan.build_schedule(ac, ac.device if device is None else device))
 
 
 def _ddim_make(alphas_cumprod: Tensor, steps: int, eta: float, device=None, *, spacing: str = "uniform",
@@ -553,21 +667,8 @@ def _solver_make(kind: str, order: int, use_eta: bool):
     return make
 
 
-register_sampler(Sampler("ddim", "DDIM (the paper's sampler; eta 0 is deterministic; uniform spacing as the "
-                                 "original by default)", _ddim_make, ddim_sample,
-                         uses_spacing=True, default_spacing="uniform", stochastic=True))
-register_sampler(Sampler("ddpm", "ancestral DDPM over all training steps (steps and eta ignored)",
-                         _ddpm_make, ddpm_sample, uses_steps=False, uses_eta=False, stochastic=True))
-register_sampler(Sampler("dpmpp_2m", "DPM-Solver++(2M): deterministic, 2nd order, for few steps (5-20; trailing "
-                                     "spacing by default; eta ignored)", _solver_make("dpmpp", 2, False),
-                         solver_sample, uses_eta=False, uses_spacing=True, default_spacing="trailing"))
-register_sampler(Sampler("dpmpp_3m", "DPM-Solver++(3M): deterministic, 3rd order multistep (trailing spacing by "
-                                     "default; eta ignored)", _solver_make("dpmpp", 3, False),
-                         solver_sample, uses_eta=False, uses_spacing=True, default_spacing="trailing"))
-register_sampler(Sampler("dpmpp_2m_sde", "DPM-Solver++(2M) SDE: stochastic, eta scales the noise (1: the SDE, "
-                                         "0: dpmpp_2m)", _solver_make("dpmpp", 2, True),
-                         solver_sample, uses_spacing=True, default_spacing="trailing", stochastic=True))
-register_sampler(Sampler("consistency", "multistep consistency sampling for a consistency-distilled student "
-                                        "(x0 each step, re-noised with fresh noise; trailing spacing by default)",
-                         _solver_make("consistency", 1, False), solver_sample, uses_eta=False,
-                         uses_spacing=True, default_spacing="trailing", stochastic=True))
+# the registry's references (ldmvfi_fast.samplers) name these
+_dpmpp_2m_make = _solver_make("dpmpp", 2, False)
+_dpmpp_3m_make = _solver_make("dpmpp", 3, False)
+_dpmpp_2m_sde_make = _solver_make("dpmpp", 2, True)
+_consistency_make = _solver_make("consistency", 1, False)

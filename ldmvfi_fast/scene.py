@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .choices import DEFAULT_SCENE_THRESHOLD
+
 __all__ = ["DEFAULT_SCENE_THRESHOLD", "scene_change_score", "SceneDetector"]
 
-DEFAULT_SCENE_THRESHOLD = 0.15
 _THUMB = (36, 64)
 _BINS = 16
 

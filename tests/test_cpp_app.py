@@ -7,6 +7,11 @@ the PyTorch pipeline's (eager model) within 1e-4 for the same x_T (``--noise``) 
 (``--seed``: the CPU generator's stream), and the Python pipeline on the same packages within 1e-6 (measured: bitwise equal);
 its PNG equals the pipeline's 8-bit frame within 1 level. Bad input: a message and exit status 2.
 
+Without packages (default suite): the "probe app" is the app's own objects (main.cpp, image_io.cpp,
+the library's interpolator.cpp) linked with a stand-in engine of three tensor formulas instead of the
+AOTInductor backend; ``--seed`` must reproduce the Python pipeline's frame bitwise on the same
+formulas (x_T and per-step noise from torch's CPU generator), and so be repeatable and seed-dependent.
+
 A missing cmake, C++ compiler or libpng skips on a developer machine and fails under ``CI=true``.
 """
 from __future__ import annotations
@@ -24,7 +29,6 @@ import torch
 
 from _requirements import missing_tool
 from ldmvfi_fast.export.aoti import AOTI_FILES, ddim_tables
-from ldmvfi_fast.export.manifest import read_manifest
 from ldmvfi_fast.sampling import ddim_schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +70,8 @@ def app(tmp_path_factory) -> Path:
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
     t0 = time.perf_counter()
     cfg = subprocess.run(["cmake", "-S", str(REPO / "export" / "cpp"), "-B", str(build), *gen,
-                          "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"],
+                          "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+                          "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"],  # the flags the probe app compiles with
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     if cfg.returncode != 0 and "PNG" in cfg.stdout and "Could NOT find" in cfg.stdout:
         missing_tool(f"CMake found no libpng: {cfg.stdout[-500:]}")
@@ -111,15 +116,14 @@ def _run(app: Path, *args, check_rc: int | None = 0) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_ckpt, aoti_dir, frames):
+def reference(tiny_model, aoti_dir, frames):
     """The Python pipeline's frames (eager model and AOTI packages) for x_T from seed 21 and the
     per-step noise from a generator seeded 5."""
-    from ldmvfi_fast.checkpoint import load_model
     from ldmvfi_fast.pipeline import Interpolator
     from ldmvfi_fast.runtime.aoti import AotiBackbone
 
     _, _, f0, f1 = frames
-    eager = Interpolator(load_model(tiny_ckpt), steps=STEPS)
+    eager = Interpolator(tiny_model, steps=STEPS)
     x_T = torch.randn(1, 3, 512 // 32, 512 // 32, generator=torch.Generator().manual_seed(21))
     out = {"x_T": x_T}
     out["eager"] = eager.interpolate(f0, f1, x_T=x_T, generator=torch.Generator().manual_seed(5))
@@ -202,24 +206,7 @@ def test_ddim_tables_are_the_pipeline_coefficients():
     assert torch.equal(torch.tensor(back, dtype=torch.float32), ddim_schedule(ac, 200, 1.0).sigmas)
 
 
-# --- bad input: exit 2 and a message (no compiled packages needed) ---------------------------
-
-@pytest.fixture
-def fake_aoti(tiny_engines, tmp_path):
-    """An AOTI engine folder's manifest (with DDIM tables) and files that are not packages."""
-    from ldmvfi_fast.export.aoti import machine_info
-
-    folder = tmp_path / "fake_aoti"
-    folder.mkdir()
-    m = read_manifest(tiny_engines)
-    m.update(runtime="aoti", device="cpu", aoti={"build_machine": machine_info(), "compile_seconds": {},
-                                                  "proxy_executor_ops": m["custom_ops"]},
-             ddim=ddim_tables(m["alphas_cumprod"], steps=(2,)))
-    (folder / "manifest.json").write_text(json.dumps(m))
-    for f in AOTI_FILES.values():
-        (folder / f).write_bytes(b"not a package")
-    return folder
-
+# --- bad input: exit 2 and a message (no compiled packages needed; ``fake_aoti``: conftest) ----
 
 def _fails(app, *args, match: str) -> str:
     p = _run(app, *args, check_rc=2)
@@ -235,9 +222,9 @@ def test_missing_engine_file_and_newer_manifest_are_refused(app, frames, fake_ao
     _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="engine file missing")
     _fails(app, p0, p1, "-o", out, "--engines", tmp_path / "nowhere", match="engine folder not found")
     m = json.loads((fake_aoti / "manifest.json").read_text())
-    m["format_version"] = 2
+    m["format_version"] = 3
     (fake_aoti / "manifest.json").write_text(json.dumps(m))
-    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="format version 2 is newer")
+    _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="format version 3 is newer")
     (fake_aoti / "manifest.json").write_text("{not json")
     _fails(app, p0, p1, "-o", out, "--engines", fake_aoti, match="cannot be read")
     assert not out.exists()
@@ -269,3 +256,167 @@ def test_bad_frames_and_existing_output_are_refused(app, frames, fake_aoti, tmp_
     assert out.read_bytes() == b"mine"
     _fails(app, p0, p1, "-o", tmp_path / "no" / "o.png", "--engines", fake_aoti, match="does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fake_aoti", "o.png", "small.png", "text.png"])
+
+
+# --- the seed without packages: the app's objects with a stand-in engine (default suite) --------
+
+#: the stand-in for the AOTInductor backend (src/aoti_engine.cpp): make_aoti_engine returns three
+#: tensor formulas, mirrored by _ProbeBackbone below (the same ATen ops)
+PROBE_ENGINE_CPP = r"""
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "engine.h"
+
+namespace ldmvfi_fast {
+namespace {
+class ProbeEngine final : public Engine {
+ public:
+  std::vector<at::Tensor> encode(const at::Tensor& frame) override {
+    return {at::avg_pool2d(frame, {32, 32}), at::avg_pool2d(frame, {2, 2})};
+  }
+  at::Tensor denoise(const at::Tensor& x_t, const at::Tensor&, const at::Tensor&) override { return x_t.mul(0.5); }
+  at::Tensor decode(const std::vector<at::Tensor>& in) override {
+    const at::Tensor& f0 = in.at(3);
+    const at::Tensor& f1 = in.at(4);
+    at::Tensor up = at::upsample_nearest2d(in.at(0), {f0.size(2), f0.size(3)});
+    return f0.add(f1).mul(0.5).add(up.mul(0.25));
+  }
+};
+}  // namespace
+std::unique_ptr<Engine> make_aoti_engine(const EngineSpec&) { return std::make_unique<ProbeEngine>(); }
+}  // namespace ldmvfi_fast
+"""
+
+
+class _ProbeBackbone:
+    """The stand-in engine's formulas as a Python Backbone (same ATen ops as PROBE_ENGINE_CPP)."""
+
+    name, prediction, pad_unit, latent_factor, latent_channels = "probe", "eps", 256, 32, 3
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def __init__(self, alphas_cumprod):
+        self.alphas_cumprod = alphas_cumprod
+
+    def check_size(self, height, width, batch):
+        pass
+
+    def encode(self, frames):
+        return torch.nn.functional.avg_pool2d(frames, 32), [torch.nn.functional.avg_pool2d(frames, 2)]
+
+    def denoise(self, x_t, t, cond):
+        return x_t.mul(0.5)
+
+    def decode(self, z, phi0, phi1, frame0, frame1):
+        up = torch.nn.functional.interpolate(z, size=tuple(frame0.shape[-2:]), mode="nearest")
+        return frame0.add(frame1).mul(0.5).add(up.mul(0.25))
+
+
+def _compile_entry(build: Path, source: str) -> tuple[list[str], Path]:
+    """(compiler arguments, object file) of ``source`` in the app build's compile_commands.json."""
+    import shlex
+
+    for e in json.loads((build / "compile_commands.json").read_text()):
+        if Path(e["file"]).as_posix().endswith(source):
+            args = e["arguments"] if "arguments" in e else shlex.split(e["command"])
+            obj = Path(args[args.index("-o") + 1])
+            return args, obj if obj.is_absolute() else Path(e["directory"]) / obj
+    raise AssertionError(f"{source} is not in {build / 'compile_commands.json'}")
+
+
+@pytest.fixture(scope="module")
+def probe_app(app) -> Path:
+    """The app's objects (main, image_io, libldmvfi_fast_cpp's interpolator) linked with the stand-in
+    engine instead of the AOTInductor backend: compiled with main.cpp's flags, ~10 s."""
+    build = app.parent
+    t0 = time.perf_counter()
+    args, main_o = _compile_entry(build, "app/main.cpp")
+    _, io_o = _compile_entry(build, "app/image_io.cpp")
+    src, obj = build / "probe_engine.cpp", build / "probe_engine.o"
+    src.write_text(PROBE_ENGINE_CPP)
+    i_o, i_c = args.index("-o"), args.index("-c")
+    cc = [a for k, a in enumerate(args) if k not in (i_o, i_o + 1, i_c, i_c + 1)]
+    cc += [f"-I{REPO / 'export' / 'cpp' / 'src'}", "-o", str(obj), "-c", str(src)]
+    p = subprocess.run(cc, cwd=build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-6000:]
+    tlib = Path(torch.__file__).parent / "lib"
+    cache = (build / "CMakeCache.txt").read_text()
+    png = next((ln.split("=", 1)[1] for ln in cache.splitlines()
+                if ln.startswith(("PNG_LIBRARY_RELEASE:", "PNG_LIBRARY:")) and ln.split("=", 1)[1]), "-lpng")
+    exe = build / "ldmvfi_interpolate_probe"
+    # the stand-in object comes before the library: the archive's aoti_engine.o is then never pulled in
+    link = [args[0], str(main_o), str(io_o), str(obj), str(build / "libldmvfi_fast_cpp.a"),
+            "-Wl,--no-as-needed", *(str(tlib / f"lib{n}.so") for n in ("torch_cpu", "torch", "c10")),
+            "-Wl,--as-needed", png, "-ldl", f"-Wl,-rpath,{tlib}", "-o", str(exe)]
+    p = subprocess.run(link, cwd=build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-6000:]
+    print(f"\nprobe app compiled and linked in {time.perf_counter() - t0:.1f} s")
+    return exe
+
+
+@pytest.fixture
+def probe_engines(tmp_path):
+    """An engine folder for the stand-in engine: manifest (one feature level, DDIM tables for 2
+    steps) and placeholder files."""
+    from ldmvfi_fast.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME
+    from ldmvfi_fast.sampling import DiffusionSchedule, make_beta_schedule
+
+    ac = DiffusionSchedule.from_betas(make_beta_schedule("linear", 1000, 0.0015, 0.0195)).buffers["alphas_cumprod"]
+    ac = ac.float()
+
+    def t(name):
+        return {"name": name, "dtype": "float32", "shape": []}
+
+    graphs = {"encoder": {"inputs": [t("frame")], "outputs": [t("z"), t("phi0")]},
+              "unet_step": {"inputs": [t("x_t"), t("t"), t("cond")], "outputs": [t("eps")]},
+              "decoder": {"inputs": [t(n) for n in ("z", "phi0_0", "phi1_0", "frame0", "frame1")],
+                          "outputs": [t("frame")]}}
+    folder = tmp_path / "probe_engines"
+    folder.mkdir()
+    for name, g in graphs.items():
+        g["file"] = AOTI_FILES[name]
+        (folder / g["file"]).write_bytes(b"stand-in engine: not read")
+    m = {"format": FORMAT, "format_version": FORMAT_VERSION, "runtime": "aoti", "prediction": "eps",
+         "dtype": "float32", "device": "cpu", "pad_unit": 256, "latent_factor": 32, "latent_channels": 3,
+         "custom_ops": [], "alphas_cumprod": ac.tolist(), "graphs": graphs,
+         "sizes": {"min_height": 256, "min_width": 256, "max_height": 1024, "max_width": 1024, "multiple": 256,
+                   "max_batch": 1},
+         "ddim": ddim_tables(ac.tolist(), steps=(STEPS,))}
+    (folder / MANIFEST_NAME).write_text(json.dumps(m))
+    return folder, ac
+
+
+def test_app_seed_gives_the_pipeline_frame_and_repeats(probe_app, probe_engines, frames, tmp_path):
+    """``--seed S`` draws x_T and the per-step noise from torch's CPU generator seeded S: the frame is
+    the Python pipeline's ``interpolate(seed=S)`` on the same formulas (bitwise), the same every run,
+    and another with another seed; ``--noise`` replaces x_T only."""
+    from ldmvfi_fast.pipeline import Interpolator
+
+    p0, p1, f0, f1 = frames
+    folder, ac = probe_engines
+
+    def run(tag, *extra):
+        out, raw = tmp_path / f"{tag}.png", tmp_path / f"{tag}.npy"
+        _run(probe_app, p0, p1, "-o", out, "--engines", folder, "--steps", STEPS, "--raw-out", raw, "--quiet", *extra)
+        return torch.from_numpy(np.load(raw)), out.read_bytes()
+
+    a, a_png = run("a", "--seed", 5)
+    b, b_png = run("b", "--seed", 5)
+    c, _ = run("c", "--seed", 6)
+    assert a.shape == (1, 3, *HW)
+    same = torch.equal(a, b) and a_png == b_png
+    assert same, "the same --seed gave different frames: an unseeded generator?"
+    differ = bool((a - c).abs().max() > 0.1)
+    assert differ, "another --seed gave the same frame: the seed is not used"
+    py = Interpolator(_ProbeBackbone(ac), steps=STEPS)
+    torch.testing.assert_close(a, py.interpolate(f0, f1, seed=5), rtol=0, atol=1e-6)
+    torch.testing.assert_close(c, py.interpolate(f0, f1, seed=6), rtol=0, atol=1e-6)
+    assert (a - (f0 + f1) / 2).abs().mean() > 0.05  # the sampled latent shows in the frame
+    # x_T from a file, the per-step noise from the seed
+    x_T = torch.randn(1, 3, 512 // 32, 512 // 32, generator=torch.Generator().manual_seed(21))
+    np.save(tmp_path / "x_T.npy", x_T.numpy())
+    d, _ = run("d", "--seed", 5, "--noise", tmp_path / "x_T.npy")
+    want = py.interpolate(f0, f1, x_T=x_T, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(d, want, rtol=0, atol=1e-6)

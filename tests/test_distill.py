@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _shared import snapshot
 
 from ldmvfi_fast.errors import CheckpointError, LdmvfiError, MediaError, OptionError
 
@@ -71,20 +72,13 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny_ckpt):
-    from ldmvfi_fast.checkpoint import load_model
-
-    return load_model(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def held_out_cond(teacher, clip, cache):
+def held_out_cond(tiny_model, clip, cache):
     """(4, 6, 8, 16) conditioning latents of held-out triplets."""
     from ldmvfi_fast.distill.data import load_triplets
-    from ldmvfi_fast.export.manifest import weights_hash
+    from ldmvfi_fast.manifest import weights_hash
 
     torch.set_num_threads(1)
-    held = load_triplets(teacher, data=clip, encoder_hash=weights_hash(teacher), cache_dir=cache,
+    held = load_triplets(tiny_model, data=clip, encoder_hash=weights_hash(tiny_model), cache_dir=cache,
                          start_frame=HELD_OUT[0], max_frames=HELD_OUT[1], progress=False)
     conds = []
     for i in range(len(held)):
@@ -158,34 +152,34 @@ def _two_threads():
 
 
 @pytest.mark.manual  # ~7.5 min on 2 cores: out of CI since the CUDA build stage (issue 15), see README
-def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
+def test_progressive_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, tiny_model, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
     path, _ = _train(tiny_ckpt, tmp_path / "run", _cfg(**PROGRESSIVE_2X), clip, cache)
     students = {2: load_model(tmp_path / "run" / "student_k2.ckpt"), 1: load_model(path)}
     assert students[1].distillation["timesteps"] == [999] and students[2].distillation["timesteps"] == [999, 499]
-    _check_2x(_report(teacher, students, held_out_cond), tmp_path, "progressive")
+    _check_2x(_report(tiny_model, students, held_out_cond), tmp_path, "progressive")
 
 
 @pytest.mark.manual  # ~6 min on 2 cores: out of CI since the CUDA build stage (issue 15), see README
-def test_consistency_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, teacher, held_out_cond, tmp_path):
+def test_consistency_student_2x_closer(_two_threads, tiny_ckpt, clip, cache, tiny_model, held_out_cond, tmp_path):
     from ldmvfi_fast.checkpoint import load_model
 
     path, _ = _train(tiny_ckpt, tmp_path / "run", _cfg(**CONSISTENCY_2X), clip, cache)
     student = load_model(path)
     assert student.distillation["sampler"] == "consistency" and student.distillation["prediction"] == "x0"
-    _check_2x(_report(teacher, {2: student, 1: student}, held_out_cond), tmp_path, "consistency")
+    _check_2x(_report(tiny_model, {2: student, 1: student}, held_out_cond), tmp_path, "consistency")
 
 
 # ---------------------------------------------------------------------------------------------
 # the student checkpoint contract
 
 
-def test_student_checkpoint_contract(tiny_ckpt, clip, cache, teacher, tmp_path):
+def test_student_checkpoint_contract(tiny_ckpt, clip, cache, tiny_model, tmp_path):
     """load_model reads the record; the backbone exposes it; a consistency student's denoise
     is c_skip x_t + c_out x0 (identity at t = 0); the teacher's numerics are untouched."""
     from ldmvfi_fast.checkpoint import load_model
-    from ldmvfi_fast.export.manifest import weights_hash
+    from ldmvfi_fast.manifest import weights_hash
     from ldmvfi_fast.models.ldmvfi import boundary_scalings
     from ldmvfi_fast.runtime.torch import TorchBackbone
 
@@ -195,10 +189,10 @@ def test_student_checkpoint_contract(tiny_ckpt, clip, cache, teacher, tmp_path):
     rec = s.distillation
     assert rec["method"] == "consistency" and rec["steps"] == 2 and rec["timesteps"] == [999, 499]
     assert rec["sampler"] == "consistency" and rec["prediction"] == "x0" and rec["unet_output"] == "eps"
-    assert rec["teacher_weights_hash"] == weights_hash(teacher) and rec["config"]["name"] == "tiny"
-    bb, tb = TorchBackbone(s), TorchBackbone(teacher)
+    assert rec["teacher_weights_hash"] == weights_hash(tiny_model) and rec["config"]["name"] == "tiny"
+    bb, tb = TorchBackbone(s), TorchBackbone(tiny_model)
     assert bb.distillation == rec and bb.prediction == "x0"
-    assert tb.distillation is None and tb.prediction == "eps" and teacher.distillation is None
+    assert tb.distillation is None and tb.prediction == "eps" and tiny_model.distillation is None
     g = torch.Generator().manual_seed(0)
     x, c = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 6, 8, 8, generator=g)
     t = torch.tensor([0, 700])
@@ -210,7 +204,7 @@ def test_student_checkpoint_contract(tiny_ckpt, clip, cache, teacher, tmp_path):
     cs, co = boundary_scalings(t, 0.5, 10.0)
     torch.testing.assert_close(out, cs.view(-1, 1, 1, 1) * x + co.view(-1, 1, 1, 1) * x0)
     torch.testing.assert_close(out[0], x[0])  # boundary condition f(x, 0) = x
-    assert torch.equal(teacher_out, teacher.eps(x, t, c))
+    assert torch.equal(teacher_out, tiny_model.eps(x, t, c))
     # student = normal checkpoint: EMA U-Net in model_ema.* (default), raw in model.diffusion_model.*
     raw_model = load_model(path, use_ema=False)
     assert raw_model.unet_weights == "raw" and raw_model.distillation == rec
@@ -347,11 +341,6 @@ def test_torchrun_two_processes_keep_replicas_identical(tiny_ckpt, clip, tmp_pat
 # bad input: clear errors, nothing overwritten
 
 
-def _snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_bad_teacher(clip, cache, tmp_path):
     from ldmvfi_fast.distill import distill
 
@@ -424,7 +413,7 @@ def test_run_dir_rules(tiny_ckpt, clip, cache, tmp_path):
     _train(tiny_ckpt, run_a, cfg, clip, cache)
     _train(tiny_ckpt, run_b, _cfg(method="consistency", steps=1, teacher_steps=4, iters=2, batch=1, seed=1), clip,
            cache)
-    before = _snapshot(run_a)
+    before = snapshot(run_a, stat=False)
     with pytest.raises(MediaError, match="--resume"):
         _train(tiny_ckpt, run_a, cfg, clip, cache)
     with pytest.raises(OptionError, match="differs in options"):
@@ -432,10 +421,10 @@ def test_run_dir_rules(tiny_ckpt, clip, cache, tmp_path):
                clip, cache, resume=True)
     # another run's state.pt copied in: refused
     (run_a / "state.pt").write_bytes((run_b / "state.pt").read_bytes())
-    before[Path("state.pt")] = hashlib.sha256((run_a / "state.pt").read_bytes()).hexdigest()
+    before["state.pt"] = (run_a / "state.pt").read_bytes()
     with pytest.raises(OptionError, match="another run"):
         _train(tiny_ckpt, run_a, cfg, clip, cache, resume=True)
-    assert _snapshot(run_a) == before
+    assert snapshot(run_a, stat=False) == before
     with pytest.raises(MediaError, match="nothing to resume"):
         _train(tiny_ckpt, tmp_path / "new", cfg, clip, cache, resume=True)
     mine = run_b / "notes.txt"
@@ -474,12 +463,220 @@ def test_cli_trains_and_refuses(tiny_ckpt, clip, cache, tmp_path, capsys):
     assert s.distillation["sampler"] == "ddim" and s.distillation["timesteps"] == [999]
     assert {"student.ckpt", "student_k1.ckpt", "state.pt", "losses.jsonl", "run.json"} <= {p.name for p in
                                                                                             out.iterdir()}
-    before = _snapshot(out)
+    before = snapshot(out, stat=False)
     with pytest.raises(MediaError):
         run(_parser().parse_args(argv))
     with pytest.raises(OptionError, match="halves"):
         run(_parser().parse_args(argv[:-2] + ["--steps", "3", "--overwrite"]))
-    assert _snapshot(out) == before
+    assert snapshot(out, stat=False) == before
     with pytest.raises(SystemExit):
         _parser().parse_args(argv + ["--resume", "--overwrite"])
     assert run(_parser().parse_args(argv + ["--resume"])) == 0  # already complete: rewrites the same student
+
+
+# ---------------------------------------------------------------------------------------------
+# one place for each decision: distillation's timesteps and samples are the sampler registry's
+
+
+def test_trailing_timesteps_are_the_registry_spacing():
+    """A student's timesteps (``trailing_timesteps``, its record's) are the registry's trailing
+    spacing for every step count (the copies differed at 48 of 1000 steps: 937 vs 936)."""
+    from ldmvfi_fast.distill import trailing_timesteps
+    from ldmvfi_fast.sampling import make_timesteps
+
+    for T in (1000, 999):
+        ac = torch.linspace(0.999, 0.01, T)
+        for n in range(1, T + 1):
+            assert trailing_timesteps(n, T) == make_timesteps(ac, n, "trailing").tolist(), (T, n)
+
+
+def test_progressive_grids_nest_at_the_default_step_counts():
+    """Progressive rounds from the default 64 teacher steps (and any power of 2 up to 512 on
+    T = 1000): the student's grid of N/2 steps is every second point of the teacher's grid of N."""
+    from ldmvfi_fast.distill import trailing_timesteps
+
+    for n in (512, 256, 128, 64, 32, 16, 8, 4, 2):
+        assert trailing_timesteps(n // 2) == trailing_timesteps(n)[::2], n
+
+
+def test_progressive_grids_nest_at_every_step_count():
+    """Failed before the registry's trailing spacing computed T - k T / S exactly (np.arange drifted:
+    937.4999... for T=1000, S=48, so 48 steps did not nest in 96)."""
+    from ldmvfi_fast.distill import trailing_timesteps
+
+    bad = [n for n in range(1, 501) if trailing_timesteps(2 * n)[::2] != trailing_timesteps(n)]
+    assert not bad, bad
+
+
+def _posing_student(tiny_ckpt, method: str):
+    """The tiny teacher posing as a 2-step student of ``method`` (its record is the contract)."""
+    from ldmvfi_fast.checkpoint import load_model
+
+    s = load_model(tiny_ckpt)
+    s.distillation = {"method": method, "prediction": "v" if method == "progressive" else "x0",
+                      "unet_output": "eps", "steps": 2, "timesteps": [999, 499],
+                      "sampler": "ddim" if method == "progressive" else "consistency"}
+    if method == "consistency":
+        s.distillation["boundary"] = {"sigma_data": 0.5, "timestep_scaling": 10.0}
+    return s
+
+
+@pytest.mark.parametrize("method", ["progressive", "consistency"])
+def test_evaluation_samples_through_the_registry(method, tiny_ckpt, tiny_model):
+    """latent_mse_report's numbers are MSEs between samples of the pipeline's Interpolator (the
+    registry's samplers): the reference and the teacher's K-step baselines by DDIM eta 0 at trailing
+    / uniform timesteps, the student by DDIM eta 0 at its timesteps (and, for consistency students,
+    by its own ``consistency`` sampler with fresh noise)."""
+    from ldmvfi_fast.distill.evaluate import latent_mse_report
+    from ldmvfi_fast.pipeline import Encoded, Interpolator
+    from ldmvfi_fast.sampling import make_timesteps
+
+    student = _posing_student(tiny_ckpt, method)
+    g = torch.Generator().manual_seed(5)
+    cond = torch.randn(2, 6, 8, 8, generator=g)
+    seed, ref_steps = 77, 4
+    report = latent_mse_report(tiny_model, {2: student, 1: student}, cond, ref_steps=ref_steps, seed=seed)
+    x_T = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(seed))
+    e0, e1 = (Encoded(frame=torch.zeros(2, 3, 256, 256), z=z, phi=[], size=(256, 256)) for z in cond.split(3, 1))
+    ac = tiny_model.alphas_cumprod
+
+    def sample(model, sampler, ts, gen=None):
+        eta = 0.0 if sampler == "ddim" else None  # the consistency sampler takes no eta
+        return Interpolator(model, sampler=sampler, eta=eta, timesteps=ts).sample_latent(e0, e1, gen, x_T=x_T)
+
+    def mse(a):
+        return float((a - ref).pow(2).mean())
+
+    ref = sample(tiny_model, "ddim", make_timesteps(ac, ref_steps, "trailing").tolist())
+    for K in (2, 1):
+        r = report[K]
+        assert r["teacher_ddim_trailing"] == mse(sample(tiny_model, "ddim", make_timesteps(ac, K, "trailing").tolist()))
+        assert r["teacher_ddim_uniform"] == mse(sample(tiny_model, "ddim", make_timesteps(ac, K, "uniform").tolist()))
+        ts = [999, 499] if K == 2 else make_timesteps(ac, 1, "trailing").tolist()
+        assert r["student"] == mse(sample(student, "ddim", ts)), K
+        if method == "consistency" and K > 1:
+            fresh = sample(student, "consistency", ts, torch.Generator().manual_seed(seed + 1))
+            assert r["student_fresh_noise"] == mse(fresh)
+        else:
+            assert "student_fresh_noise" not in r
+
+
+# ---------------------------------------------------------------------------------------------
+# the student's EMA
+
+
+@pytest.mark.parametrize("decay", [0.999, 0.3])
+def test_student_ema_warmup_by_hand(decay):
+    """The student's EMA: shadow <- d shadow + (1 - d) w with d = min(decay, (1 + n) / (10 + n))
+    after the n-th update (warm-up: 2/11, 3/12, 4/13 ...; with decay 0.3 the cap takes over at
+    n = 3); the target network's (no warm-up) uses ``decay`` from the first update; integer
+    tensors are copied."""
+    from ldmvfi_fast.distill.train import _EMA
+
+    m = torch.nn.Linear(2, 2)
+    m.register_buffer("count", torch.tensor(0, dtype=torch.long))
+    ema, target = _EMA(m, decay, warmup=True), _EMA(m, decay, warmup=False)
+    want = {n: p.detach().double().clone() for n, p in m.state_dict().items() if p.dtype.is_floating_point}
+    want_t = {n: v.clone() for n, v in want.items()}
+    seen = []
+    for n in range(1, 6):
+        with torch.no_grad():
+            for k, p in enumerate(m.parameters()):
+                p.copy_(torch.full_like(p, 10.0 * n + k))
+            m.count.fill_(n)
+        ema.update(m)
+        target.update(m)
+        d = min(decay, (1 + n) / (10 + n))
+        seen.append(d)
+        for name, w in m.state_dict().items():
+            if name in want:
+                want[name] = d * want[name] + (1 - d) * w.double()
+                want_t[name] = decay * want_t[name] + (1 - decay) * w.double()
+                torch.testing.assert_close(ema.shadow[name].double(), want[name], rtol=1e-6, atol=1e-6)
+                torch.testing.assert_close(target.shadow[name].double(), want_t[name], rtol=1e-6, atol=1e-6)
+        assert int(ema.shadow["count"]) == n == int(target.shadow["count"])
+    if decay == 0.3:
+        assert seen[:2] == [2 / 11, 3 / 12] and seen[2:] == [0.3] * 3  # both branches of the min
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line: unreadable resume files, device check
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_ckpt, clip, cache, tmp_path_factory):
+    """A finished one-iteration run folder (run.json, state.pt, student.ckpt, losses.jsonl)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    torch.set_num_threads(1)
+    _train(tiny_ckpt, out, _cfg(method="consistency", steps=1, teacher_steps=2, iters=1, batch=1), clip, cache)
+    return out
+
+
+def _distill_argv(tiny_ckpt, clip, cache, out, *extra):
+    return ["distill", "--teacher", str(tiny_ckpt), "--data", str(clip), "--max-frames", str(TRAIN_FRAMES),
+            "--method", "consistency", "--steps", "1", "--teacher-steps", "2", "--iters", "1", "--batch", "1",
+            "--out", str(out), "--cache-latents", str(cache), "--lr", "0.0003", "--ema-decay", "0",
+            "--save-every", "1000", "--teacher-x0", "1", *extra]
+
+
+def _one_line_error(capsys, rc) -> str:
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not-a-state", "state-without-iteration",
+                                    "run.json-truncated", "run.json-not-a-dict"])
+def test_resume_with_an_unreadable_file_is_one_line(damage, finished_run, tiny_ckpt, clip, cache, tmp_path, capsys):
+    """``distill --resume`` with a truncated / corrupt / foreign state.pt or run.json: one line
+    ``error: ...`` naming the file and what to do, exit status 2, no traceback, nothing deleted
+    or rewritten."""
+    import shutil
+
+    from ldmvfi_fast.cli import main
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    state, run_json = out / "state.pt", out / "run.json"
+    if damage == "truncated":
+        _truncate(state)
+    elif damage == "garbage":
+        state.write_bytes(os.urandom(4096))
+    elif damage == "empty":
+        state.write_bytes(b"")
+    elif damage == "not-a-state":
+        torch.save([1, 2, 3], state)
+    elif damage == "state-without-iteration":
+        st = torch.load(state, weights_only=True)
+        del st["iteration"]
+        torch.save(st, state)
+    elif damage == "run.json-truncated":
+        _truncate(run_json)
+    else:
+        run_json.write_text("[1, 2]")
+    before = snapshot(out, stat=False)
+    err = _one_line_error(capsys, main(_distill_argv(tiny_ckpt, clip, cache, out, "--resume")))
+    name = "run.json" if damage.startswith("run.json") else "state.pt"
+    assert str(out / name) in err and "--overwrite" in err, err
+    assert snapshot(out, stat=False) == before
+
+
+@pytest.mark.parametrize("device, words", [("meta", "not supported"), ("tpu0", "unknown device"),
+                                           ("cuda:99", None)])
+def test_cli_device_is_checked_by_the_one_rule(device, words, tmp_path, capsys):
+    """``distill --device`` is checked by checkpoint.check_device_dtype (the rule every command
+    uses), before anything loads: one line naming what works."""
+    from ldmvfi_fast.cli import main
+
+    rc = main(["distill", "--teacher", str(tmp_path / "none.ckpt"), "--data", str(tmp_path), "--method",
+               "consistency", "--steps", "1", "--out", str(tmp_path / "run"), "--device", device])
+    err = _one_line_error(capsys, rc)
+    if words is None:  # no CUDA here, or no 100th GPU
+        words = "does not exist" if torch.cuda.is_available() else "use --device cpu"
+    assert words in err and "none.ckpt" not in err, err
+    assert not (tmp_path / "run").exists()

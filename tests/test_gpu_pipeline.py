@@ -1,7 +1,7 @@
 """GPU checks of the whole pipeline (marked ``cuda``: skipped without a GPU).
 
-The model is the tiny config with seeded random weights made here (:func:`_random_tiny`), not
-the shared fixtures' checkpoint: the GPU machine has no ../shared folder.
+The model is the tiny config with seeded random weights (``_shared.random_model(init="all")``),
+not the shared fixtures' checkpoint: the GPU machine has no ../shared folder.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import copy
 
 import pytest
 import torch
+from _shared import random_model
 
-from ldmvfi_fast.config import resolve_config
 from ldmvfi_fast.models.ldmvfi import LDMVFI
 from ldmvfi_fast.ops import use_backend
 from ldmvfi_fast.pipeline import Interpolator
@@ -18,24 +18,10 @@ from ldmvfi_fast.pipeline import Interpolator
 pytestmark = pytest.mark.cuda
 
 
-def _random_tiny(seed: int = 0) -> LDMVFI:
-    """The tiny LDMVFI on CPU, float32, every parameter random (seeded): matrices ~ N(0, 1/fan_in),
-    vectors (norm weights, biases) = their init + N(0, 0.1^2), so no zero-initialised output
-    layer hides a sub-model. Buffers (schedule, BatchNorm statistics) keep their values."""
-    torch.manual_seed(seed)
-    model = LDMVFI(resolve_config("tiny")).eval().requires_grad_(False)
-    g = torch.Generator().manual_seed(seed)
-    for p in model.parameters():
-        if p.dim() > 1:
-            p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
-        else:
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-    return model
-
-
 @pytest.fixture(scope="module")
-def tiny_model() -> LDMVFI:
-    return _random_tiny()
+def random_tiny() -> LDMVFI:
+    """The tiny LDMVFI on CPU, float32, every parameter random (seed 0), frozen."""
+    return random_model("tiny", init="all", requires_grad=False)
 
 
 def load_model(model: LDMVFI, device="cpu", dtype=torch.float32) -> LDMVFI:
@@ -49,8 +35,8 @@ def frames():
     return [(torch.rand(1, 3, 200, 320, generator=g) * 2 - 1).cuda() for _ in range(2)]
 
 
-def test_sampling_loop_never_synchronises(tiny_model, frames):
-    model = load_model(tiny_model, device="cuda")
+def test_sampling_loop_never_synchronises(random_tiny, frames):
+    model = load_model(random_tiny, device="cuda")
     it = Interpolator(model, steps=10, eta=1.0)
     e0, e1 = it.encode(frames[0]), it.encode(frames[1])
     g = it.new_generator(0)
@@ -64,14 +50,14 @@ def test_sampling_loop_never_synchronises(tiny_model, frames):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_close_to_float32(tiny_model, frames, dtype, monkeypatch):
+def test_half_precision_close_to_float32(random_tiny, frames, dtype, monkeypatch):
     """Flash-attention rule: the error of the default (kernel) path in ``dtype`` against float32
     is within 2x the error of the pure-PyTorch reference path in the same dtype, plus a small
     slack. Random weights amplify rounding through 10 steps, so a fixed bound cannot tell a
     broken kernel (planted decoder bugs moved the mean by 0.007-0.057) from rounding."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    ckpt = tiny_model
+    ckpt = random_tiny
     xT = torch.randn(1, 3, 8, 16, device="cuda", generator=torch.Generator("cuda").manual_seed(1))
     with use_backend("reference"):
         ref32 = Interpolator(load_model(ckpt, device="cuda"), steps=10, eta=0.0).interpolate(*frames, x_T=xT)
@@ -88,11 +74,11 @@ def test_half_precision_close_to_float32(tiny_model, frames, dtype, monkeypatch)
     assert err_k.max() <= 2 * err_r.max() + 4 * slack, (err_k.max().item(), err_r.max().item())
 
 
-def test_cuda_matches_cpu_float32(tiny_model, frames, monkeypatch):
+def test_cuda_matches_cpu_float32(random_tiny, frames, monkeypatch):
     # cuDNN convolutions default to TF32 on Ampere+; exact float32 is what parity means
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    ckpt = tiny_model
+    ckpt = random_tiny
     xT = torch.randn(1, 3, 8, 16)
     cpu = Interpolator(load_model(ckpt), steps=10, eta=0.0).interpolate(frames[0].cpu(), frames[1].cpu(), x_T=xT)
     gpu = Interpolator(load_model(ckpt, device="cuda"), steps=10, eta=0.0).interpolate(*frames, x_T=xT.cuda())

@@ -10,7 +10,6 @@ ONNX export run at 256x448.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -18,17 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ["encode (1 frame)", "unet step", "decode", "interpolate (1 steps)"]
-
-
-@pytest.fixture(scope="module")
-def latency():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        yield importlib.import_module("latency")
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 def _run(latency, tmp_path, *extra) -> tuple[int, dict | None]:
@@ -45,8 +34,8 @@ def test_variants_and_their_errors(latency):
     assert [v["name"] for v in vs] == ["torch", "onnxruntime", "aoti"]
     vs = latency.parse_variants("torch,onnxruntime:opt=basic+threads=2", "auto,reference")
     assert [v["name"] for v in vs] == ["torch[ops=auto]", "torch[ops=reference]", "onnxruntime:opt=basic+threads=2"]
-    assert vs[2]["options"] == {"opt": "basic", "threads": "2"}
-    for bad, words in [("torch,tensorflow", "unknown runtime 'tensorflow'"), ("torch:opt=basic", "only onnxruntime"),
+    assert vs[2]["options"] == {"opt": "basic", "threads": 2}  # typed by the runtime's options class
+    for bad, words in [("torch,tensorflow", "unknown runtime 'tensorflow'"), ("torch:opt=basic", "takes no options"),
                        ("onnxruntime:opt=max", "opt='max'"), ("onnxruntime:threads=x", "threads='x'"),
                        ("torch,torch", "listed twice"), (",", "no runtime")]:
         with pytest.raises(OptionError, match=words.replace("(", r"\(").replace("[", r"\[")):
@@ -78,12 +67,8 @@ def test_max_diff_covers_every_output(latency):
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
-def test_peak_rss_is_reset_between_stages():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from _common import peak_rss_mib, release_memory, reset_peak_rss, rss_mib
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def test_peak_rss_is_reset_between_stages(benchmarks):
+    from _common import peak_rss_mib, release_memory, reset_peak_rss, rss_mib  # benchmarks/ is on sys.path
     big = bytearray(300 * 2 ** 20)
     big[::4096] = b"\1" * len(big[::4096])  # resident
     assert peak_rss_mib() - rss_mib() > -1
@@ -246,14 +231,12 @@ def test_torch_and_onnxruntime_runtimes_json(latency, tmp_path):
 
 @pytest.mark.manual  # the official preset's export: tens of minutes on 2 cores (outside CI)
 def test_official_preset_exports_and_runs_on_onnxruntime_at_256x448(tmp_path):
-    from ldmvfi_fast.config import official_config
+    from _shared import random_model
     from ldmvfi_fast.export.onnx import export_onnx
-    from ldmvfi_fast.models.ldmvfi import LDMVFI
     from ldmvfi_fast.pipeline import Interpolator
     from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
 
-    torch.manual_seed(0)
-    model = LDMVFI(official_config()).eval().requires_grad_(False)
+    model = random_model("official", init="default", requires_grad=False)  # seed 0, the default initialisation
     folder = export_onnx(model, tmp_path / "onnx")
     ort = Interpolator(OrtBackbone.from_dir(folder), steps=2)
     eager = Interpolator(model, steps=2)

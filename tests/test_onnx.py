@@ -35,9 +35,8 @@ for _pkg in ("onnx", "onnxscript", "onnxruntime"):
     else:
         pytest.importorskip(_pkg)
 
-from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.errors import EngineError, InputError, OptionError
-from ldmvfi_fast.export.manifest import (
+from ldmvfi_fast.manifest import (
     FORMAT_VERSION,
     read_manifest,
     weights_hash,
@@ -64,16 +63,6 @@ from ldmvfi_fast.runtime.onnxruntime import OrtBackbone
 #: both with a side of one 256-pixel unit
 SIZES = [(256, 256, 3), (512, 256, 1)]
 TOL = {"rtol": 1e-4, "atol": 1e-4}
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_ckpt):
-    return load_model(tiny_ckpt)
-
-
-@pytest.fixture(scope="module")
-def wide(wide_model):
-    return wide_model
 
 
 def _ort(path):
@@ -108,18 +97,18 @@ def _compare(path, model, index, sizes=SIZES):
 
 
 @pytest.fixture(scope="module")
-def tiny_enc_unet(tiny, tmp_path_factory):
+def tiny_enc_unet(tiny_model, tmp_path_factory):
     """encoder.onnx and unet_step.onnx of the tiny model (no decoder: the slow one) and a
     manifest for the three graphs (the decoder's output described, not run: the slow tests
     check the real one)."""
     d = tmp_path_factory.mktemp("onnx_parts")
     outputs = {"decoder": [{"name": "frame", "dtype": "float32", "shape": ["batch", 3, "H", "W"]}]}
     with use_backend("reference"):
-        specs = export_specs(tiny)
+        specs = export_specs(tiny_model)
         for spec in specs[:2]:
             export_graph(spec, d / ONNX_FILES[spec.name])
-            outputs[spec.name] = check_graph(d / ONNX_FILES[spec.name], spec, output_axes(spec, tiny.latent_factor))
-    manifest = onnx_manifest(tiny, specs, opset=20, custom_ops="decompose", max_units=16, outputs=outputs)
+            outputs[spec.name] = check_graph(d / ONNX_FILES[spec.name], spec, output_axes(spec, tiny_model.latent_factor))
+    manifest = onnx_manifest(tiny_model, specs, opset=20, custom_ops="decompose", max_units=16, outputs=outputs)
     return d, specs, manifest
 
 
@@ -241,37 +230,37 @@ def test_op_graphs_both_modes(op_graphs):
 
 # ---------------------------------------------------------------- fast
 
-def test_bad_options_are_refused_before_any_work(tiny, tmp_path):
+def test_bad_options_are_refused_before_any_work(tiny_model, tmp_path):
     out = tmp_path / "eng"
     for opset in (17, 24, "20", True):
         with pytest.raises(OptionError, match="opset"):
-            export_onnx(tiny, out, opset=opset)
+            export_onnx(tiny_model, out, opset=opset)
     with pytest.raises(OptionError, match="example size 256x768"):
-        export_onnx(tiny, out, height=256)  # an example side of 1 unit would be specialised
+        export_onnx(tiny_model, out, height=256)  # an example side of 1 unit would be specialised
     with pytest.raises(OptionError, match="example size 512x700"):
-        export_onnx(tiny, out, width=700)
+        export_onnx(tiny_model, out, width=700)
     with pytest.raises(OptionError, match="custom_ops"):
-        export_onnx(tiny, out, custom_ops="plugins")
+        export_onnx(tiny_model, out, custom_ops="plugins")
     with pytest.raises(OptionError, match="dtype"):
-        export_onnx(tiny, out, dtype=torch.float64)
+        export_onnx(tiny_model, out, dtype=torch.float64)
     with pytest.raises(OptionError, match="bfloat16 graphs need opset 22"):
-        export_onnx(tiny, out, dtype=torch.bfloat16)
+        export_onnx(tiny_model, out, dtype=torch.bfloat16)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_never_clobbers(tiny, tmp_path):
+def test_export_never_clobbers(tiny_model, tmp_path):
     target = tmp_path / "eng"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     with pytest.raises(EngineError, match="not empty"):
-        export_onnx(tiny, target)
+        export_onnx(tiny_model, target)
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     with pytest.raises(EngineError, match="does not exist"):
-        export_onnx(tiny, tmp_path / "no" / "eng")
+        export_onnx(tiny_model, tmp_path / "no" / "eng")
 
 
-def test_failed_export_leaves_nothing(tiny, tmp_path, monkeypatch):
+def test_failed_export_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     import ldmvfi_fast.export.onnx as mod
 
     def boom(spec, path, **kw):
@@ -284,15 +273,15 @@ def test_failed_export_leaves_nothing(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "_verify", lambda *a, **k: None)
     monkeypatch.setattr(mod, "_domain_ops", lambda *a, **k: [])
     with pytest.raises(EngineError, match="exporter failed on unet_step"):
-        export_onnx(tiny, tmp_path / "eng")
+        export_onnx(tiny_model, tmp_path / "eng")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_encoder_and_unet_graphs_match_pytorch(tiny, tiny_enc_unet):
+def test_encoder_and_unet_graphs_match_pytorch(tiny_model, tiny_enc_unet):
     """Two sizes (one non-square) and two batches, none the example's (512x768, batch 2)."""
     d, specs, _ = tiny_enc_unet
     for i, spec in enumerate(specs[:2]):
-        _compare(d / ONNX_FILES[spec.name], tiny, i)
+        _compare(d / ONNX_FILES[spec.name], tiny_model, i)
 
 
 def test_graph_inputs_and_outputs_stay_symbolic(tiny_enc_unet):
@@ -306,7 +295,7 @@ def test_graph_inputs_and_outputs_stay_symbolic(tiny_enc_unet):
     assert all(o.type.tensor_type.shape.dim[i].dim_param for o in m.graph.output for i in (0, 2, 3))
 
 
-def test_frozen_dimension_is_caught(tiny, tiny_enc_unet, tmp_path):
+def test_frozen_dimension_is_caught(tiny_model, tiny_enc_unet, tmp_path):
     """A graph whose batch axis was fixed (what the exporter does silently) is refused."""
     import onnx
 
@@ -318,10 +307,10 @@ def test_frozen_dimension_is_caught(tiny, tiny_enc_unet, tmp_path):
         check_graph(tmp_path / "frozen.onnx", specs[1])
 
 
-def test_manifest_profiles(tiny, tiny_enc_unet):
+def test_manifest_profiles(tiny_model, tiny_enc_unet):
     _, specs, m = tiny_enc_unet
     assert m["runtime"] == "onnxruntime" and m["opset"] == 20 and m["custom_ops_mode"] == "decompose"
-    assert m["weights_hash"] == weights_hash(tiny) and m["format_version"] == FORMAT_VERSION
+    assert m["weights_hash"] == weights_hash(tiny_model) and m["format_version"] == FORMAT_VERSION
     frame = m["graphs"]["encoder"]["profiles"]["frame"]
     # 256x256 (one unit); 1080p padded minimally; 4K UHD padded
     assert frame == {"min": [1, 3, 256, 256], "opt": [1, 3, 1280, 2048], "max": [4, 3, 2304, 3840]}
@@ -336,7 +325,7 @@ def test_manifest_profiles(tiny, tiny_enc_unet):
 
 
 @pytest.fixture()
-def fake_folder(tiny, tiny_enc_unet, tmp_path):
+def fake_folder(tiny_model, tiny_enc_unet, tmp_path):
     """An ONNX engine folder with real encoder/U-Net graphs and a placeholder decoder file
     (enough for every refusal that happens before the sessions are made)."""
     d, _, manifest = tiny_enc_unet
@@ -349,7 +338,7 @@ def fake_folder(tiny, tiny_enc_unet, tmp_path):
     return out
 
 
-def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
+def test_runtime_refuses_bad_folders(tiny_model, fake_folder, tmp_path):
     d = fake_folder
     m = json.loads((d / "manifest.json").read_text())
     with pytest.raises(EngineError, match="not found"):
@@ -357,14 +346,14 @@ def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
     with pytest.raises(EngineError, match="other weights"):
         OrtBackbone.from_dir(d, expect_weights_hash="sha256:" + "0" * 64)
     with pytest.raises(EngineError, match="cannot load .*decoder.onnx"):
-        OrtBackbone.from_dir(d, expect_weights_hash=weights_hash(tiny))
+        OrtBackbone.from_dir(d, expect_weights_hash=weights_hash(tiny_model))
     (d / "manifest.json").write_text(json.dumps({**m, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(EngineError, match="newer"):
         OrtBackbone.from_dir(d)
-    (d / "manifest.json").write_text(json.dumps({**m, "runtime": "exported"}))
+    write_manifest(d, {**m, "runtime": "exported"})  # sealed as a writer would: the runtime check is what is tested
     with pytest.raises(EngineError, match="not ONNX engines"):
         OrtBackbone.from_dir(d)
-    (d / "manifest.json").write_text(json.dumps(m))
+    write_manifest(d, m)
     with pytest.raises(EngineError, match="cpu or cuda"):
         OrtBackbone.from_dir(d, device="meta")
     (d / "unet_step.onnx").unlink()
@@ -376,8 +365,8 @@ def test_runtime_refuses_bad_folders(tiny, fake_folder, tmp_path):
 def test_runtime_refuses_domain_mode_folders(fake_folder):
     d = fake_folder
     m = json.loads((d / "manifest.json").read_text())
-    (d / "manifest.json").write_text(json.dumps({**m, "custom_ops_mode": "domain", "custom_ops": ["DecoderOutput"],
-                                                 "custom_op_domains": {"ldmvfi_fast": 1}}))
+    write_manifest(d, {**m, "custom_ops_mode": "domain", "custom_ops": ["DecoderOutput"],
+                       "custom_op_domains": {"ldmvfi_fast": 1}})
     with pytest.raises(EngineError, match="custom_ops='domain'.*DecoderOutput.*TensorRT plugins"):
         OrtBackbone.from_dir(d)
 
@@ -415,7 +404,7 @@ def test_export_script_user_errors_exit_2(tiny_ckpt, tmp_path, capsys):
 
 @pytest.fixture(scope="module", params=["tiny", "wide"])
 def exported(request, tmp_path_factory):
-    model = request.getfixturevalue(request.param)
+    model = request.getfixturevalue(f"{request.param}_model")  # tiny_model, wide_model (conftest)
     out = tmp_path_factory.mktemp("onnx") / f"{request.param}_onnx"
     export_onnx(model, out)  # checks (onnx.checker full) and verifies at a second size itself
     return model, out, OrtBackbone.from_dir(out, expect_weights_hash=weights_hash(model))
@@ -483,7 +472,7 @@ def test_domain_mode_whole_export(request, cfg, tmp_path):
     Python domain op); the manifest names the domain ops, and ONNX Runtime refuses the folder."""
     import onnx
 
-    model = request.getfixturevalue(cfg)
+    model = request.getfixturevalue(f"{cfg}_model")  # tiny_model, wide_model (conftest)
     out = export_onnx(model, tmp_path / "dom", custom_ops="domain")
     for i, name in enumerate(ONNX_FILES.values()):
         onnx.checker.check_model(str(out / name), full_check=True)
@@ -499,7 +488,7 @@ def test_domain_mode_whole_export(request, cfg, tmp_path):
 
 @pytest.mark.manual  # 7 min on 2 cores (float16 299 s, bfloat16 119 s): outside CI
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_reduced_precision_exports(tiny, dtype, tmp_path):
+def test_reduced_precision_exports(tiny_model, dtype, tmp_path):
     """Whole float16 / bfloat16 exports: every graph passes onnx.checker (full), takes and returns
     float32 (island io; the manifest says so and records the policy), and the islands of the U-Net
     and the decoder are float32 in the graph: Cos/Sin (timestep_embedding), ArgMin (quantizer),
@@ -510,7 +499,7 @@ def test_reduced_precision_exports(tiny, dtype, tmp_path):
     from ldmvfi_fast import precision
 
     opset = 22 if dtype == "bfloat16" else 20  # ONNX Conv has bfloat16 from opset 22
-    out = export_onnx(tiny, tmp_path / "e", dtype=getattr(torch, dtype), opset=opset)
+    out = export_onnx(tiny_model, tmp_path / "e", dtype=getattr(torch, dtype), opset=opset)
     m = read_manifest(out)
     assert m["dtype"] == dtype and m["io_dtype"] == "float32" and m["precision_policy"] == precision.describe()
     for g in m["graphs"].values():
@@ -543,21 +532,21 @@ def _elem_types(model_proto) -> dict:
 
 
 @pytest.fixture(scope="module", params=["float16", "bfloat16"])
-def half_encoder_graph(request, tiny, tmp_path_factory):
+def half_encoder_graph(request, tiny_model, tmp_path_factory):
     """The tiny model's encoder exported in float16 / bfloat16 (the fast graph: it holds the
     GroupNorm, LayerNorm and attention islands; the U-Net and decoder are in the manual test)."""
     import copy
 
     dtype = getattr(torch, request.param)
-    half = copy.deepcopy(tiny).to(dtype)
+    half = copy.deepcopy(tiny_model).to(dtype)
     path = tmp_path_factory.mktemp(f"half_{request.param}") / "encoder.onnx"
     with use_backend("reference"):
         # example inputs from the float32 model (float32 either way: island io); PyTorch's CPU
         # float16 convolutions are ~200x slower, so the half model only runs inside the trace
-        spec = dataclasses.replace(export_specs(tiny, 512, 512, max_units=4)[0], module=EncoderExport(half))
+        spec = dataclasses.replace(export_specs(tiny_model, 512, 512, max_units=4)[0], module=EncoderExport(half))
         export_graph(spec, path, opset=22 if dtype == torch.bfloat16 else 20)
         check_graph(path, spec, output_axes(spec, half.latent_factor))
-    return request.param, tiny, path
+    return request.param, tiny_model, path
 
 
 def test_half_graph_is_typed_with_the_policy_casts(half_encoder_graph):

@@ -18,13 +18,9 @@ RTOL_DDIM = 1e-5
 
 
 @pytest.fixture(scope="module")
-def model(fixtures_dir):
-    return load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
-
-
-@pytest.fixture(scope="module")
-def model_raw(fixtures_dir):
-    return load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt", use_ema=False)
+def model_raw(tiny_ckpt):
+    """The tiny checkpoint with its raw (non-EMA) U-Net weights (``tiny_model`` has the EMA ones)."""
+    return load_model(tiny_ckpt, use_ema=False)
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -42,8 +38,8 @@ def _report(name, err, tol):
 
 
 @pytest.fixture(scope="module")
-def encoded(model, case):
-    it = Interpolator(model, steps=10, eta=0.0)
+def encoded(tiny_model, case):
+    it = Interpolator(tiny_model, steps=10, eta=0.0)
     return it, it.encode(case["frame0"]), it.encode(case["frame1"])
 
 
@@ -61,18 +57,18 @@ def test_encoder(encoded, case):
         _report(f"phi_next_{i}", _err(e1.phi[i], case[f"phi_next_{i}"]), ATOL)
 
 
-def test_eps_ema_and_raw(model, model_raw, case):
+def test_eps_ema_and_raw(tiny_model, model_raw, case):
     with torch.no_grad():
-        eps = model.eps(case["xt"], case["t"], case["c"])
+        eps = tiny_model.eps(case["xt"], case["t"], case["c"])
         eps_raw = model_raw.eps(case["xt"], case["t"], case["c"])
-    assert model.unet_weights == "ema" and model_raw.unet_weights == "raw"
+    assert tiny_model.unet_weights == "ema" and model_raw.unet_weights == "raw"
     _report("eps", _err(eps, case["eps"]), ATOL)
     _report("eps_no_ema", _err(eps_raw, case["eps_no_ema"]), ATOL)
     assert _err(eps, case["eps_no_ema"]) > 1e-2  # the two weight sets really differ
 
 
-def test_quantizer_indices_exact(model, case):
-    zq, idx = model.first_stage.quantize(case["decode_z"])
+def test_quantizer_indices_exact(tiny_model, case):
+    zq, idx = tiny_model.first_stage.quantize(case["decode_z"])
     assert torch.equal(idx, case["decode_indices"])
     _report("decode_zq", _err(zq, case["decode_zq"]), 1e-6)
 

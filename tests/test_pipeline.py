@@ -5,15 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.errors import OptionError
 from ldmvfi_fast.pipeline import InputError, Interpolator, PaddingError, pad_amounts, reflect_pad
 from ldmvfi_fast.sampling import ddim_schedule, ddim_timesteps
-
-
-@pytest.fixture(scope="module")
-def model(fixtures_dir):
-    return load_model(fixtures_dir / "ldmvfi-tiny" / "tiny_random.ckpt")
 
 
 def _orig_pad(h0, w0):
@@ -51,14 +45,14 @@ def test_minimal_padding_and_tiny_frames():
     torch.testing.assert_close(y[..., 100:199, :37], x.flip(-2)[..., 1:, :])  # first reflection
 
 
-def test_small_frames_work_with_minimal_padding(model):
-    it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+def test_small_frames_work_with_minimal_padding(tiny_model):
+    it = Interpolator(tiny_model, steps=2, eta=0.0, padding="minimal")
     g = torch.Generator().manual_seed(0)
     f0, f1 = torch.rand(1, 3, 100, 60, generator=g) * 2 - 1, torch.rand(1, 3, 100, 60, generator=g) * 2 - 1
     out = it.interpolate(f0, f1, seed=0)
     assert out.shape == (1, 3, 100, 60) and out.abs().max() <= 1
     with pytest.raises(PaddingError):
-        Interpolator(model, steps=2, padding="reference").interpolate(f0, f1, seed=0)
+        Interpolator(tiny_model, steps=2, padding="reference").interpolate(f0, f1, seed=0)
 
 
 def test_ddim_timesteps_rule():
@@ -70,24 +64,24 @@ def test_ddim_timesteps_rule():
         ddim_timesteps(0)
 
 
-def test_ddim_eta_one_sigmas(model):
-    s = ddim_schedule(model.alphas_cumprod, 10, 1.0)
+def test_ddim_eta_one_sigmas(tiny_model):
+    s = ddim_schedule(tiny_model.alphas_cumprod, 10, 1.0)
     a, ap = s.alphas_np.astype(np.float64), s.alphas_prev_np
     np.testing.assert_allclose(s.sigmas_np, np.sqrt((1 - ap) / (1 - a) * (1 - a / ap)))
     assert s.timesteps.tolist() == list(range(901, 0, -100))  # sampling order
 
 
-def test_reproducible_from_seed_generator_and_xT(model):
+def test_reproducible_from_seed_generator_and_xT(tiny_model):
     g = torch.Generator().manual_seed(1)
     f0, f1 = torch.rand(1, 3, 64, 64, generator=g) * 2 - 1, torch.rand(1, 3, 64, 64, generator=g) * 2 - 1
-    it = Interpolator(model, steps=2, eta=1.0, padding="minimal")
+    it = Interpolator(tiny_model, steps=2, eta=1.0, padding="minimal")
     e0, e1 = it.encode(f0), it.encode(f1)
     a = it.sample_latent(e0, e1, it.new_generator(5))
     b = it.sample_latent(e0, e1, torch.Generator().manual_seed(5))
     c = it.sample_latent(e0, e1, it.new_generator(6))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
-    det = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+    det = Interpolator(tiny_model, steps=2, eta=0.0, padding="minimal")
     xT = torch.randn(1, 3, 8, 8)
     torch.testing.assert_close(det.sample_latent(e0, e1, it.new_generator(1), x_T=xT),
                                det.sample_latent(e0, e1, it.new_generator(2), x_T=xT), rtol=0, atol=0)
@@ -112,8 +106,8 @@ def test_ddpm_sampler_follows_the_ancestral_formula():
     torch.testing.assert_close(out, x)
 
 
-def test_batch_of_pairs_equals_single_pairs(model):
-    it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+def test_batch_of_pairs_equals_single_pairs(tiny_model):
+    it = Interpolator(tiny_model, steps=2, eta=0.0, padding="minimal")
     g = torch.Generator().manual_seed(2)
     f0, f1 = torch.rand(2, 3, 40, 48, generator=g) * 2 - 1, torch.rand(2, 3, 40, 48, generator=g) * 2 - 1
     xT = torch.randn(2, 3, 8, 8, generator=g)
@@ -130,8 +124,8 @@ def test_batch_of_pairs_equals_single_pairs(model):
     (lambda a: (a[0, 0], a[0, 0]), "must be"),
     (lambda a: ((a * 127).to(torch.uint8), a), "dtype"),
 ])
-def test_bad_inputs(model, bad, match):
-    it = Interpolator(model, steps=2, padding="minimal")
+def test_bad_inputs(tiny_model, bad, match):
+    it = Interpolator(tiny_model, steps=2, padding="minimal")
     f0, f1 = bad(torch.zeros(1, 3, 16, 16))
     with pytest.raises(InputError, match=match):
         it.interpolate(f0, f1, seed=0)
@@ -152,8 +146,8 @@ class _Counting:
 
 
 @pytest.mark.parametrize("multi", [2, 4])
-def test_sequence_encodes_each_frame_once(model, multi):
-    it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+def test_sequence_encodes_each_frame_once(tiny_model, multi):
+    it = Interpolator(tiny_model, steps=2, eta=0.0, padding="minimal")
     counting = _Counting(it.backbone)
     it.backbone = counting
     g = torch.Generator().manual_seed(3)
@@ -177,16 +171,16 @@ def test_reference_padding_boundary_at_256(h, w, want):
 
 # -- samplers --------------------------------------------------------------------------------
 
-def test_ddim_eta_one_follows_the_hand_written_loop(model):
+def test_ddim_eta_one_follows_the_hand_written_loop(tiny_model):
     """DDIM at the paper's eta = 1: x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z,
     written out from the formula with the same noise draws."""
     from ldmvfi_fast.sampling import ddim_sample
 
-    s = ddim_schedule(model.alphas_cumprod, 10, 1.0)
+    s = ddim_schedule(tiny_model.alphas_cumprod, 10, 1.0)
     eps_fn = lambda x, t: 0.2 * x + 1e-3 * t.float()[:, None, None, None]  # noqa: E731
     xT = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     out = ddim_sample(eps_fn, xT, s, generator=torch.Generator().manual_seed(1))
-    ac = model.alphas_cumprod.double()
+    ac = tiny_model.alphas_cumprod.double()
     ts = list(range(1, 1000, 100))
     g, x = torch.Generator().manual_seed(1), xT.double()
     for i in reversed(range(len(ts))):
@@ -200,19 +194,19 @@ def test_ddim_eta_one_follows_the_hand_written_loop(model):
     torch.testing.assert_close(out.double(), x, rtol=1e-4, atol=1e-4)
 
 
-def test_sampling_options_are_validated_before_anything_runs(model):
+def test_sampling_options_are_validated_before_anything_runs(tiny_model):
     for kw, match in [({"eta": float("nan")}, "eta"), ({"eta": -0.1}, "eta"), ({"eta": 1.5}, "eta"),
                       ({"steps": 0}, "steps"), ({"steps": 3}, "divid"), ({"sampler": "euler"}, "ddim"),
                       ({"padding": "zero"}, "padding")]:
         with pytest.raises(OptionError, match=match):
-            Interpolator(model, **{"steps": 2, **kw})
-    it = Interpolator(model, steps=2, padding="minimal")
+            Interpolator(tiny_model, **{"steps": 2, **kw})
+    it = Interpolator(tiny_model, steps=2, padding="minimal")
     with pytest.raises(OptionError, match="seed"):
         it.interpolate(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), seed=-1)
 
 
-def test_progress_callback_counts_steps_and_reads_no_tensor(model):
-    it = Interpolator(model, steps=5, eta=1.0, padding="minimal")
+def test_progress_callback_counts_steps_and_reads_no_tensor(tiny_model):
+    it = Interpolator(tiny_model, steps=5, eta=1.0, padding="minimal")
     calls = []
     f = torch.zeros(1, 3, 16, 16)
     it.interpolate(f, f, seed=0, callback=lambda done, total: calls.append((done, total)))
@@ -220,7 +214,7 @@ def test_progress_callback_counts_steps_and_reads_no_tensor(model):
     assert all(type(a) is int and type(b) is int for a, b in calls)
 
 
-def test_a_new_sampler_is_one_registry_entry(model):
+def test_a_new_sampler_is_one_registry_entry(tiny_model):
     """What adding a sampler takes: one Sampler in the registry; the pipeline (and the CLI's
     --sampler choices, read from the same registry) pick it up by name."""
     from ldmvfi_fast import sampling
@@ -236,22 +230,22 @@ def test_a_new_sampler_is_one_registry_entry(model):
     spec = sampling.register_sampler(sampling.Sampler("one_shot_test", "test only", make, x0_only))
     try:
         assert "one_shot_test" in sampling.sampler_names()
-        it = Interpolator(model, steps=1, sampler="one_shot_test", padding="minimal")
+        it = Interpolator(tiny_model, steps=1, sampler="one_shot_test", padding="minimal")
         f = torch.zeros(1, 3, 16, 16)
         e = it.encode(f)
         xT = torch.randn(1, 3, 8, 8)
-        want = (xT - (1 - model.alphas_cumprod[999]).sqrt() * model.eps(xT, torch.tensor([999]), torch.cat([e.z, e.z], 1))) \
-            / model.alphas_cumprod[999].sqrt()
+        want = (xT - (1 - tiny_model.alphas_cumprod[999]).sqrt() * tiny_model.eps(xT, torch.tensor([999]), torch.cat([e.z, e.z], 1))) \
+            / tiny_model.alphas_cumprod[999].sqrt()
         torch.testing.assert_close(it.sample_latent(e, e, x_T=xT), want)
     finally:
         del sampling.SAMPLERS[spec.name]
 
 
 @pytest.mark.parametrize("prediction", ["v", "x0"])
-def test_eps_from_other_prediction_types(model, prediction):
+def test_eps_from_other_prediction_types(tiny_model, prediction):
     from ldmvfi_fast.sampling import eps_from
 
-    ac = model.alphas_cumprod
+    ac = tiny_model.alphas_cumprod
     t = torch.tensor([10, 500, 990])
     a = ac[t].view(-1, 1, 1, 1)
     x0, eps = torch.randn(3, 3, 4, 4), torch.randn(3, 3, 4, 4)
@@ -262,8 +256,8 @@ def test_eps_from_other_prediction_types(model, prediction):
 
 # -- inputs ----------------------------------------------------------------------------------
 
-def test_frames_outside_minus_one_one_are_refused_with_a_hint(model):
-    it = Interpolator(model, steps=2, padding="minimal")
+def test_frames_outside_minus_one_one_are_refused_with_a_hint(tiny_model):
+    it = Interpolator(tiny_model, steps=2, padding="minimal")
     ok = torch.zeros(1, 3, 16, 16)
     with pytest.raises(InputError, match=r"frame 1 .*0\.\.255"):
         it.interpolate(ok, torch.full((1, 3, 16, 16), 200.0), seed=0)
@@ -274,20 +268,20 @@ def test_frames_outside_minus_one_one_are_refused_with_a_hint(model):
 
 
 @pytest.mark.parametrize("padding", ["minimal", "reference"])
-def test_sequence_of_mixed_sizes_is_refused_naming_the_frame(model, padding):
-    it = Interpolator(model, steps=2, padding=padding)
+def test_sequence_of_mixed_sizes_is_refused_naming_the_frame(tiny_model, padding):
+    it = Interpolator(tiny_model, steps=2, padding=padding)
     frames = [torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 200, 256)]
     with pytest.raises(InputError, match=r"frame 2 is \(1, 3, 200, 256\)") as ei:
         list(it.interpolate_sequence(frames, seed=0))
     assert not isinstance(ei.value, PaddingError)
     bad = [torch.zeros(1, 3, 16, 16), torch.full((1, 3, 16, 16), float("nan"))]
     with pytest.raises(InputError, match="frame 1 contains NaN"):
-        list(Interpolator(model, steps=2, padding="minimal").interpolate_sequence(bad, seed=0))
+        list(Interpolator(tiny_model, steps=2, padding="minimal").interpolate_sequence(bad, seed=0))
 
 
 # -- scene cuts ------------------------------------------------------------------------------
 
-def test_scene_cut_repeats_the_earlier_frame(model):
+def test_scene_cut_repeats_the_earlier_frame(tiny_model):
     from ldmvfi_fast.scene import DEFAULT_SCENE_THRESHOLD, scene_change_score
 
     g = torch.Generator().manual_seed(4)
@@ -297,7 +291,7 @@ def test_scene_cut_repeats_the_earlier_frame(model):
     shot_b = [other, other - 0.01]
     assert float(scene_change_score(shot_a[0], shot_a[1])) < DEFAULT_SCENE_THRESHOLD
     assert float(scene_change_score(shot_a[1], shot_b[0])) > DEFAULT_SCENE_THRESHOLD
-    it = Interpolator(model, steps=2, eta=0.0, padding="minimal")
+    it = Interpolator(tiny_model, steps=2, eta=0.0, padding="minimal")
     cuts = []
     out = list(it.interpolate_sequence(shot_a + shot_b, 2, seed=0, scene_threshold=DEFAULT_SCENE_THRESHOLD,
                                        on_scene_cut=cuts.append))
@@ -312,22 +306,24 @@ def test_scene_cut_repeats_the_earlier_frame(model):
 
 # -- few-step samplers, spacings and distilled students ---------------------------------------
 
-def test_teacher_defaults_are_the_papers(model):
-    it = Interpolator(model, padding="minimal")
+def test_teacher_defaults_are_the_papers(tiny_model):
+    it = Interpolator(tiny_model, padding="minimal")
     assert (it.sampler, it.steps, it.eta, it.spacing, it.timesteps) == ("ddim", 200, 1.0, "uniform", None)
     assert it.schedule.timesteps.tolist()[:2] == [996, 991]
 
 
-def test_few_step_samplers_run_in_the_pipeline(model):
+def test_few_step_samplers_run_in_the_pipeline(tiny_model):
     """Every new sampler through the pipeline's sampling (one encoding shared); the stochastic
     ones reproducible from a seed (the solvers' numerics are tested in test_solvers.py)."""
     f0, f1 = torch.zeros(1, 3, 20, 24), torch.full((1, 3, 20, 24), 0.5)
-    base = Interpolator(model, steps=2, padding="minimal")
+    base = Interpolator(tiny_model, steps=2, padding="minimal")
     e0, e1 = base.encode(f0), base.encode(f1)
     for sampler, spacing in [("dpmpp_2m", "karras"), ("dpmpp_3m", None), ("ddim", "trailing"),
                              ("dpmpp_2m_sde", "uniform"), ("consistency", None)]:
         steps = 4 if spacing == "uniform" else 3
-        it = Interpolator(model, steps=steps, eta=0.5, sampler=sampler, spacing=spacing, padding="minimal")
+        eta = 0.5 if sampler in ("ddim", "dpmpp_2m_sde") else None  # the others take none (refused)
+        it = Interpolator(tiny_model, steps=steps, eta=eta, sampler=sampler, spacing=spacing, padding="minimal")
+        assert it.eta == eta
         assert it.spacing == (spacing or ("uniform" if sampler == "ddim" else "trailing"))
         calls = []
         z = it.sample_latent(e0, e1, torch.Generator().manual_seed(0), callback=lambda d, t: calls.append(d))
@@ -356,15 +352,15 @@ STUDENT = {"method": "progressive", "prediction": "eps", "steps": 3, "timesteps"
            "sampler": "dpmpp_2m"}
 
 
-def test_a_student_samples_with_its_own_sampler_and_timesteps(model, caplog):
-    st = _Student(model, dict(STUDENT))
+def test_a_student_samples_with_its_own_sampler_and_timesteps(tiny_model, caplog):
+    st = _Student(tiny_model, dict(STUDENT))
     it = Interpolator(st, padding="minimal")
-    assert (it.sampler, it.steps, it.eta, it.timesteps) == ("dpmpp_2m", 3, 0.0, [999, 666, 333])
+    assert (it.sampler, it.steps, it.eta, it.timesteps) == ("dpmpp_2m", 3, None, [999, 666, 333])  # no eta: deterministic
     assert it.schedule.timesteps.tolist() == [999, 666, 333]
     # the same count (or the same sampler) from the caller keeps the student's timesteps, silently
     caplog.clear()
     it = Interpolator(st, steps=3, sampler="ddim", padding="minimal")
-    assert it.schedule.timesteps.tolist() == [999, 666, 333] and it.sampler == "ddim"
+    assert it.schedule.timesteps.tolist() == [999, 666, 333] and it.sampler == "ddim" and it.eta == 0.0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     # another count: the caller wins, with a warning
     it = Interpolator(st, steps=5, padding="minimal")
@@ -374,6 +370,6 @@ def test_a_student_samples_with_its_own_sampler_and_timesteps(model, caplog):
     it = Interpolator(st, spacing="karras", padding="minimal")
     assert it.steps == 3 and it.schedule.timesteps.tolist()[0] == 999 and "trained on timesteps" in caplog.text
     # a teacher (distillation None) keeps the paper's defaults
-    assert Interpolator(_Student(model, None), padding="minimal").steps == 200
+    assert Interpolator(_Student(tiny_model, None), padding="minimal").steps == 200
     with pytest.raises(OptionError, match="descending"):
-        Interpolator(_Student(model, {**STUDENT, "timesteps": [3, 500, 999]}), padding="minimal")
+        Interpolator(_Student(tiny_model, {**STUDENT, "timesteps": [3, 500, 999]}), padding="minimal")

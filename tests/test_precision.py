@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from ldmvfi_fast import precision
-from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.pipeline import Interpolator
 
 
@@ -45,11 +44,6 @@ def test_disabled_is_scoped_and_checked():
         precision.keeps_fp32("nope")
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_ckpt):
-    return load_model(tiny_ckpt)
-
-
 def _frames(h=256, w=256, seed=0):
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(1, 3, h // 8, w // 8, generator=g)
@@ -58,8 +52,8 @@ def _frames(h=256, w=256, seed=0):
     return f0, f1
 
 
-def test_half_sub_models_take_and_return_float32(tiny):
-    bf = copy.deepcopy(tiny).to(torch.bfloat16)
+def test_half_sub_models_take_and_return_float32(tiny_model):
+    bf = copy.deepcopy(tiny_model).to(torch.bfloat16)
     f0, _ = _frames()
     with torch.no_grad():
         z, phi = bf.encode(f0)
@@ -80,7 +74,7 @@ def _psnr(a, b):
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def test_bfloat16_stages_are_close_to_float32(tiny):
+def test_bfloat16_stages_are_close_to_float32(tiny_model):
     """tiny, 256x256, bfloat16 vs float32 on the same inputs: the encoder's latent within 5%
     (measured 2%), one U-Net step within 8% (3.5%), and the decoder alone (fed float32's latent and
     features) >= 45 dB (50 dB); not bit-identical (bfloat16 really ran). The whole interpolation
@@ -89,20 +83,20 @@ def test_bfloat16_stages_are_close_to_float32(tiny):
     from ldmvfi_fast.padding import pad_amounts, reflect_pad
 
     f0, f1 = _frames()
-    bf = copy.deepcopy(tiny).to(torch.bfloat16)
-    ph, pw = pad_amounts(256, 256, "minimal", tiny.cfg.min_pad_unit())
+    bf = copy.deepcopy(tiny_model).to(torch.bfloat16)
+    ph, pw = pad_amounts(256, 256, "minimal", tiny_model.cfg.min_pad_unit())
     p0, p1 = reflect_pad(f0, ph, pw), reflect_pad(f1, ph, pw)
     with torch.no_grad():
-        z0, phi0 = tiny.encode(p0)
-        z1, phi1 = tiny.encode(p1)
+        z0, phi0 = tiny_model.encode(p0)
+        z1, phi1 = tiny_model.encode(p1)
         bz0, _ = bf.encode(p0)
         rel = float((bz0 - z0).abs().max() / z0.abs().max())
         assert 0 < rel <= 0.05, rel
         x = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
         t, cond = torch.tensor([500]), torch.cat([z0, z1], 1)
-        e, be = tiny.eps(x, t, cond), bf.eps(x, t, cond)
+        e, be = tiny_model.eps(x, t, cond), bf.eps(x, t, cond)
         assert 0 < float((be - e).abs().max() / e.abs().max()) <= 0.08
-        d = tiny.decode(x, phi0, phi1, p0, p1).clamp(-1, 1)
+        d = tiny_model.decode(x, phi0, phi1, p0, p1).clamp(-1, 1)
         bd = bf.decode(x, phi0, phi1, p0, p1).clamp(-1, 1)
     assert bd.dtype == torch.float32
     p = _psnr(bd, d)

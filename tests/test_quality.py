@@ -3,25 +3,12 @@ no-diffusion baseline, and a whole run on the tiny model and a bundled clip at a
 (JSON fields, plot, refusal to overwrite, clear errors). Timings are never asserted."""
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def quality():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        yield importlib.import_module("quality")
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 # -- metrics -----------------------------------------------------------------------------------
@@ -71,9 +58,15 @@ def test_method_specs(quality):
     assert [m.label for m in ms] == ["none", "ddim:10:eta=1", "dpmpp_2m:4:karras", "ddim:10:trailing:eta=0",
                                      "consistency:2"]
     assert (ms[2].sampler, ms[2].steps, ms[2].spacing) == ("dpmpp_2m", 4, "karras")
+    # the eta a method runs with is the pipeline's: --eta (or the default) only where the sampler takes one
+    assert [m.eta for m in ms[1:]] == [1.0, None, 0.0, None]
+    assert [m.label for m in quality.parse_methods("ddim:10,ddpm,dpmpp_2m_sde:4")] == [
+        "ddim:10:eta=1", "ddpm", "dpmpp_2m_sde:4:eta=1"]  # no --eta: the pipeline's default (1)
     for bad, match in [("euler:4", "not a sampler"), ("ddim", "step count"), ("ddim:4:linear", "not a step count"),
                        ("ddim:3", "divid"), ("none:4", "takes no options"), ("ddim:4:eta=x", "eta=NUMBER"),
-                       ("ddim:4,ddim:4", "twice"), ("", "empty")]:
+                       ("ddim:4,ddim:4", "twice"), ("", "empty"),
+                       ("dpmpp_2m:4:eta=0.5", "deterministic and takes no eta"), ("ddpm:10", "steps does not apply"),
+                       ("consistency:2:eta=0", "takes no eta")]:
         with pytest.raises(quality.OptionError, match=match):
             quality.parse_methods(bad, 1.0)
 
@@ -187,6 +180,8 @@ def test_whole_run_on_a_bundled_clip(quality, tiny_ckpt, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert quality.main(argv[:-1] + [str(tmp_path / "b.json"), "--samplers", "ddim:x1"]) == 2
     assert "bad method" in capsys.readouterr().err
+    assert quality.main(argv[:-1] + [str(tmp_path / "d.json"), "--samplers", "dpmpp_2m:2", "--eta", "0.5"]) == 2
+    assert "--eta 0.5 applies to none of the methods" in capsys.readouterr().err
     assert quality.main(argv[:-1] + [str(tmp_path / "c.json"), "--dataset", "vimeo90k", "--root",
                                      str(tmp_path / "nope")]) == 2
     assert "folder not found" in capsys.readouterr().err

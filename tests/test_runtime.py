@@ -8,18 +8,12 @@ import shutil
 import pytest
 import torch
 
-from ldmvfi_fast.checkpoint import load_model
 from ldmvfi_fast.errors import EngineError, InputError, LdmvfiError
-from ldmvfi_fast.export.manifest import FORMAT_VERSION, read_manifest, weights_hash
+from ldmvfi_fast.manifest import FORMAT_VERSION, read_manifest, weights_hash
 from ldmvfi_fast.export.pt2 import export_pt2
 from ldmvfi_fast.pipeline import Interpolator
 from ldmvfi_fast.runtime import Backbone, TorchBackbone, load_backbone
 from ldmvfi_fast.runtime.exported import ExportedBackbone
-
-
-@pytest.fixture(scope="module")
-def model(tiny_ckpt):
-    return load_model(tiny_ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +27,19 @@ def exported(engines):
     return ExportedBackbone.from_dir(engines)
 
 
-def test_backbones_satisfy_the_protocol(model, exported):
-    assert isinstance(TorchBackbone(model), Backbone)
+def test_backbones_satisfy_the_protocol(tiny_model, exported):
+    assert isinstance(TorchBackbone(tiny_model), Backbone)
     assert isinstance(exported, Backbone)
 
 
 @pytest.mark.parametrize("hw,batch", [((480, 500), 2), ((700, 300), 1), ((200, 330), 1)])
-def test_pipeline_same_frames_from_model_and_exported_programs(model, exported, hw, batch):
+def test_pipeline_same_frames_from_model_and_exported_programs(tiny_model, exported, hw, batch):
     """Padded to 512x512 (batch 2), 768x512 (non-square, batch 1) and 256x512 (one pad unit
     high): none is the export's example size, so a dimension frozen by the exporter would show."""
     g = torch.Generator().manual_seed(7)
     f0 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
     f1 = torch.rand(batch, 3, *hw, generator=g) * 2 - 1
-    eager = Interpolator(model, steps=2, eta=1.0, padding="minimal")
+    eager = Interpolator(tiny_model, steps=2, eta=1.0, padding="minimal")
     it = Interpolator(exported, steps=2, eta=1.0, padding="minimal")
     assert it.model is None and it.backbone.name == "exported"
     a = eager.interpolate(f0, f1, seed=3)
@@ -69,12 +63,12 @@ def test_graphs_keep_batch_height_and_width_symbolic(exported):
             assert all(not isinstance(d, int) for d in (shape[0], shape[2], shape[3])), (name, n.name, shape)
 
 
-def test_manifest_describes_the_graphs(model, engines):
+def test_manifest_describes_the_graphs(tiny_model, engines):
     m = read_manifest(engines)
     assert m["format_version"] == FORMAT_VERSION and m["prediction"] == "eps" and m["pad_unit"] == 256
-    assert m["weights_hash"] == weights_hash(model)
+    assert m["weights_hash"] == weights_hash(tiny_model)
     assert len(m["alphas_cumprod"]) == 1000
-    assert m["alphas_cumprod"][500] == pytest.approx(float(model.alphas_cumprod[500]), rel=1e-7)
+    assert m["alphas_cumprod"][500] == pytest.approx(float(tiny_model.alphas_cumprod[500]), rel=1e-7)
     enc, unet, dec = (m["graphs"][k] for k in ("encoder", "unet_step", "decoder"))
     assert enc["inputs"] == [{"name": "frame", "dtype": "float32", "shape": ["batch", 3, "H", "W"]}]
     assert [i["name"] for i in unet["inputs"]] == ["x_t", "t", "cond"]
@@ -141,12 +135,12 @@ def test_sizes_outside_the_graphs_are_refused_before_running(exported):
         it.interpolate(f, f, seed=0)
 
 
-def test_export_never_clobbers(model, engines, tmp_path):
+def test_export_never_clobbers(tiny_model, engines, tmp_path):
     target = tmp_path / "eng"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     with pytest.raises(EngineError, match="not empty"):
-        export_pt2(model, target)
+        export_pt2(tiny_model, target)
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 

@@ -129,13 +129,13 @@ def test_explicit_timesteps_override_the_spacing():
     for bad, match in [([5, 10], "descending"), ([1000, 3], r"\[0, 999\]"), ([], "non-empty"), ("abc", "integers"),
                        ([3.5, 1], "integers")]:
         with pytest.raises(OptionError, match=match):
-            S.check_sampling_options("dpmpp_2m", None, 0.0, timesteps=bad)
+            S.SamplingRequest(sampler="dpmpp_2m", timesteps=bad).check(1000)
     with pytest.raises(OptionError, match="differs"):
-        S.check_sampling_options("ddim", 3, 0.0, timesteps=[900, 500])
+        S.SamplingRequest(sampler="ddim", steps=3, eta=0.0, timesteps=[900, 500]).check(1000)
     with pytest.raises(OptionError, match="spacing"):
-        S.check_sampling_options("ddim", 10, 0.0, spacing="linear")
+        S.SamplingRequest(sampler="ddim", steps=10, spacing="linear").check(1000)
     with pytest.raises(OptionError, match="no spacing"):
-        S.check_sampling_options("ddpm", 10, 0.0, spacing="karras")
+        S.SamplingRequest(sampler="ddpm", spacing="karras").check(1000)
 
 
 def test_one_step_solvers_return_the_x0_prediction():
@@ -242,23 +242,3 @@ def test_one_multistep_update_has_local_error_of_order_plus_one(name, order):
     assert order + 0.7 <= slope <= order + 1.4, f"{name}: local slope {slope:.2f}, errors {errs}"
 
 
-@pytest.mark.parametrize("sampler, renoise", [("ddim", "ddim"), ("consistency", "fresh")])
-def test_student_samplers_equal_the_distillation_loop(sampler, renoise):
-    """What a student checkpoint names (sampler ``ddim`` at eta 0 or ``consistency``, on its
-    timesteps) samples exactly as the distillation code's own loop (the same noise draws)."""
-    objectives = pytest.importorskip("ldmvfi_fast.distill.objectives")
-    ac = _ac()
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(3, 3, generator=g)
-
-    def x0_fn(x, t):  # any x0-predicting student
-        return torch.einsum("ij,bjhw->bihw", w, x).tanh() * (1 + t.float().view(-1, 1, 1, 1) / 1000)
-
-    ts = [999, 749, 400, 120]
-    xT = torch.randn(2, 3, 4, 4, generator=g)
-    want = objectives.sample_student(x0_fn, xT, ts, ac, renoise, generator=torch.Generator().manual_seed(1))
-    spec = S.get_sampler(sampler)
-    sched = spec.make_schedule(ac, None, 0.0, "cpu", timesteps=ts)
-    got = spec.sample(lambda x, t: S.eps_from(x0_fn(x, t), x, t, ac, "x0"), xT, sched,
-                      generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 onnx = pytest.importorskip("onnx")
+from _shared import export_script
 from onnx import TensorProto, helper
 
 from ldmvfi_fast.errors import EngineError, InputError, OptionError
 from ldmvfi_fast.export import tensorrt as T
-from ldmvfi_fast.export.manifest import (
+from ldmvfi_fast.manifest import (
     FORMAT,
     FORMAT_VERSION,
     read_manifest,
@@ -757,15 +758,6 @@ def trt11(monkeypatch):
     return fake
 
 
-def _script():
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        import build_trt
-    finally:
-        sys.path.pop(0)
-    return build_trt
-
-
 def test_trt11_builds_fp32_folder_as_written(onnx_dir, tmp_path, trt11):
     out = T.build_trt(onnx_dir, tmp_path / "trt", gpu=GPU)
     t = read_manifest(out)["tensorrt"]
@@ -782,7 +774,7 @@ def test_trt11_refuses_a_precision_the_graphs_are_not_in(onnx_dir, tmp_path, trt
     with pytest.raises(OptionError, match=f"--dtype {dtype} "):
         T.build_trt(onnx_dir, tmp_path / "a", precision=precision, gpu=GPU)
     assert not trt11.builds() and not (tmp_path / "a").exists()
-    assert _script().main(["--engines", str(onnx_dir), "--out", str(tmp_path / "b"), "--precision", precision]) == 2
+    assert export_script("build_trt").main(["--engines", str(onnx_dir), "--out", str(tmp_path / "b"), "--precision", precision]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"python export/export_onnx.py --ckpt CKPT --dtype {dtype} --out DIR" in err
@@ -900,11 +892,7 @@ def test_trt10_refuses_weak_typing_on_a_typed_network(onnx_dir, tmp_path, fake_t
 
 def test_script_without_tensorrt_one_line_exit_2(onnx_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails
-    sys.path.insert(0, str(REPO / "export"))
-    try:
-        import build_trt
-    finally:
-        sys.path.pop(0)
+    build_trt = export_script("build_trt")
     assert build_trt.main(["--engines", str(onnx_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install tensorrt" in err, err

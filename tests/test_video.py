@@ -10,22 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _shared import audio_video_durations, clip_with_audio, snapshot
 
 from ldmvfi_fast import video as V
 from ldmvfi_fast.video import (BackgroundWriter, MediaError, VideoWriter, atomic_output, check_frame_folder,
                                check_writable, frame_folder_output, prefetch)
-
-
-def snapshot(root: Path) -> dict:
-    """Every file and folder under ``root``: relative path -> (kind, mode, size, mtime_ns, bytes)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            data = p.read_bytes() if p.is_file() else None
-            out[str(p.relative_to(root))] = (p.is_dir(), st.st_mode, st.st_size, st.st_mtime_ns, data)
-    return out
 
 
 def _unrelated(folder: Path) -> None:
@@ -160,48 +149,9 @@ def test_check_writable_read_only_folder(tmp_path):
 # audio cut to the video
 
 
-def _clip_with_audio(path: Path, frames: int, fps: int = 25, seconds: float = 1.0) -> None:
-    import av
-
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        aus = c.add_stream("aac", rate=44100)
-        for i in range(frames):
-            img = np.full((48, 64, 3), 20 * i, np.uint8)
-            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        n = int(44100 * seconds)
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)[None]
-        for k in range(0, n, 1024):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="flt", layout="mono")
-            fr.sample_rate, fr.pts = 44100, k
-            for p in aus.encode(fr):
-                c.mux(p)
-        for p in aus.encode():
-            c.mux(p)
-
-
-def audio_video_durations(path: Path) -> tuple[float, float, float]:
-    """(audio duration, video duration, one audio frame) in seconds, from the packets. The
-    audio's duration is where its last packet ends on the timeline that starts at 0 (an AAC
-    encoder's priming packet has a negative pts and is not played)."""
-    import av
-
-    with av.open(str(path)) as c:
-        v, a = c.streams.video[0], c.streams.audio[0]
-        vdur = float(v.frames / v.average_rate)
-        pk = [p for p in c.demux(a) if p.size]
-        end = max(p.pts + p.duration for p in pk) * a.time_base
-        frame = max(p.duration for p in pk) * a.time_base
-    return float(end), vdur, float(frame)
-
-
 def test_video_writer_trims_audio(tmp_path):
     src = tmp_path / "src.mp4"
-    _clip_with_audio(src, 10)  # 0.4 s of video, 1 s of audio
+    clip_with_audio(src, 10)  # 0.4 s of video, 1 s of audio
     out = tmp_path / "out.mp4"
     imgs = list(V.read_video(src, max_frames=3))
     with VideoWriter(out, 64, 48, Fraction(50), crf=0, audio_from=src, trim_audio=True) as w:

@@ -97,18 +97,17 @@ def add_parser(subparsers, parents=()) -> argparse.ArgumentParser:
 
 
 def _device(arg: str | None):
+    """The training device: ``--device`` checked by :func:`ldmvfi_fast.checkpoint.check_device_dtype`
+    (the rule every command uses; float32 weights, bf16 autocast on CUDA), one-line
+    :class:`OptionError` otherwise; by default cuda when visible (``cuda:LOCAL_RANK`` under
+    torchrun), else cpu."""
     import torch
 
-    if arg is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    try:
-        dev = torch.device(arg)
-    except RuntimeError:
-        raise OptionError(f"--device {arg!r} is not a device (cpu, cuda, cuda:1 ...)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("--device cuda: no CUDA device is available")
+    from ..checkpoint import check_device_dtype
+
+    dev, _ = check_device_dtype(arg, None, cli=True)
+    if arg is None and dev.type == "cuda":
+        dev, _ = check_device_dtype(torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))), None, cli=True)
     return dev
 
 

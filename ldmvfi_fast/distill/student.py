@@ -10,10 +10,14 @@ key layout) plus a top-level ``"distillation"`` record:
 * ``"distillation"``: ``{"method", "prediction", "unet_output", "steps", "timesteps", "sampler",
   "boundary" (consistency only), "teacher_weights_hash", "config", "toolkit_version", ...}``.
 
-Timesteps use "trailing" spacing: ``t_i = round(T - i T / N) - 1`` for i < N, so the grid of N/2
-steps is every second point of the grid of N steps (progressive rounds nest) and the first step
-starts at t = T - 1 (pure noise). After the last step the sampler lands at ``alphas_cumprod[0]``
-(as the original's DDIM).
+Timesteps use the sampler registry's "trailing" spacing
+(:func:`ldmvfi_fast.sampling.make_timesteps`, ``t_i = round(T - i T / N) - 1`` for i < N), the
+one the pipeline samples with: the first step starts at t = T - 1 (pure noise), and the grid of
+N/2 steps is every second point of the grid of N steps (progressive rounds nest) wherever
+``i T / N`` is exact, e.g. for every power of 2 on T = 1000 (the registry computes ``T - i T / N``
+in floating point, so a tie such as 937.5 for 48 steps of 1000 can round down: 48 steps do not
+nest in 96). After the last step the sampler lands at ``alphas_cumprod[0]`` (as the original's
+DDIM).
 """
 from __future__ import annotations
 
@@ -26,17 +30,19 @@ from ..checkpoint import (AE_PREFIX, DISTILLATION_KEY, EMA_PREFIX, UNET_PREFIX, 
 from .._atomic import replace_atomically
 from ..errors import OptionError
 from ..models.ldmvfi import LDMVFI
-from ..sampling import SCHEDULE_BUFFERS
+from ..sampling import SCHEDULE_BUFFERS, make_timesteps
 
 __all__ = ["trailing_timesteps", "progressive_rounds", "make_record", "student_state_dict", "save_student",
            "atomic_torch_save"]
 
 
 def trailing_timesteps(steps: int, num_train_steps: int = 1000) -> list[int]:
-    """``steps`` descending timesteps ``round(T - i T / steps) - 1`` (the first is T - 1)."""
+    """``steps`` descending timesteps of the registry's trailing spacing on ``num_train_steps``
+    training steps (:func:`~ldmvfi_fast.sampling.make_timesteps`; the first is T - 1)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_train_steps:
         raise OptionError(f"steps must be an integer in [1, {num_train_steps}], got {steps!r}")
-    return [int(round(num_train_steps - i * num_train_steps / steps)) - 1 for i in range(steps)]
+    # the trailing spacing reads only the schedule's length
+    return [int(t) for t in make_timesteps(torch.zeros(num_train_steps), steps, spacing="trailing")]
 
 
 def progressive_rounds(teacher_steps: int, steps: int) -> list[int]:

@@ -43,9 +43,11 @@ from torch import Tensor
 from .._atomic import write_text_atomic
 from ..errors import CheckpointError, MediaError, OptionError
 from .data import TripletLatents, encode_triplets, open_source, sample_batch
-from .objectives import END, alpha_sigma, consistency_loss, ddim_step, model_output, progressive_loss, \
-    progressive_target
+from .objectives import consistency_loss, ddim_step, ddim_x0, model_output, progressive_loss, progressive_target
 from ..models.ldmvfi import student_output
+from ..parameterization import END, alpha_sigma
+from ..samplers import check_steps
+from ..sampling import get_sampler
 from .student import atomic_torch_save, make_record, progressive_rounds, save_student, trailing_timesteps
 
 log = logging.getLogger(__name__)
@@ -130,8 +132,7 @@ class DistillConfig:
         c = dataclasses.replace(self, crop=tuple(int(x) for x in self.crop))
         if c.method not in METHODS:
             raise OptionError(f"method must be one of {METHODS}, got {c.method!r}")
-        if isinstance(c.steps, bool) or not isinstance(c.steps, int) or not 1 <= c.steps <= num_train_steps:
-            raise OptionError(f"steps must be an integer in [1, {num_train_steps}], got {c.steps!r}")
+        c.steps = check_steps(c.steps, num_train_steps)  # the one step-range rule (ldmvfi_fast.samplers)
         if c.method == "progressive":
             if c.teacher_steps is None:
                 c.teacher_steps = max(64, c.steps)
@@ -154,8 +155,7 @@ class DistillConfig:
             raise OptionError(f"lr_schedule must be constant or cosine, got {c.lr_schedule!r}")
         if c.unet_output not in ("eps", "direct"):
             raise OptionError(f"unet_output must be eps or direct, got {c.unet_output!r}")
-        if not 1 <= c.teacher_steps <= num_train_steps:
-            raise OptionError(f"teacher steps must be in [1, {num_train_steps}], got {c.teacher_steps}")
+        c.teacher_steps = check_steps(c.teacher_steps, num_train_steps, name="teacher_steps")
         for name in ("iters", "batch", "save_every", "pool"):
             v = getattr(c, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -259,6 +259,46 @@ def _unet_fn(unet: torch.nn.Module) -> Callable[[Tensor, Tensor, Tensor], Tensor
     return lambda x, t, c: unet(torch.cat([x, c], dim=1), t)
 
 
+#: what a ``state.pt`` holds (:meth:`_Trainer.state`; ``target`` and ``round_teacher`` when the run has them)
+_STATE_KEYS = ("run_id", "iteration", "round", "student", "ema", "optimizer", "losses", "rng_torch", "options")
+
+
+def _unreadable(path: Path, why, error=CheckpointError):
+    """The one-line error for a resume file that cannot be used: names it and what to do."""
+    if isinstance(why, BaseException) and path.is_file() and path.stat().st_size == 0:
+        why = "an empty file"
+    elif isinstance(why, BaseException):
+        text = str(why).strip()
+        text = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+        why = type(why).__name__ + (f": {text[:160]}" if text else "")
+    return error(f"cannot resume from {path}: it is truncated, corrupt or not this tool's ({why}); restore it "
+                 f"from a copy, or start the run again with --overwrite (the run folder is unchanged)")
+
+
+def _read_resume(out: Path) -> tuple[dict, dict]:
+    """``(run.json, state.pt)`` of the run in ``out``, read and checked for shape before anything
+    loads: an unreadable or foreign file raises :class:`~ldmvfi_fast.errors.MediaError`
+    (run.json) or :class:`~ldmvfi_fast.errors.CheckpointError` (state.pt), one line naming it."""
+    path = out / "run.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _unreadable(path, exc, MediaError) from None
+    if not isinstance(old, dict):
+        raise _unreadable(path, f"a JSON {type(old).__name__}, not an object", MediaError)
+    path = out / "state.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it (zip, pickle, EOF, OS) is the file's
+        raise _unreadable(path, exc) from None
+    if not isinstance(state, dict):
+        raise _unreadable(path, f"a {type(state).__name__}, not a distill state")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise _unreadable(path, f"no {', '.join(missing)}")
+    return old, state
+
+
 def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise MediaError(f"{out} exists and is not a folder")
@@ -285,12 +325,13 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
 
     ``on_iteration(i)`` is called after iteration ``i`` (1-based) and its checkpoint; tests use it
     to stop a run. Raises :class:`~ldmvfi_fast.errors.LdmvfiError` subclasses on bad input,
-    before anything is written.
+    before anything is written (on ``resume``: an unreadable or foreign ``run.json`` or
+    ``state.pt`` too, before the teacher loads).
     """
     import torch.distributed as dist
 
     from ..checkpoint import load_model
-    from ..export.manifest import weights_hash
+    from ..manifest import weights_hash
     from ..ops import use_backend
 
     out = Path(out_dir)
@@ -299,6 +340,7 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     cfg = cfg.resolved()
     _check_out_dir(out, resume, overwrite)
+    old, state = _read_resume(out) if resume else (None, None)
     source = open_source(data=data, vimeo=vimeo, max_frames=max_frames, start_frame=start_frame, limit=limit)
 
     model = load_model(teacher, device=device)
@@ -313,9 +355,7 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
                 "teacher_weights_hash": teacher_hash, "options": cfg.identity(), "world_size": world,
                 "data": str(data) if data is not None else None, "vimeo": str(vimeo) if vimeo is not None else None,
                 "max_frames": max_frames, "start_frame": start_frame, "limit": limit}
-    state = None
     if resume:
-        old = json.loads((out / "run.json").read_text())
         diffs = [k for k in ("teacher_weights_hash", "options", "world_size", "data", "vimeo", "max_frames",
                              "start_frame", "limit") if old.get(k) != run_info[k]]
         if old.get("format") != run_info["format"]:
@@ -323,7 +363,6 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
         if diffs:
             raise OptionError(f"cannot resume {out}: its run differs in {', '.join(diffs)} "
                               f"(e.g. {diffs[0]}: {old.get(diffs[0])!r} there, {run_info.get(diffs[0])!r} now)")
-        state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
         if state.get("run_id") != old.get("run_id"):
             raise OptionError(f"cannot resume {out}: state.pt belongs to another run "
                               f"({state.get('run_id')} vs run.json's {old.get('run_id')})")
@@ -348,7 +387,10 @@ def distill(teacher: str | Path, out_dir: str | Path, cfg: DistillConfig, *, dat
     trainer = _Trainer(model, cfg, triplets, ac, T, device, backend, rank, world, distributed, out,
                        run_info["run_id"], teacher_hash)
     if state is not None:
-        trainer.load(state)
+        try:
+            trainer.load(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # tensors that do not fit
+            raise _unreadable(out / "state.pt", exc) from None
     path = trainer.run(progress=progress and rank == 0, on_iteration=on_iteration)
     return path, trainer.final_unet
 
@@ -435,7 +477,9 @@ class _Trainer:
         save_student(path, self.model, self.student.state_dict(), self.ema.shadow, self._record(steps))
 
     # -- one iteration ---------------------------------------------------------------------------
-    def _teacher_x0(self, cond: Tensor):
+    def _teacher(self, cond: Tensor, kind: str = "x0"):
+        """``fn(x, t)``: the (round) teacher's ``kind`` (x0, or eps for the samplers) at (x, t), float32,
+        no gradient, on the op backend ``backend``."""
         from ..ops import use_backend
 
         if self.round_teacher is None:
@@ -443,10 +487,10 @@ class _Trainer:
         else:
             fn, rec = _unet_fn(self.round_teacher), self.student_rec
 
-        def x0(x, t):
+        def pred(x, t):
             with torch.no_grad(), use_backend(self.backend), self._autocast():
-                return model_output(fn, x, t, cond, self.ac, rec).float()
-        return x0
+                return model_output(fn, x, t, cond, self.ac, rec, kind)
+        return pred
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.cfg.amp)
@@ -483,20 +527,18 @@ class _Trainer:
 
     @torch.no_grad()
     def _trajectory(self, g: torch.Generator, grid: list[int], traj: int) -> tuple[Tensor, list[Tensor]]:
-        """``traj`` fresh trajectories of the (round) teacher's DDIM on ``grid`` (+ END) from pure
-        noise: (cond, [x at each grid point and at END])."""
+        """``traj`` fresh trajectories of the (round) teacher from pure noise: the registry's DDIM
+        (eta 0) on ``grid``, landing at END: (cond, [x at each grid point and at END])."""
         cond, x0 = sample_batch(self.data, traj, self.crop, g)
         cond = cond.to(self.device)
         x = torch.randn(x0.shape, generator=g).to(self.device)
-        teacher_x0 = self._teacher_x0(cond)
-        pts = list(grid) + [END]
-        xs = [x]
-        for j in range(len(grid)):
-            t = torch.full((traj,), pts[j], dtype=torch.long, device=self.device)
-            tn = torch.full((traj,), pts[j + 1], dtype=torch.long, device=self.device)
-            x = ddim_step(x, teacher_x0(x, t), t, tn, self.ac)
-            xs.append(x)
-        return cond, xs
+        ddim = get_sampler("ddim")
+        sched = ddim.make_schedule(self.ac, None, 0.0, self.device, timesteps=list(grid))
+        # DDIM draws its (here zero-weighted) noise every step: from a generator of its own, so that
+        # neither ``g`` nor the global RNG depends on how many pools were drawn (resume)
+        _, inter = ddim.sample(self._teacher(cond, "eps"), x, sched, return_intermediates=True,
+                               generator=torch.Generator(device=self.device))
+        return cond, inter["x_inter"]
 
     def _pick(self, g: torch.Generator, n: int) -> Tensor:
         """Which of the ``n`` (trajectory, step) pairs of an iteration train (``batch`` of them)."""
@@ -521,10 +563,7 @@ class _Trainer:
             cond = cond.repeat(n, 1, 1, 1)
             k = self._pick(g, x_t.shape[0]).to(dev)
             x_t, x_next, t, t_next, cond = x_t[k], x_next[k], t[k], t_next[k], cond[k]
-            al, si = alpha_sigma(ac, t)
-            al_n, si_n = alpha_sigma(ac, t_next)
-            r = si_n / si
-            target = (x_next - r * x_t) / (al_n - r * al)
+            target = ddim_x0(x_t, x_next, t, t_next, ac)
             with use_backend("reference"), self._autocast():
                 raw = net(torch.cat([x_t, cond], dim=1), t)
             pred = student_output(raw.float(), x_t, t, ac, self.student_rec)
@@ -565,7 +604,7 @@ class _Trainer:
         cond, x0 = cond.to(dev), x0.to(dev)
         B = x0.shape[0]
         eps = torch.randn(x0.shape, generator=g).to(dev)
-        teacher_x0 = self._teacher_x0(cond)
+        teacher_x0 = self._teacher(cond)
         if cfg.teacher_x0 > 0:
             use = torch.rand(B, generator=g) < cfg.teacher_x0
             x_T = torch.randn(x0.shape, generator=g).to(dev)

@@ -22,116 +22,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from .. import formats
+from .._atomic import staged_folder
 from ..errors import EngineError
 from ..models.ldmvfi import LDMVFI
-from .manifest import MANIFEST_NAME, read_manifest, write_manifest
-from .pt2 import PT2_FILES, check_export_target, export_pt2
+from ..sampling import DDIM_TABLE_ETAS, DDIM_TABLE_STEPS, ddim_tables  # noqa: F401 - re-exported
+from .._machine import machine_info
+from ..manifest import MANIFEST_NAME, open_engine_folder, read_manifest, require_compiled_ops, write_manifest
+from .pt2 import check_export_target, export_pt2
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AOTI_FILES", "DDIM_TABLE_ETAS", "DDIM_TABLE_STEPS", "aoti_device", "build_aoti", "ddim_tables", "isa_flags",
-           "machine_info", "proxy_ops"]
+__all__ = ["AOTI_FILES", "DDIM_TABLE_ETAS", "DDIM_TABLE_STEPS", "aoti_device", "build_aoti", "ddim_tables",
+           "proxy_ops"]
 
 #: graph -> package file (AOTI packages use the .pt2 suffix too; the manifest's ``runtime`` tells them apart)
-AOTI_FILES = dict(PT2_FILES)
-
-# /proc/cpuinfo flags that name instruction-set extensions -march=native may use
-_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx", "popcnt", "movbe", "aes", "vaes", "pclmul",
-                 "vpclmul", "gfni", "sha", "adx", "abm", "lzcnt", "xsave", "rdrand", "rdseed", "cx16", "mmx",
-                 "neon", "asimd", "sve", "fp16", "bf16", "i8mm", "dotprod", "fphp", "asimdhp")
-
-
-#: DDIM step counts the manifest gets coefficient tables for (C++ runtimes do not re-derive the
-#: schedule): every count that divides 1000 training steps, i.e. every count the original's uniform
-#: rule gives exactly
-DDIM_TABLE_STEPS = (1, 2, 4, 5, 8, 10, 20, 25, 40, 50, 100, 125, 200, 250, 500)
-#: etas of the tables: 0 (deterministic DDIM) and 1 (the paper's, the pipeline's default)
-DDIM_TABLE_ETAS = (0.0, 1.0)
-
-
-def ddim_tables(alphas_cumprod, steps=DDIM_TABLE_STEPS, etas=DDIM_TABLE_ETAS) -> dict:
-    """The manifest's ``ddim`` section: per step count, the float32 coefficients that
-    :func:`ldmvfi_fast.sampling.ddim_schedule` computes, in sampling order (noisiest step first).
-
-    ``{"rule", "num_train_steps", "etas": [..], "schedules": {"<S>": {"timesteps": [S ints],
-    "sqrt_alphas", "sqrt_one_minus_alphas", "sqrt_alphas_prev": [S floats], "dir_coef", "sigmas":
-    [one list of S floats per eta]}}}``. A step count the rule does not give exactly (S not dividing
-    the training steps) is left out. Floats are the float32 values written as doubles (exact).
-    A sampler step i then is (``ldmvfi_fast.sampling.ddim_sample``): ``e = eps(x, t[i])``,
-    ``x0 = (x - sqrt_one_minus_alphas[i] e) / sqrt_alphas[i]``,
-    ``x = sqrt_alphas_prev[i] x0 + dir_coef[i] e + sigmas[i] noise``.
-    """
-    from ..sampling import ddim_schedule, ddim_timesteps
-
-    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
-    T = int(ac.shape[0])
-    etas = [float(e) for e in etas]
-    out = {"rule": "original uniform DDIM timesteps range(0, T, T // S) + 1, coefficients of "
-                   "ldmvfi_fast.sampling.ddim_schedule (float32), sampling order",
-           "num_train_steps": T, "etas": etas, "schedules": {}}
-    for S in steps:
-        try:
-            if len(ddim_timesteps(S, T)) != S:
-                continue
-        except ValueError:
-            continue
-        per_eta = [ddim_schedule(ac, S, eta) for eta in etas]
-        d = per_eta[0]
-        out["schedules"][str(S)] = {
-            "timesteps": [int(t) for t in d.timesteps.tolist()],
-            "sqrt_alphas": d.sqrt_alphas.tolist(), "sqrt_one_minus_alphas": d.sqrt_one_minus_alphas.tolist(),
-            "sqrt_alphas_prev": d.sqrt_alphas_prev.tolist(),
-            "dir_coef": [s.dir_coef.tolist() for s in per_eta], "sigmas": [s.sigmas.tolist() for s in per_eta]}
-    return out
-
-
-def isa_flags() -> list[str]:
-    """This processor's instruction-set flags (from ``/proc/cpuinfo``; empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return sorted({f for f in val.split() if f.startswith(_ISA_PREFIXES)})
-    return []
-
-
-def machine_info(device: torch.device | None = None) -> dict:
-    """What the compiled code depends on: architecture, processor, inductor's vector ISA, ISA flags
-    (the host code of CUDA packages is compiled for this processor too), and for a CUDA ``device``
-    the GPU's name and compute capability (the kernels are built for it)."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":")[0].strip() in ("model name", "Model", "cpu model"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    try:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
-
-        vec = str(pick_vec_isa()) or "none"
-    except Exception:  # noqa: BLE001 - informative only
-        vec = "unknown"
-    info = {"machine": platform.machine(), "system": platform.system(), "cpu": cpu, "vec_isa": vec,
-            "march": torch._inductor.config.cpp.march or "native", "isa_flags": isa_flags()}
-    if device is not None and device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        info["gpu"] = {"name": torch.cuda.get_device_name(idx),
-                       "capability": list(torch.cuda.get_device_capability(idx))}
-    return info
+FORMAT = formats.for_module(__name__)
+#: the folders the packages are compiled from (``torch.export`` programs)
+PROGRAMS = formats.by_format("pt2")
+AOTI_FILES = FORMAT.files()
 
 
 def aoti_device(device: str | torch.device) -> torch.device:
@@ -238,19 +152,18 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
             raise EngineError(f"the output folder {out} is the source engine folder; choose another --out")
         read_manifest(src)  # a clear error before anything is written
     check_export_target(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise EngineError(f"jobs must be a positive integer, got {jobs!r}")
+    # packages first, the manifest last: no manifest, no engine folder
+    with staged_folder(out, names=[*AOTI_FILES.values(), MANIFEST_NAME], last=[MANIFEST_NAME]) as tmp:
         if isinstance(model_or_engines, LDMVFI):
             src = export_pt2(model_or_engines, tmp / "programs", backend=backend)
             source = {"kind": "model"}
         else:
             source = {"kind": "engines", "folder": str(src.resolve())}
-        from ..runtime.exported import ExportedBackbone
-
-        m, paths = ExportedBackbone.open_folder(src)  # runtime 'exported', every file present
-        ExportedBackbone.require_compiled_ops(m, src, "export again with backend='reference'")
-        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-            raise EngineError(f"jobs must be a positive integer, got {jobs!r}")
+        # every file present, the compiled ops registered before the programs load
+        m, paths = open_engine_folder(src, PROGRAMS.runtime, PROGRAMS.kind)
+        require_compiled_ops(m, src, "export again with backend='reference'")
         times = _compile_all([(name, str(path), str(tmp / AOTI_FILES[name])) for name, path in paths.items()],
                              dev, m.get("device", "cpu") != dev.type, jobs)
         times = {name: round(times[name], 1) for name in paths}
@@ -262,7 +175,7 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
                               f"do not list ({m.get('custom_ops')}): export them again")
         manifest = dict(m)
         manifest.update({
-            "runtime": "aoti", "device": dev.type,
+            "runtime": FORMAT.runtime, "device": dev.type,
             "graphs": {k: dict(g, file=AOTI_FILES[k]) for k, g in m["graphs"].items()},
             "aoti": {"torch_version": torch.__version__, "compile_seconds": times, "source": source,
                      "proxy_executor_ops": sorted(called),
@@ -270,11 +183,5 @@ def build_aoti(model_or_engines: LDMVFI | str | Path, out_dir: str | Path, *, de
             "ddim": ddim_tables(m["alphas_cumprod"], ddim_steps),
         })
         write_manifest(tmp, manifest)
-        out.mkdir(exist_ok=True)
-        # packages first, the manifest last: no manifest, no engine folder
-        for name in list(AOTI_FILES.values()) + [MANIFEST_NAME]:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
     log.info("wrote %s", out)
     return out

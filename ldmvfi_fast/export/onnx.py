@@ -39,30 +39,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from .. import __version__, precision
+from .. import precision
 from ..errors import EngineError, OptionError
 from ..models.ldmvfi import LDMVFI
 from ..ops import export_formulation, use_backend
 from ..padding import padded_size
-from .manifest import (
-    check_engine_target,
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    describe_tensor,
-    precision_fields,
-    weights_hash,
-    write_manifest,
-)
+from .. import formats
+from .._atomic import staged_folder
+from ..manifest import MANIFEST_NAME, check_engine_target, describe_tensor, manifest_header, write_manifest
 from .specs import MAX_BATCH, MIN_UNITS, ExportSpec, _sym, export_program, export_specs
 
 log = logging.getLogger(__name__)
@@ -79,7 +69,10 @@ __all__ = [
     "shape_profiles",
 ]
 
-ONNX_FILES = {"encoder": "encoder.onnx", "unet_step": "unet_step.onnx", "decoder": "decoder.onnx"}
+#: the registry's entry of this exporter (:mod:`ldmvfi_fast.formats`): the runtime it writes, its files
+FORMAT = formats.for_module(__name__)
+FORMAT_RUNTIME = FORMAT.runtime
+ONNX_FILES = FORMAT.files()
 #: opsets the dynamo exporter writes (torch 2.13 + onnxscript 0.7); 20 is its default
 OPSETS = range(18, 24)
 CUSTOM_OPS_MODES = ("decompose", "domain")
@@ -333,7 +326,6 @@ def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_
     from ..ops import _onnx
 
     unit = model.cfg.min_pad_unit()
-    p = next(model.parameters())
     graphs = {}
     for spec in specs:
         oax = output_axes(spec, model.latent_factor)
@@ -354,20 +346,14 @@ def onnx_manifest(model: LDMVFI, specs: list[ExportSpec], *, opset: int, custom_
             graphs[spec.name]["domain_ops"] = list((domain_ops or {}).get(spec.name, []))
     used = sorted({op for ops in (domain_ops or {}).values() for op in ops})
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__,
-        "runtime": "onnxruntime", "config": model.cfg.to_dict(), "pad_unit": unit,
-        "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
-        "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
-        "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
-        **precision_fields(p.dtype), "device": "cpu",
+        **manifest_header(model, FORMAT_RUNTIME, min_units=MIN_UNITS, max_units=max_units, max_batch=MAX_BATCH,
+                          device="cpu"),
         "op_backend": "reference" if custom_ops == "decompose" else f"{_onnx.DOMAIN} domain (TensorRT plugins)",
         # domain op types the graphs use (empty in decompose mode): a runtime without them refuses the folder
         "custom_ops": used if custom_ops == "domain" else [], "custom_ops_mode": custom_ops,
         "custom_op_domains": {_onnx.DOMAIN: _onnx.VERSION} if custom_ops == "domain" and used else {},
         "exporter": f"torch.onnx.export(dynamo=True) torch {torch.__version__.split('+')[0]}",
         "opset": opset, "onnx_optimized": bool(optimize), "graphs": graphs,
-        "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,
-                  "max_width": max_units * unit, "multiple": unit, "max_batch": MAX_BATCH},
     }
 
 
@@ -433,8 +419,8 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
         # on CPU are very slow), then this copy of the model and the inputs are cast
         model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
     model.eval()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    # graphs (and any external-data files), the manifest last: no manifest, no engine folder
+    with staged_folder(out, last=[MANIFEST_NAME]) as tmp:
         with use_backend("reference"):
             specs = export_specs(model, height, width, max_units=max_units)
             # a second size and batch for the check: frozen dims (example batch 2, sides >= 2
@@ -444,7 +430,7 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
                 model.to(dt)  # the copy made above, which the specs' modules wrap
                 specs = [_cast(s, dt) for s in specs]
                 seconds = [_cast(s, dt) for s in seconds]
-            outputs, domain_ops = {}, {}
+            outputs, domain_ops, timings = {}, {}, {}
             for spec, second in zip(specs, seconds):
                 t0 = time.perf_counter()
                 path = tmp / ONNX_FILES[spec.name]
@@ -460,6 +446,7 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
                 domain_ops[spec.name] = _domain_ops(path)
                 if verify:
                     _verify(path, spec, second, dt, outputs[spec.name])
+                timings[spec.name] = {"export": round(t1 - t0, 2), "check": round(time.perf_counter() - t1, 2)}
                 log.info("exported %s in %.1f s (checked in %.1f s), %.1f MB", spec.name, t1 - t0,
                          time.perf_counter() - t1, path.stat().st_size / 1e6)
             if custom_ops == "domain" and not any(domain_ops.values()):
@@ -467,13 +454,7 @@ def export_onnx(model: LDMVFI, out_dir: str | Path, *, dtype: torch.dtype | None
                                   "were not traced as torch.ops.ldmvfi_fast.*")
             manifest = onnx_manifest(model, specs, opset=opset, custom_ops=custom_ops, max_units=max_units,
                                      profile=profile, optimize=optimize, outputs=outputs, domain_ops=domain_ops)
+            manifest["build_seconds"] = timings
         write_manifest(tmp, manifest)
-        # graphs (and any external-data files), the manifest last: no manifest, no engine folder
-        written = sorted(os.listdir(tmp), key=lambda f: f == MANIFEST_NAME)
-        out.mkdir(exist_ok=True)
-        for name in written:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
     log.info("wrote %s", out)
     return out

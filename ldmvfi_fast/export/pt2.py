@@ -13,26 +13,26 @@ which ``ldmvfi_fast`` ops the graphs call (a runtime then loads the extension fi
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .. import formats
+from .._atomic import staged_folder
 from ..models.ldmvfi import LDMVFI
 from ..ops import current_backend, use_backend
-from .manifest import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_engine_target, describe_tensor,
-                       precision_fields, weights_hash, write_manifest)
+from ..manifest import MANIFEST_NAME, check_engine_target, describe_tensor, manifest_header, write_manifest
 from .specs import MAX_BATCH, MIN_UNITS, export_program, export_specs
 
 log = logging.getLogger(__name__)
 
 __all__ = ["export_pt2", "check_export_target", "PT2_FILES"]
 
-PT2_FILES = {"encoder": "encoder.pt2", "unet_step": "unet_step.pt2", "decoder": "decoder.pt2"}
+#: the registry's entry of this exporter (:mod:`ldmvfi_fast.formats`): the runtime it writes, its files
+FORMAT = formats.for_module(__name__)
+FORMAT_RUNTIME = FORMAT.runtime
+PT2_FILES = FORMAT.files()
 
 
 def check_export_target(out: Path, overwrite: bool) -> None:
@@ -58,10 +58,8 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
     """
     out = Path(out_dir)
     check_export_target(out, overwrite)
-    unit = model.cfg.min_pad_unit()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        graphs, ops_used = {}, set()
+    with staged_folder(out, names=[*PT2_FILES.values(), MANIFEST_NAME], last=[MANIFEST_NAME]) as tmp:
+        graphs, ops_used, seconds = {}, set(), {}
         with use_backend(backend):
             asked = current_backend() or "auto"
             for spec in export_specs(model, height, width, max_units=max_units):
@@ -79,24 +77,12 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
                                zip(spec.input_names, spec.inputs)],
                     "outputs": [describe_tensor(n, t, None) for n, t in zip(spec.output_names, outs)],
                 }
-                log.info("exported %s in %.1f s", spec.name, time.perf_counter() - t0)
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "toolkit_version": __version__,
-            "runtime": "exported", "config": model.cfg.to_dict(), "pad_unit": unit,
-            "latent_factor": model.latent_factor, "latent_channels": model.cfg.diffusion.channels,
-            "prediction": "eps", "alphas_cumprod": [float(a) for a in model.alphas_cumprod.float().cpu()],
-            "weights_hash": weights_hash(model), "unet_weights": getattr(model, "unet_weights", "ema"),
-            **precision_fields(next(model.parameters()).dtype),
-            "device": next(model.parameters()).device.type, "op_backend": asked,
-            "custom_ops": sorted(ops_used), "graphs": graphs,
-            "sizes": {"min_height": MIN_UNITS * unit, "min_width": MIN_UNITS * unit, "max_height": max_units * unit,
-                      "max_width": max_units * unit, "multiple": unit, "max_batch": MAX_BATCH},
-        }
+                seconds[spec.name] = {"export": round(time.perf_counter() - t0, 2)}
+                log.info("exported %s in %.1f s", spec.name, seconds[spec.name]["export"])
+        manifest = {**manifest_header(model, FORMAT_RUNTIME, min_units=MIN_UNITS, max_units=max_units,
+                                      max_batch=MAX_BATCH),
+                    "op_backend": asked, "custom_ops": sorted(ops_used), "graphs": graphs,
+                    "build_seconds": seconds}
         write_manifest(tmp, manifest)
-        out.mkdir(exist_ok=True)
-        for name in list(PT2_FILES.values()) + [MANIFEST_NAME]:
-            os.replace(tmp / name, out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
     log.info("wrote %s", out)
     return out

@@ -45,16 +45,27 @@ keys, the fp32 layer list, names, manifest) is plain Python and tested without T
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
 from pathlib import Path
 
-from .. import __version__, precision as _policy
+from .. import __version__, dtypes, formats, precision as _policy
 from .._atomic import write_bytes_atomic
+from .._tensorrt import (  # noqa: F401 - part of this module's interface too
+    describe,
+    engine_key,
+    expected_key,
+    file_digest,
+    gpu_identity,
+    import_tensorrt,
+    load_plugins,
+    make_logger,
+    trt_major,
+    trt_version,
+)
 from ..errors import EngineError, OptionError
-from .manifest import (
+from ..manifest import (
     GRAPHS,
     check_engine_target,
     read_manifest,
@@ -84,10 +95,13 @@ __all__ = [
     "trt_version",
 ]
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: the registry's entry of this builder (:mod:`ldmvfi_fast.formats`) and of the folders it builds from
+FORMAT = formats.for_module(__name__)
+ONNX = formats.by_format("onnx")
+PRECISIONS = tuple(dtypes.SHORT.values())
 #: engine precision -> ONNX dtype of a graph in that precision (the manifest's ``dtype``)
-PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-DTYPE_PRECISIONS = {v: k for k, v in PRECISION_DTYPES.items()}
+PRECISION_DTYPES = {v: k for k, v in dtypes.SHORT.items()}
+DTYPE_PRECISIONS = dict(dtypes.SHORT)
 #: ops of the ``ldmvfi_fast`` ONNX domain (``custom_ops="domain"``) that the plugins implement
 PLUGIN_OPS = ("DSepConv", "DecoderOutput", "MaxViTAttention")
 PLUGIN_DOMAIN = "ldmvfi_fast"
@@ -121,41 +135,6 @@ _DIST_BACK = {"Add", "Sub", "Mul", "Neg", "Pow", "ReduceSum", "Cast", "CastLike"
 #: the phase t * freq back from Cos / Sin (t's Cast included)
 _PHASE_BACK = {"Mul", "Div", "Cast", "CastLike", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Expand",
                "Slice", "Exp", "Range"}
-
-
-def import_tensorrt():
-    """``import tensorrt`` with an error that names the package."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise EngineError(f"TensorRT engines need the package tensorrt ({exc}): pip install tensorrt "
-                          "(NVIDIA's wheels, with a CUDA GPU and driver)") from None
-    return tensorrt
-
-
-def trt_version(trt) -> str:
-    return str(getattr(trt, "__version__", "unknown"))
-
-
-def trt_major(trt) -> int:
-    """TensorRT's major version (``__version__``; without one: 10 if the weak-typing builder
-    flags exist, else 11)."""
-    m = re.match(r"\s*(\d+)\.", trt_version(trt))
-    if m:
-        return int(m.group(1))
-    return 10 if hasattr(trt.BuilderFlag, "FP16") else 11
-
-
-def gpu_identity(device: int | None = None) -> dict:
-    """``{"name", "compute_capability"}`` of the CUDA device (an engine runs only where it was built)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EngineError("TensorRT engines are built and run on a CUDA GPU; none is available here "
-                          f"(torch {torch.__version__}, CUDA {torch.version.cuda})")
-    idx = torch.cuda.current_device() if device is None else device
-    major, minor = torch.cuda.get_device_capability(idx)
-    return {"name": torch.cuda.get_device_name(idx), "compute_capability": f"{major}.{minor}"}
 
 
 # ---------------------------------------------------------------- profiles
@@ -286,14 +265,6 @@ def _check_order(graph: str, prof: dict) -> None:
 
 # ---------------------------------------------------------------- keys and names
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def _external_files(path: Path) -> list[Path]:
     """External-data files an ONNX model refers to (sorted, unique)."""
     try:
@@ -318,17 +289,6 @@ def onnx_digest(path: str | Path) -> str:
             raise EngineError(f"{path.name} refers to the external data file {p.name}, which is missing")
         h.update(p.name.encode() + b"\0" + file_digest(p).encode() + b"\0")
     return "sha256:" + h.hexdigest()
-
-
-def engine_key(*, onnx_digest: str, trt_version: str, gpu: dict, precision: str, profiles: dict,
-               plugins_digest: str | None, policy: dict | None = None) -> str:
-    """sha256 (hex) identifying one engine: what it was built from, with which TensorRT, for which
-    GPU, under which precision policy (``policy``: the build manifest's record, ``{"version",
-    "fp32_islands"}``, its version and islands both in the key; ``None`` when it records none)."""
-    facts = {"onnx": onnx_digest, "tensorrt": trt_version, "gpu": gpu.get("name"),
-             "compute_capability": gpu.get("compute_capability"), "precision": precision,
-             "profiles": profiles, "plugins": plugins_digest, "precision_policy": policy}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def engine_file_name(graph: str, precision: str, key: str) -> str:
@@ -504,27 +464,6 @@ def constrain_precision(trt, network, keep: dict[str, str], onnx_outputs: dict[s
 
 # ---------------------------------------------------------------- TensorRT calls
 
-def load_plugins(trt, path: str | Path | None, logger=None) -> str | None:
-    """Register TensorRT's own plugins and, if given, the ldmvfi_fast plugin library; returns
-    the library's digest (``None`` without one). :class:`EngineError` when it cannot be loaded."""
-    if logger is not None and hasattr(trt, "init_libnvinfer_plugins"):
-        trt.init_libnvinfer_plugins(logger, "")
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        raise EngineError(f"TensorRT plugin library not found: {p} (build it with cmake -DTENSORRT_ROOT=...; "
-                          "see csrc/plugins/tensorrt)")
-    try:
-        registry = trt.get_plugin_registry()
-        handle = registry.load_library(str(p))
-    except Exception as exc:  # noqa: BLE001 - any failure means an unusable library
-        raise EngineError(f"cannot load the TensorRT plugin library {p}: {type(exc).__name__}: {exc}") from None
-    if handle is None:
-        raise EngineError(f"TensorRT refused the plugin library {p} (no getCreators / plugin creators in it)")
-    return file_digest(p)
-
-
 def folder_precision(manifest: dict) -> str:
     """The engine precision of an ONNX folder's graphs (its manifest's ``dtype``)."""
     dtype = manifest.get("dtype")
@@ -603,24 +542,6 @@ def _build_one(trt, logger, onnx_path: Path, *, precision: str, mode: str, profi
     return bytes(memoryview(plan)), counts, time.perf_counter() - t0
 
 
-class _TrtLogger:
-    """A tensorrt.ILogger that forwards to :mod:`logging`."""
-
-    def __new__(cls, trt):
-        levels = {trt.Logger.INTERNAL_ERROR: logging.CRITICAL, trt.Logger.ERROR: logging.ERROR,
-                  trt.Logger.WARNING: logging.WARNING, trt.Logger.INFO: logging.INFO,
-                  trt.Logger.VERBOSE: logging.DEBUG}
-
-        class Logger(trt.ILogger):
-            def __init__(self):
-                trt.ILogger.__init__(self)
-
-            def log(self, severity, msg):
-                log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
-
-        return Logger()
-
-
 _FLOATS = ("float32", "float16", "bfloat16")
 
 
@@ -637,13 +558,6 @@ def _io_dtype(manifest: dict) -> str | None:
         raise EngineError(f"the ONNX manifest says io_dtype {io} but its graphs' tensors are {sorted(found)}: "
                           "export the folder again")
     return io
-
-
-def make_logger(trt):
-    try:
-        return _TrtLogger(trt)
-    except Exception:  # noqa: BLE001 - bindings without ILogger subclassing: TensorRT's own logger
-        return trt.Logger(trt.Logger.WARNING)
 
 
 def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precision: str | None = None,
@@ -674,9 +588,9 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
     trt = import_tensorrt()  # first: without it nothing below can be used
     src = Path(onnx_dir)
     m = read_manifest(src)
-    if m["runtime"] != "onnxruntime":
+    if m["runtime"] != ONNX.runtime:
         raise EngineError(f"{src} holds {m['runtime']!r} engines; build_trt needs an ONNX folder "
-                          "(export/export_onnx.py)")
+                          f"({ONNX.made_by} or export/export_onnx.py)")
     mode_ops = m.get("custom_ops_mode", "decompose")
     if mode_ops == "domain" and plugins is None:
         raise OptionError(f"the graphs in {src} use the {PLUGIN_DOMAIN} ONNX domain: give the plugin library "
@@ -745,13 +659,13 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
                          "fp32_layers": counts, "reused": reused}
         if timing_cache is not None:
             write_bytes_atomic(Path(timing_cache), bytes(memoryview(cache.serialize())))
-        from .aoti import ddim_tables
+        from ..sampling import ddim_tables
 
         manifest = {k: v for k, v in m.items() if k not in ("graphs", "exporter", "onnx_optimized")}
         manifest.update({
             # the DDIM coefficient tables the C++ application samples with (export/cpp)
             "ddim": m.get("ddim") or ddim_tables(m["alphas_cumprod"]),
-            "runtime": "tensorrt", "toolkit_version": __version__, "graphs": graphs, "device": "cuda",
+            "runtime": FORMAT.runtime, "toolkit_version": __version__, "graphs": graphs, "device": "cuda",
             "tensorrt": {"version": version, "major": major, "gpu": gpu, "precision": precision,
                          "precision_mode": mode, "precision_policy": policy,
                          "refittable": bool(refittable), "workspace_gb": workspace_gb,
@@ -770,17 +684,3 @@ def build_trt(onnx_dir: str | Path, out_dir: str | Path | None = None, *, precis
         raise
     log.info("wrote %s", out)
     return out
-
-
-def expected_key(manifest: dict, graph: str, *, trt_version: str, gpu: dict, plugins_digest: str | None) -> str:
-    """The key an engine of ``manifest`` must have to run with this TensorRT, GPU and plugin library."""
-    t = manifest["tensorrt"]
-    return engine_key(onnx_digest=t["engines"][graph]["onnx_digest"], trt_version=trt_version, gpu=gpu,
-                      precision=t["precision"], profiles=manifest["graphs"][graph]["profiles"],
-                      plugins_digest=plugins_digest, policy=t.get("precision_policy"))
-
-
-def describe(manifest: dict) -> str:
-    t = manifest["tensorrt"]
-    return (f"TensorRT {t['version']}, {t['gpu'].get('name')} (sm {t['gpu'].get('compute_capability')}), "
-            f"{t['precision']} ({t.get('precision_mode', 'typed')})")

@@ -63,10 +63,10 @@ import torch
 from torch import Tensor
 
 from .. import _env
+from ..choices import BACKENDS
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("native", "triton", "reference")
 
 #: automatic backend order per case: {(op, device type, dtype group): order}; the first
 #: matching key of (op, device, dtype), (op, device, "*"), (op, "*", "*") wins, else BACKENDS.

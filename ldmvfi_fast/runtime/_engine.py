@@ -1,7 +1,8 @@
 """What every engine-folder runtime shares: reading and checking the folder's manifest, the
 backbone facts it records, and the size check against the shapes the engines accept.
 
-A runtime subclasses :class:`EngineBackbone`, calls :meth:`EngineBackbone.open_folder` in its
+A runtime subclasses :class:`EngineBackbone` (its name comes from :mod:`ldmvfi_fast.formats`),
+calls :meth:`EngineBackbone.open_folder` in its
 ``from_dir`` (manifest validated, runtime kind, weights hash, every file present) and
 :meth:`EngineBackbone._init_facts` in its constructor, then implements ``encode`` /
 ``denoise`` / ``decode``.
@@ -12,57 +13,56 @@ from pathlib import Path
 
 import torch
 
-from ..errors import EngineError, InputError
-from ..export.manifest import read_manifest
+from ..errors import InputError
+from .. import formats
+from ..manifest import engine_facts, open_engine_folder, require_compiled_ops
 
 __all__ = ["EngineBackbone"]
 
 
 class EngineBackbone:
-    """Base of the backbones that run an engine folder (``manifest.json`` + one file per sub-model)."""
+    """Base of the backbones that run an engine folder (``manifest.json`` + one file per sub-model).
+
+    A subclass's ``runtime``, ``name`` and ``kind`` come from the format registry
+    (:mod:`ldmvfi_fast.formats`: the entry whose backbone is the subclass), not from the class."""
 
     name = "engine"
-    #: the manifest's ``runtime`` this class runs
+    #: the manifest's ``runtime`` this class runs (set from the registry)
     runtime = ""
     #: words for messages ("torch.export programs", "ONNX graphs", ...)
     kind = "engines"
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        try:
+            fmt = formats.for_module(cls.__module__)
+        except LookupError:  # a class outside the registry (a test's stand-in) names itself
+            return
+        cls.runtime = cls.name = fmt.runtime
+        cls.kind = fmt.kind
+
     @classmethod
     def open_folder(cls, folder: str | Path, expect_weights_hash: str | None = None) -> tuple[dict, dict[str, Path]]:
         """(manifest, {graph: path}) of a checked folder; :class:`EngineError` on anything unusable."""
-        m = read_manifest(folder)
-        if m["runtime"] != cls.runtime:
-            raise EngineError(f"{folder} holds {m['runtime']!r} engines, not {cls.kind} ({cls.runtime!r})")
-        if expect_weights_hash is not None and expect_weights_hash != m["weights_hash"]:
-            raise EngineError(f"the engines in {folder} were made from other weights than this checkpoint "
-                              f"({m['weights_hash'][:19]}... vs {expect_weights_hash[:19]}...): export them again")
-        paths = {name: Path(folder) / g["file"] for name, g in m["graphs"].items()}
-        for path in paths.values():  # all present before any slow loading starts
-            if not path.is_file():
-                raise EngineError(f"engine file missing: {path} (named in the manifest)")
-        return m, paths
+        return open_engine_folder(folder, cls.runtime, cls.kind, expect_weights_hash)
 
     @staticmethod
     def require_compiled_ops(manifest: dict, folder: str | Path, hint: str) -> None:
-        """Load ``ldmvfi_fast._C`` when the engines call its ops (their schemas must be registered
-        before the engines load); :class:`EngineError` with ``hint`` when it is not available."""
-        if not manifest.get("custom_ops"):
-            return
-        from ..ops import _native
-
-        if _native.LOAD_ERROR is not None:
-            raise EngineError(f"the engines in {folder} call the compiled ops {manifest['custom_ops']}, but the "
-                              f"extension ldmvfi_fast._C is not available here ({_native.LOAD_ERROR}); {hint}")
+        """See :func:`ldmvfi_fast.manifest.require_compiled_ops`."""
+        require_compiled_ops(manifest, folder, hint)
 
     def _init_facts(self, folder: str | Path, manifest: dict, device: torch.device) -> None:
-        self.folder, self.manifest, self.device = Path(folder), manifest, device
-        self.dtype = getattr(torch, manifest["dtype"])
-        self.pad_unit = manifest["pad_unit"]
-        self.latent_factor = manifest["latent_factor"]
-        self.latent_channels = manifest["latent_channels"]
-        self.prediction = manifest["prediction"]
-        self.alphas_cumprod = torch.tensor(manifest["alphas_cumprod"], dtype=torch.float32, device=device)
-        self.weights_hash = manifest["weights_hash"]
+        facts = engine_facts(manifest)
+        self.folder, self.manifest, self.device, self.facts = Path(folder), manifest, device, facts
+        self.dtype = getattr(torch, facts.dtype)
+        self.pad_unit = facts.pad_unit
+        self.latent_factor = facts.latent_factor
+        self.latent_channels = facts.latent_channels
+        self.prediction = facts.prediction
+        self.alphas_cumprod = torch.tensor(facts.alphas_cumprod, dtype=torch.float32, device=device)
+        self.weights_hash = facts.weights_hash
+        #: a distilled student's record (its sampler, steps, timesteps), None for the teacher
+        self.distillation = facts.distillation
 
     def check_size(self, height: int, width: int, batch: int) -> None:
         s = self.manifest["sizes"]

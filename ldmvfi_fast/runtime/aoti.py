@@ -27,7 +27,7 @@ __all__ = ["AotiBackbone", "check_build_machine"]
 def check_build_machine(manifest: dict, where: str | Path, device: torch.device | None = None) -> None:
     """Raise :class:`EngineError` when the packages were compiled for another architecture, a processor
     with instruction-set extensions this one lacks, or (CUDA) a GPU of another compute capability."""
-    from ..export.aoti import isa_flags, machine_info
+    from .._machine import isa_flags, machine_info
 
     built = manifest.get("aoti", {}).get("build_machine", {})
     if not built:
@@ -51,9 +51,6 @@ def check_build_machine(manifest: dict, where: str | Path, device: torch.device 
 class AotiBackbone(EngineBackbone):
     """Runs the three AOTInductor packages of one folder. Use :meth:`from_dir`."""
 
-    name = "aoti"
-    runtime = "aoti"
-    kind = "AOTInductor packages"
 
     def __init__(self, folder: str | Path, manifest: dict, models: dict, device: torch.device):
         self._init_facts(folder, manifest, device)
@@ -63,7 +60,7 @@ class AotiBackbone(EngineBackbone):
     def from_dir(cls, folder: str | Path, *, device: str | torch.device | None = None,
                  expect_weights_hash: str | None = None) -> AotiBackbone:
         """Load an AOTI engine folder; ``expect_weights_hash`` (see
-        :func:`~ldmvfi_fast.export.manifest.weights_hash`) refuses packages made from other weights.
+        :func:`~ldmvfi_fast.manifest.weights_hash`) refuses packages made from other weights.
         ``device`` may only name the kind compiled for (``cuda:N`` picks the GPU)."""
         m, paths = cls.open_folder(folder, expect_weights_hash)
         built_for = m.get("device", "cpu")

@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 
 from ..errors import EngineError
+from ..runtime_options import OrtOptions
 from ._engine import EngineBackbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OrtBackbone", "import_onnxruntime"]
+__all__ = ["OrtBackbone", "OrtOptions", "import_onnxruntime"]
+
 
 
 def import_onnxruntime():
@@ -74,9 +76,6 @@ def _shape(desc: dict, env: dict[str, int]) -> list[int]:
 class OrtBackbone(EngineBackbone):
     """Runs the three ONNX graphs of one folder with ONNX Runtime. Use :meth:`from_dir`."""
 
-    name = "onnxruntime"
-    runtime = "onnxruntime"
-    kind = "ONNX engines"
 
     def __init__(self, folder: str | Path, manifest: dict, sessions: dict, device: torch.device):
         self._init_facts(folder, manifest, device)
@@ -86,7 +85,7 @@ class OrtBackbone(EngineBackbone):
     @classmethod
     def from_dir(cls, folder: str | Path, *, device: str | torch.device | None = None,
                  providers: list | None = None, expect_weights_hash: str | None = None,
-                 session_options=None) -> OrtBackbone:
+                 session_options=None, options: OrtOptions | None = None) -> OrtBackbone:
         """Load an ONNX engine folder.
 
         Args:
@@ -94,8 +93,9 @@ class OrtBackbone(EngineBackbone):
             providers: ONNX Runtime execution providers (default: CUDA with torch's stream
                 for a CUDA device, else CPU).
             expect_weights_hash: refuse engines made from other weights
-                (see :func:`~ldmvfi_fast.export.manifest.weights_hash`).
+                (see :func:`~ldmvfi_fast.manifest.weights_hash`).
             session_options: an ``onnxruntime.SessionOptions`` for every session.
+            options: :class:`OrtOptions` (the same, by name; ignored when ``session_options`` is given).
         """
         m, paths = cls.open_folder(folder, expect_weights_hash)
         if m.get("custom_ops_mode") == "domain":
@@ -125,6 +125,8 @@ class OrtBackbone(EngineBackbone):
             else:
                 raise EngineError(f"the onnxruntime runtime runs on cpu or cuda, not {dev}")
         so = session_options
+        if so is None and options is not None and not options.is_default():
+            so = options.session_options(ort)
         if so is None:
             so = ort.SessionOptions()
             so.log_severity_level = 3

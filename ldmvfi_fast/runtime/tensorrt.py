@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import EngineError, InputError
-from ..export.tensorrt import (
+from .._tensorrt import (
     expected_key,
     gpu_identity,
     import_tensorrt,
@@ -34,11 +34,12 @@ from ..export.tensorrt import (
     make_logger,
     trt_version,
 )
+from ..runtime_options import TrtOptions
 from ._engine import EngineBackbone
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLUGINS_ENV", "TrtBackbone"]
+__all__ = ["PLUGINS_ENV", "TrtBackbone", "TrtOptions"]
 
 #: environment variable naming the plugin library when it is not beside the engines
 PLUGINS_ENV = "LDMVFI_FAST_TRT_PLUGINS"
@@ -143,9 +144,6 @@ def _numel(shape) -> int:
 class TrtBackbone(EngineBackbone):
     """Runs the three TensorRT engines of one folder. Use :meth:`from_dir`."""
 
-    name = "tensorrt"
-    runtime = "tensorrt"
-    kind = "TensorRT engines"
 
     def __init__(self, folder: str | Path, manifest: dict, engines: dict, device: torch.device,
                  cuda_graphs: bool = True, keep_alive=()):
@@ -157,15 +155,19 @@ class TrtBackbone(EngineBackbone):
     @classmethod
     def from_dir(cls, folder: str | Path, *, device: str | torch.device | None = None,
                  expect_weights_hash: str | None = None, plugins: str | Path | None = None,
-                 cuda_graphs: bool = True) -> TrtBackbone:
+                 cuda_graphs: bool | None = None, options: TrtOptions | None = None) -> TrtBackbone:
         """Load a TensorRT engine folder.
 
         Args:
             device: ``cuda[:i]`` (default: the current CUDA device).
             plugins: the plugin library, when the engines use it (default: the file named in
                 the manifest beside the engines, or ``$LDMVFI_FAST_TRT_PLUGINS``).
-            cuda_graphs: capture and replay the U-Net step in a CUDA graph.
+            cuda_graphs: capture and replay the U-Net step in a CUDA graph (default on).
+            options: :class:`TrtOptions` (``cuda_graphs`` and ``plugins`` given here win).
         """
+        options = options or TrtOptions()
+        cuda_graphs = options.cuda_graphs if cuda_graphs is None else cuda_graphs
+        plugins = plugins if plugins is not None else options.plugins
         m, paths = cls.open_folder(folder, expect_weights_hash)
         if not isinstance(m.get("tensorrt"), dict):
             raise EngineError(f"{folder}: the manifest has no 'tensorrt' build record: build it with "

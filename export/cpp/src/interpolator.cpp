@@ -39,7 +39,7 @@ namespace ldmvfi_fast {
 namespace {
 
 constexpr const char* kFormat = "ldmvfi_fast.engines";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: the manifest carries contract_hash (checked by the Python side)
 constexpr const char* kManifest = "manifest.json";
 constexpr double kRangeTolerance = 1e-3;  // pipeline.RANGE_TOLERANCE
 

@@ -2,7 +2,7 @@
 //
 // An engine folder is what `python export/build_aoti.py` writes: encoder.pt2, unet_step.pt2,
 // decoder.pt2 (AOTInductor packages) and manifest.json (format "ldmvfi_fast.engines",
-// format_version 1). Everything the C++ side needs comes from the manifest: graph files, pad unit,
+// format_version 2). Everything the C++ side needs comes from the manifest: graph files, pad unit,
 // accepted sizes, prediction type, alphas_cumprod and the DDIM coefficient tables (`ddim`); the
 // DDIM timestep rule is NOT re-derived here.
 //
