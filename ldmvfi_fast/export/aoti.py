@@ -85,7 +85,9 @@ def _compile_program(program: str, package: str, device: str, move: bool) -> flo
     :func:`build_aoti` (``jobs > 1``): importing ldmvfi_fast registers the custom ops it calls."""
     from ..ops import _native  # noqa: F401 - registers the ldmvfi_fast::* schemas before torch.export.load
 
-    ep = torch.export.load(program)
+    from ..engine_io import load_program
+
+    ep = load_program(program)  # 2-2.5x faster than torch.export.load; a damaged file is one line
     if move:
         from torch.export.passes import move_to_device_pass
 

@@ -20,6 +20,7 @@ import torch
 
 from .. import formats
 from .._atomic import staged_folder
+from ..engine_io import save_program
 from ..models.ldmvfi import LDMVFI
 from ..ops import current_backend, use_backend
 from ..manifest import MANIFEST_NAME, check_engine_target, describe_tensor, manifest_header, write_manifest
@@ -65,7 +66,7 @@ def export_pt2(model: LDMVFI, out_dir: str | Path, *, overwrite: bool = False, h
             for spec in export_specs(model, height, width, max_units=max_units):
                 t0 = time.perf_counter()
                 ep = export_program(spec)  # size-oblivious: one program for 1..max_units pad units
-                torch.export.save(ep, str(tmp / PT2_FILES[spec.name]))
+                save_program(ep, tmp / PT2_FILES[spec.name])  # a full disk: OSError (one line), not an abort
                 ops_used |= {str(n.target).split(".")[1] for n in ep.graph.nodes
                              if n.op == "call_function" and str(n.target).startswith("ldmvfi_fast.")}
                 with torch.no_grad():
