@@ -13,8 +13,9 @@ Every user error is an :class:`LdmvfiError`.
 """
 from __future__ import annotations
 
-import importlib
 import logging
+
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -40,13 +41,7 @@ __all__ = ["load_model", "checkpoint_info", "Interpolator", "Encoded", "LDMVFI",
            "__version__"]
 
 
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'ldmvfi_fast' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__():

