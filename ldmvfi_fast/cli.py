@@ -19,6 +19,7 @@ from .choices import BACKENDS, DEFAULT_SCENE_THRESHOLD, MULTI, PADDING_MODES
 from .errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USER_ERROR,
     LdmvfiError,
     MediaError,
@@ -34,7 +35,7 @@ DTYPE_HELP = ("float32 (default; reproduces the original), bfloat16 (CPU and CUD
 MAX_SEED = 2 ** 63 - 1
 
 EPILOG = ("exit status: 0 success; 2 user error (bad option, input, output path or checkpoint: one line on "
-          "stderr, nothing written); 130 interrupted (nothing written); 1 internal error (a bug: a traceback "
+          "stderr, nothing written); 130 interrupted, 143 terminated (SIGTERM; nothing written); 1 internal error (a bug: a traceback "
           "is printed).")
 
 
@@ -259,6 +260,12 @@ def _interpolate(args) -> None:
         args.scene_threshold if args.scene_threshold is not None else args.scene_default)
     ext = out.suffix.lower()
     if len(inputs) == 2:
+        for p in inputs:  # two inputs are two images: a video or a folder among them is refused
+            kind = ("a folder" if p.is_dir() else "a video" if p.suffix.lower() in VIDEO_EXTS else
+                    None if p.suffix.lower() in IMAGE_EXTS else f"not an image ({p.suffix or 'no extension'})")
+            if kind is not None:
+                raise MediaError(f"two inputs must be two images ({', '.join(IMAGE_EXTS)}) for their middle frame; "
+                                 f"{p} is {kind}: give one video or one folder alone")
         for flag, value in (("--multi", args.multi), ("--max-frames", args.max_frames),
                             ("--scene-threshold", args.scene_threshold)):
             if value is not None:
@@ -429,13 +436,38 @@ def _os_error_text(exc: OSError) -> str:
     return str(exc)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so every writer's cleanup runs as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """While the command runs, SIGTERM unwinds like Ctrl-C (temporary files removed) instead of
+    killing the process where it stands (which left ``.NAME.<random>.partial.mp4`` behind)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (see :data:`EPILOG`)."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2; argparse printed it)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
-    with _cli_logging(args.verbose + getattr(args, "verbose_sub", 0)):
+    with _cli_logging(args.verbose + getattr(args, "verbose_sub", 0)), _sigterm_unwinds():
         try:
             if args.command == "interpolate":
                 _interpolate(args)
@@ -460,9 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:  # a path the user gave: unreadable, unwritable, disk full, ...
             print(f"error: {_os_error_text(exc)}", file=sys.stderr)
             return EXIT_USER_ERROR
-        except KeyboardInterrupt:
-            print("interrupted: no output written", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, _Terminated)
+            print(f"{'terminated' if terminated else 'interrupted'}: no output written", file=sys.stderr)
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_OK
 
 

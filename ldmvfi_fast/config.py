@@ -165,9 +165,15 @@ def load_yaml_config(path: str | Path) -> LDMVFIConfig:
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"config {str(path)!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML "
+                          "file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise ConfigError(f"{path}: expected a top-level 'model:' mapping (an LDMVFI config)")
     model = doc["model"]

@@ -9,7 +9,7 @@ working.
 from __future__ import annotations
 
 __all__ = ["LdmvfiError", "CheckpointError", "ConfigError", "InputError", "PaddingError", "MediaError",
-           "OptionError", "EngineError", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED"]
+           "OptionError", "EngineError", "EXIT_OK", "EXIT_USER_ERROR", "EXIT_INTERNAL_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED"]
 
 #: exit status of the command line: success
 EXIT_OK = 0
@@ -19,6 +19,8 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_USER_ERROR = 2
 #: interrupted (Ctrl-C): nothing written
 EXIT_INTERRUPTED = 130
+#: terminated by SIGTERM (128 + 15), with nothing half-written left behind
+EXIT_TERMINATED = 143
 
 
 class LdmvfiError(ValueError):
