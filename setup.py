@@ -345,6 +345,7 @@ def main() -> None:
         install_requires=["torch", "numpy", "einops", "av", "pyyaml", "tqdm"],
         extras_require={"export": ["onnx", "onnxruntime", "onnxscript"], "triton": ["triton"],
                         "bench": ["matplotlib"],  # benchmarks/quality.py's plot
+                        "ray": ["ray"],  # ldmvfi-fast interpolate --executor ray
                         "test": ["pytest", "triton", "onnx", "onnxruntime", "onnxscript", "matplotlib"]},
         entry_points={"console_scripts": ["ldmvfi-fast=ldmvfi_fast.cli:main"]},
         ext_modules=ext_modules,

@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"{DTYPE_HELP}; with --engines: the folder's (read from its manifest.json)")
     it.add_argument("--multi", type=int, default=None,
                     help=f"frame-rate multiplier for videos and folders: {', '.join(map(str, MULTI))} (default 2)")
+    it.add_argument("--fps", default=None, metavar="RATE",
+                    help="video: a constant output rate instead of --multi (e.g. 60, 59.94 or 60000/1001): each "
+                         "frame the nearest point of recursive bisection between its two input frames (exact "
+                         "when the rates differ by a power of two)")
     it.add_argument("--padding", choices=PADDING_MODES, default="reference",
                     help="reference: as the original (default); minimal: multiples of 256, faster")
     it.add_argument("--raw-weights", action="store_true", help="use the raw U-Net weights instead of the EMA")
@@ -111,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     it.add_argument("--overwrite", action="store_true",
                     help="replace an existing output file, or the frame files of an existing output folder "
                          "(nothing else is ever deleted)")
+    it.add_argument("--segment-frames", type=int, default=None, metavar="N",
+                    help="segmented, resumable job: cut a video or folder into segments of N input frames "
+                         "overlapping by one (default 240 when --job-dir, --resume or --executor is given); "
+                         "frames are the same however the job is cut, scheduled or resumed")
+    it.add_argument("--job-dir", default=None, metavar="DIR",
+                    help="job folder of a segmented job (job.json and the finished segments; default "
+                         "OUTPUT.job); rerunning the command redoes only unfinished segments")
+    it.add_argument("--resume", action="store_true",
+                    help="resume the segmented job in --job-dir (refused when it holds no job)")
+    it.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="where segments run: local (default) or ray (Ray actors, one model each; pip install ray)")
+    it.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="--executor ray: the cluster to join (default: a local Ray instance)")
     it.set_defaults(scene_default=scene_default)
 
     clip = sub.add_parser("clip", parents=[verbose], epilog=EPILOG,
@@ -178,6 +195,12 @@ def _check_options(args) -> None:
         raise OptionError(f"--seed must be between 0 and {MAX_SEED} (2**63 - 1), got {args.seed}")
     if args.multi is not None and args.multi not in MULTI:
         raise OptionError(f"--multi must be {', '.join(map(str, MULTI[:-1]))} or {MULTI[-1]}, got {args.multi}")
+    if args.fps is not None:
+        from .jobs import parse_fps  # torch-free
+
+        if args.multi is not None:
+            raise OptionError("--fps and --multi contradict each other; give one")
+        args.fps = parse_fps(args.fps)
     if args.scene_threshold is not None:
         if args.no_scene_detect:
             raise OptionError("--scene-threshold and --no-scene-detect contradict each other; give one")
@@ -266,7 +289,11 @@ def _interpolate(args) -> None:
             if kind is not None:
                 raise MediaError(f"two inputs must be two images ({', '.join(IMAGE_EXTS)}) for their middle frame; "
                                  f"{p} is {kind}: give one video or one folder alone")
-        for flag, value in (("--multi", args.multi), ("--max-frames", args.max_frames),
+        if getattr(args, "segment_frames", None) or getattr(args, "job_dir", None) or getattr(args, "resume", False) \
+                or getattr(args, "executor", "local") != "local":
+            raise OptionError("--segment-frames, --job-dir, --resume and --executor apply to a video or a folder of "
+                              "frames; two images give the one middle frame")
+        for flag, value in (("--multi", args.multi), ("--fps", args.fps), ("--max-frames", args.max_frames),
                             ("--scene-threshold", args.scene_threshold)):
             if value is not None:
                 raise OptionError(f"{flag} applies to a video or a folder of frames; two images give the one "
@@ -281,6 +308,8 @@ def _interpolate(args) -> None:
     src = inputs[0]
     multi = args.multi or 2
     if src.is_dir():
+        if args.fps is not None:
+            raise OptionError("--fps applies to a video (a folder of frames has no timestamps); use --multi")
         if ext in VIDEO_EXTS or ext in IMAGE_EXTS:
             raise MediaError(f"a folder of frames gives a folder of frames: output {out} looks like a file "
                              "name; give a folder (new, or holding only frame_NNNNNN.png files)")
@@ -305,7 +334,11 @@ def _pair(args, inputs: list[Path], out: Path) -> None:
 
 
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
+    from . import segments
     from .jobs import default_overlap, interpolate_folder, plan_folder
+
+    if segments.requested(args):
+        return _done(segments.cli_job(args, src, out, multi, threshold))
 
     job = plan_folder(src, out, multi=multi, max_frames=args.max_frames, overwrite=args.overwrite)
     interp = _load(args)
@@ -315,13 +348,20 @@ def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
 
 
 def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
+    from . import segments
     from .jobs import default_overlap, interpolate_video
     from .video import probe
+
+    if segments.requested(args):
+        if args.fps is not None:
+            raise OptionError("--fps is not available for segmented jobs yet (--segment-frames, --job-dir, "
+                              "--resume, --executor): use --multi, or leave out the job options")
+        return _done(segments.cli_job(args, src, out, multi, threshold))
 
     probe(src)  # an unreadable video fails before the model loads
     interp = _load(args)
     r = interpolate_video(interp, src, out, multi=multi, seed=args.seed, scene_threshold=threshold, crf=args.crf,
-                          overwrite=args.overwrite, max_frames=args.max_frames,
+                          overwrite=args.overwrite, max_frames=args.max_frames, fps=args.fps,
                           overlap=default_overlap(interp, args.io_threads))
     audio = ""
     if r.has_audio:

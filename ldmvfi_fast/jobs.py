@@ -20,7 +20,7 @@ from .errors import MediaError
 log = logging.getLogger(__name__)
 
 __all__ = ["IO_QUEUE", "MULTI", "VideoResult", "FolderJob", "FolderResult", "check_disjoint", "check_file_output",
-           "run_sequence", "read_pair", "interpolate_pair", "interpolate_video", "plan_folder", "interpolate_folder", "default_overlap"]
+           "run_sequence", "parse_fps", "resample_sequence", "read_pair", "interpolate_pair", "interpolate_video", "plan_folder", "interpolate_folder", "default_overlap"]
 
 #: items decoded ahead / waiting to be encoded with the IO threads
 IO_QUEUE = 4
@@ -85,6 +85,144 @@ def run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: i
     return cuts
 
 
+def parse_fps(value) -> Fraction:
+    """An output frame rate as an exact :class:`~fractions.Fraction`: an int, a Fraction or a
+    string such as ``"60"``, ``"59.94"`` or ``"60000/1001"`` (torch-free: the command line checks
+    ``--fps`` with it before anything loads). Raises :class:`OptionError` unless positive and at
+    most 1000."""
+    from .errors import OptionError
+
+    try:
+        fps = Fraction(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError, ZeroDivisionError):
+        raise OptionError(f"--fps must be a number or a ratio such as 60, 59.94 or 60000/1001, got {value!r}") from None
+    if not 0 < fps <= 1000:
+        raise OptionError(f"--fps must be positive and at most 1000, got {value!r}")
+    return fps
+
+
+def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator=None,
+                      scene_threshold: float | None = None, on_scene_cut=None, max_depth: int | None = None):
+    """Constant-rate output from timed frames, by recursive bisection.
+
+    Args:
+        interp: an :class:`~ldmvfi_fast.pipeline.Interpolator` (its ``encode`` and
+            ``interpolate_encoded`` are used).
+        frames: iterable of ``((1, 3, H, W) frame in [-1, 1], time)``, times (seconds, exact
+            Fractions) increasing.
+        fps: the output rate (see :func:`parse_fps`).
+        max_depth: deepest bisection of one input interval (default
+            :data:`~ldmvfi_fast.video.MAX_DEPTH`).
+
+    Yields:
+        ``(t, t_used, frame)`` for ``t = t_first + k / fps``, ``k = 0, 1, ...`` while ``t`` is at
+        most the last input time. Between input frames at ``t0 < t1`` the frame is the one at the
+        dyadic point ``t_used = t0 + p (t1 - t0)`` nearest to ``t``
+        (:func:`~ldmvfi_fast.video.dyadic_point`, depth :func:`~ldmvfi_fast.video.dyadic_depth`
+        from ``(t1 - t0) * fps``), so ``|t_used - t| <= (t1 - t0) / 2**(depth + 1)`` (at most half
+        an output frame unless ``max_depth`` caps the depth), exact when ``(t1 - t0) * fps`` is a
+        power of two and the grids meet. A point at an input time is the input frame itself; only
+        the midpoints an output frame needs are computed (with the midpoints they descend from),
+        each once, and each is encoded once when it serves as an end of a deeper midpoint. Across
+        a scene cut the earlier frame is repeated (``on_scene_cut(i)`` for a cut after input
+        ``i``), as :meth:`~ldmvfi_fast.pipeline.Interpolator.interpolate_sequence` does. One
+        generator (``seed``) draws the noise, in the order the midpoints are computed.
+    """
+    from torch import Tensor
+
+    from .pipeline import check_frames
+    from .scene import SceneDetector
+    from .video import MAX_DEPTH, bisection_parents, dyadic_depth, dyadic_point
+
+    fps = parse_fps(fps)
+    max_depth = MAX_DEPTH if max_depth is None else max_depth
+    if generator is None:
+        generator = interp.new_generator(seed)
+    detector = SceneDetector(scene_threshold) if scene_threshold is not None else None
+    step = 1 / fps
+    prev = None  # (frame, encoded, time)
+    start = None
+    k = 0
+    i = -1
+    for i, (f, t) in enumerate(frames):
+        t = Fraction(t)
+        if isinstance(f, Tensor) and f.dim() == 3:
+            f = f[None]
+        check_frames(f, values=False, first_index=i)
+        f = f.to(interp.device, interp.io_dtype)
+        enc = interp.encode(f, first_index=i)
+        cut = detector is not None and detector.is_cut(f)
+        if prev is None:
+            start = t
+            prev = (f, enc, t)
+            continue
+        f0, e0, t0 = prev
+        if t <= t0:
+            raise MediaError(f"frame times must increase: input frame {i} at {float(t):.6g} s follows "
+                             f"{float(t0):.6g} s")
+        if f.shape != f0.shape:
+            from .errors import InputError
+
+            raise InputError(f"frame sizes differ within the sequence: frame {i - 1} is {tuple(f0.shape)}, "
+                             f"frame {i} is {tuple(f.shape)}")
+        if cut:
+            log.info("scene cut between input frames %d and %d: repeating frame %d", i - 1, i, i - 1)
+            if on_scene_cut is not None:
+                on_scene_cut(i - 1)
+        interval = t - t0
+        depth = dyadic_depth(interval, fps, max_depth)
+        known = {Fraction(0): [f0, e0], Fraction(1): [f, enc]}  # point -> [frame, encoded or None]
+
+        def encoded(p):
+            entry = known[p]
+            if entry[1] is None:
+                entry[1] = interp.encode(entry[0])
+            return entry[1]
+
+        def frame_at(p):
+            if p not in known:
+                a, b = bisection_parents(p)
+                frame_at(a), frame_at(b)
+                known[p] = [interp.interpolate_encoded(encoded(a), encoded(b), generator), None]
+            return known[p][0]
+
+        while start + k * step < t:
+            tk = start + k * step
+            p = dyadic_point(tk - t0, interval, depth)
+            if cut and p != 1:
+                p = Fraction(0)
+            yield tk, t0 + p * interval, frame_at(p)
+            k += 1
+        prev = (f, enc, t)
+    if prev is not None and start + k * step == prev[2]:
+        yield prev[2], prev[2], prev[0]
+
+
+def _drain(seq, write, *, source, overlap: bool, total: int | None, progress: bool) -> None:
+    """Write every item of ``seq`` (optionally from a writer thread), then close ``seq`` and the
+    reader ``source``: :func:`run_sequence`'s loop for another sequence."""
+    from tqdm import tqdm
+
+    from .video import BackgroundWriter
+
+    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False, disable=not progress)
+    try:
+        if overlap:
+            with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
+                for item in seq:
+                    writer.put(item)
+                    bar.update()
+        else:
+            for item in seq:
+                write(item)
+                bar.update()
+    finally:
+        bar.close()
+        seq.close()
+        if overlap:
+            source.close()
+
+
 def read_pair(image0, image1):
     """The two images of a pair job as uint8 arrays (H, W, 3), refused before any model runs when
     unreadable or of different sizes."""
@@ -120,7 +258,8 @@ def interpolate_pair(interp, image0, image1, out, *, seed: int | None = None, ov
 
 @dataclass
 class VideoResult:
-    """What :func:`interpolate_video` wrote: ``frames`` at ``fps``, the scene ``cuts`` (indices
+    """What :func:`interpolate_video` wrote: ``frames`` at ``fps`` (the declared rate; a
+    variable-rate input keeps its own timing, ``fps`` is then its average rate x multi), the scene ``cuts`` (indices
     of the earlier input frame), the audio packets copied and whether the audio was cut."""
     path: Path
     frames: int
@@ -131,34 +270,103 @@ class VideoResult:
     has_audio: bool
     audio_packets: int
     audio_trimmed: bool
+    #: the last output frame's time (seconds from the first; the input's span is kept)
+    span: Fraction | None = None
 
 
 def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 2, seed: int | None = None,
                       scene_threshold: float | None = None, crf: int = 17, overwrite: bool = False,
-                      max_frames: int | None = None, overlap: bool = True, progress: bool = True) -> VideoResult:
-    """Decode ``src`` (its first ``max_frames`` frames), interpolate x``multi``, encode H.264 at
-    ``crf`` into ``out`` (atomically; the audio copied, cut to the video when ``max_frames``
-    shortens it). ``overlap``: reader/writer threads (see :func:`run_sequence`). The
-    benchmark (``benchmarks/latency.py --video``) times it with and without ``overlap``."""
-    from .video import VideoWriter, probe, read_video, to_image, to_tensor
+                      max_frames: int | None = None, overlap: bool = True, progress: bool = True,
+                      fps=None, max_depth: int | None = None) -> VideoResult:
+    """Decode ``src`` (its first ``max_frames`` frames), interpolate, encode H.264 at ``crf`` into
+    ``out`` (atomically; the audio copied, cut to the video when ``max_frames`` shortens it).
+    ``overlap``: reader/writer threads (see :func:`run_sequence`). The benchmark
+    (``benchmarks/latency.py --video``) times it with and without ``overlap``.
+
+    Timing comes from the stream's timestamps (:func:`~ldmvfi_fast.video.read_video_timed`), so a
+    variable-frame-rate video keeps its timing and its audio stays in sync:
+
+    * ``fps=None``: x``multi``: every input frame at its own time, the new frames at the dyadic
+      points of each interval (the midpoint for x2), stamped exactly (writer time base: the
+      input's divided by ``multi``). A constant-rate input gives what it always gave:
+      ``multi * (N - 1) + 1`` frames at ``multi`` times its rate.
+    * ``fps`` (e.g. ``60`` or ``"60000/1001"``, :func:`parse_fps`): a constant ``fps`` output,
+      frame ``k`` at ``k / fps`` after the first input frame, up to the last input frame's time;
+      each is the frame at the nearest dyadic point of its input interval
+      (:func:`resample_sequence`: error bound, scene cuts). ``multi`` is not used.
+
+    Output times start at 0 at the first frame (as before: the copied audio keeps its own times).
+    """
+    from .video import (VideoWriter, fine_time_base, prefetch, probe, read_video_timed, to_image,
+                        to_tensor)
 
     src, out = Path(src), Path(out)
     info = probe(src)
     n_in = info.frames if max_frames is None else min(info.frames or max_frames, max_frames)
-    total = multi * (n_in - 1) + 1 if n_in else None
     trim_audio = max_frames is not None and (not info.frames or info.frames > max_frames)
-    fps = info.fps * multi
-    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps", src, info.width, info.height,
-             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps))
+    resample = fps is not None
+    if resample:
+        fps = parse_fps(fps)
+        total = int((n_in - 1) / info.fps * fps) + 1 if n_in else None  # an estimate (the bar only)
+        time_base = fine_time_base(1 / fps)
+    else:
+        if multi not in MULTI:
+            from .errors import OptionError
+
+            raise OptionError(f"multi must be one of {MULTI}, got {multi}")
+        total = multi * (n_in - 1) + 1 if n_in else None
+        fps = info.fps * multi
+        time_base = fine_time_base((info.time_base or Fraction(1, 90000)) / multi)
+    log.info("%s: %dx%d at %.4g fps, %s frames%s -> %s frames at %.4g fps%s", src, info.width, info.height,
+             float(info.fps), info.frames or "?", " and audio" if info.has_audio else "", total or "?", float(fps),
+             " (constant rate)" if resample else "")
+    times: list[Fraction] = []  # the input frames' times, appended as they are read (reader thread)
+
+    def timed():
+        for img, t in read_video_timed(src, max_frames):
+            times.append(t)
+            yield to_tensor(img), t
+
     with VideoWriter(out, info.width, info.height, fps, crf=crf, overwrite=overwrite,
-                     audio_from=src if info.has_audio else None, trim_audio=trim_audio) as w:
-        frames = (to_tensor(img) for img in read_video(src, max_frames))
-        cuts = run_sequence(interp, frames, lambda item: w.write(to_image(item[1])), multi=multi, seed=seed,
-                            threshold=scene_threshold, total=total, overlap=overlap, progress=progress)
+                     audio_from=src if info.has_audio else None, trim_audio=trim_audio, time_base=time_base) as w:
+        if resample:
+            cuts: list[int] = []
+            source = prefetch(timed(), IO_QUEUE, name="ldmvfi-reader") if overlap else timed()
+            seq = resample_sequence(interp, source, fps, seed=seed, scene_threshold=scene_threshold,
+                                    on_scene_cut=cuts.append, max_depth=max_depth)
+
+            def write_at(item) -> None:
+                t, _used, frame = item
+                w.write(to_image(frame), t - times[0])
+
+            _drain(seq, write_at, source=source, overlap=overlap, total=total, progress=progress)
+            if cuts:
+                log.info("scene cuts after input frames %s", cuts)
+        else:
+            def write(item) -> None:
+                # output j: input i = j // multi, then its k-th dyadic point (times[i + 1] has been
+                # read: the new frames of an interval come after its second frame is decoded)
+                i, k = divmod(item[0], multi)
+                t = times[i] if k == 0 else times[i] + (times[i + 1] - times[i]) * k / multi
+                w.write(to_image(item[1]), t - times[0])
+
+            def untimed():
+                it = timed()
+                try:
+                    for f, _t in it:
+                        yield f
+                finally:
+                    it.close()  # the decoder's file closed now, also when stopped early
+
+            cuts = run_sequence(interp, untimed(), write, multi=multi, seed=seed,
+                                threshold=scene_threshold, total=total, overlap=overlap, progress=progress)
         if w.frames < 2:
-            raise MediaError(f"{src} has fewer than 2 decodable frames")
+            raise MediaError(f"{src} has fewer than 2 decodable frames" if len(times) < 2 else
+                             f"{src}: {fps} fps gives fewer than 2 output frames over its "
+                             f"{float(times[-1] - times[0]):.4g} s")
+    span = w.last_time
     return VideoResult(out, w.frames, info.width, info.height, fps, cuts, info.has_audio, w.audio_packets,
-                       trim_audio)
+                       trim_audio, span)
 
 
 @dataclass

@@ -291,7 +291,8 @@ class Interpolator:
     @torch.no_grad()
     def interpolate_sequence(self, frames: Iterable[Tensor], multi: int = 2, *, seed: int | None = None,
                              generator: torch.Generator | None = None, scene_threshold: float | None = None,
-                             on_scene_cut: Callable[[int], None] | None = None) -> Iterator[Tensor]:
+                             on_scene_cut: Callable[[int], None] | None = None,
+                             seed_for: Callable[[int], int] | None = None) -> Iterator[Tensor]:
         """Frame-rate up-conversion of a sequence.
 
         Args:
@@ -300,6 +301,10 @@ class Interpolator:
             scene_threshold: detect scene cuts (see :mod:`ldmvfi_fast.scene`; e.g.
                 :data:`~ldmvfi_fast.scene.DEFAULT_SCENE_THRESHOLD`); None: no detection.
             on_scene_cut: called with ``i`` when a cut between inputs ``i`` and ``i + 1`` is found.
+            seed_for: per-pair seeding: ``seed_for(i)`` is the seed of the pair starting at input
+                frame ``i`` (a fresh generator per pair, used for all its x2/x4/x8 frames), so a
+                pair's frames do not depend on the pairs before it (segmented jobs,
+                :mod:`ldmvfi_fast.segments`). ``seed`` and ``generator`` are then ignored.
 
         Yields:
             (1, 3, H, W) frames in [-1, 1]: each input frame followed by the ``multi - 1`` new
@@ -309,7 +314,7 @@ class Interpolator:
         """
         if multi not in MULTI:
             raise OptionError(f"multi must be one of {MULTI}, got {multi}")
-        if generator is None:
+        if generator is None and seed_for is None:
             generator = self.new_generator(seed)
         detector = SceneDetector(scene_threshold) if scene_threshold is not None else None
         prev_frame, prev_enc, first_shape = None, None, None
@@ -334,7 +339,8 @@ class Interpolator:
                     for _ in range(multi - 1):
                         yield prev_frame
                 else:
-                    yield from self.interpolate_multi(prev_enc, enc, multi, generator)
+                    g = generator if seed_for is None else self.new_generator(seed_for(i - 1))
+                    yield from self.interpolate_multi(prev_enc, enc, multi, g)
             prev_frame, prev_enc = f, enc
         if prev_frame is not None:
             yield prev_frame

@@ -19,6 +19,7 @@ original exception.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import re
@@ -259,6 +260,8 @@ class VideoInfo:
     fps: Fraction
     frames: int  # as reported by the container (0 when unknown)
     has_audio: bool
+    #: the video stream's time base (its timestamps are multiples of it); None when unknown
+    time_base: Fraction | None = None
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -276,7 +279,7 @@ def probe(path: str | Path) -> VideoInfo:
             if not fps:
                 raise MediaError(f"{path}: cannot determine the frame rate")
             return VideoInfo(v.codec_context.width, v.codec_context.height, Fraction(fps), int(v.frames or 0),
-                             bool(c.streams.audio))
+                             bool(c.streams.audio), Fraction(v.time_base) if v.time_base else None)
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot read video {path}: {exc}") from None
 
@@ -296,8 +299,118 @@ def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.n
         raise MediaError(f"error while decoding {path}: {exc}") from None
 
 
+def read_video_timed(path: str | Path, max_frames: int | None = None) -> Iterator[tuple[np.ndarray, Fraction]]:
+    """Decode a video's frames as ((H, W, 3) uint8 RGB, time), in order; the time (seconds, a
+    :class:`~fractions.Fraction`, exact) is the frame's presentation timestamp ``pts * time_base``
+    on the stream's own timeline (not an average rate: variable-frame-rate video keeps its timing).
+    A frame without a timestamp, or one not after the previous frame's, gets the previous time
+    plus one frame at the average rate (logged)."""
+    import av
+
+    info = probe(path)
+    prev: Fraction | None = None
+    warned = False
+    try:
+        with av.open(str(path)) as c:
+            stream_tb = c.streams.video[0].time_base
+            for i, frame in enumerate(c.decode(video=0)):
+                if max_frames is not None and i >= max_frames:
+                    break
+                tb = frame.time_base or stream_tb
+                t = Fraction(frame.pts) * Fraction(tb) if frame.pts is not None and tb else None
+                if t is None or (prev is not None and t <= prev):
+                    if not warned:
+                        log.warning("%s: frame %d has %s timestamp; using the average rate from there", path, i,
+                                    "no" if t is None else "a non-increasing")
+                        warned = True
+                    t = Fraction(0) if prev is None else prev + 1 / info.fps
+                prev = t
+                yield frame.to_ndarray(format="rgb24"), t
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"error while decoding {path}: {exc}") from None
+
+
+def read_frame_times(path: str | Path) -> list[Fraction]:
+    """The presentation times (seconds, exact) of a video's frames, in order, from the packets
+    (no decoding)."""
+    import av
+
+    probe(path)
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(v) if p.pts is not None and p.size)
+        return [Fraction(x) * Fraction(v.time_base) for x in pts]
+
+
+#: the largest time-base denominator the writer uses (beyond it: 1/90000, rounded)
+_MAX_TB_DEN = 2 ** 31 - 1
+
+
+def fine_time_base(*steps: Fraction) -> Fraction:
+    """A writer time base ``1/n`` of which every given fraction (a time step) is an exact
+    multiple (``n``: the lcm of their denominators), or ``1/90000`` when that ``n`` is too large
+    for a container (times are then rounded to 1/90000 s, never accumulating)."""
+    n = 1
+    for f in steps:
+        n = math.lcm(n, Fraction(f).denominator)
+        if n > _MAX_TB_DEN:
+            return Fraction(1, 90000)
+    return Fraction(1, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# timing: dyadic points for a constant output rate (pure: no model, no file)
+
+#: the deepest bisection of one input interval for a constant output rate (2**8 points)
+MAX_DEPTH = 8
+
+
+def dyadic_depth(interval: Fraction, fps: Fraction, max_depth: int = MAX_DEPTH) -> int:
+    """The bisection depth for an input interval of ``interval`` seconds and an output rate
+    ``fps``: the smallest ``d >= 0`` with ``interval / 2**d <= 1 / fps`` (the dyadic grid at
+    least as fine as the output's), at most ``max_depth``."""
+    ratio = Fraction(interval) * Fraction(fps)
+    d = 0
+    while d < max_depth and ratio > 2 ** d:
+        d += 1
+    return d
+
+
+def dyadic_point(offset: Fraction, interval: Fraction, depth: int) -> Fraction:
+    """The point ``k / 2**depth`` of [0, 1] nearest to ``offset / interval`` (a half rounds
+    up), as a reduced :class:`~fractions.Fraction` (its denominator says the bisection depth
+    it needs: 1 for an input frame, 2 for the midpoint, ...).
+
+    Bound: the time used, ``t0 + p * interval``, is within ``interval / 2**(depth + 1)`` of the
+    wanted ``t0 + offset``; with :func:`dyadic_depth`'s depth (not capped) that is at most half an
+    output frame, and 0 when ``interval * fps`` is a power of two and the output grid meets the
+    input frames (e.g. 25 -> 50 or 100 fps)."""
+    offset, interval = Fraction(offset), Fraction(interval)
+    if interval <= 0 or not 0 <= offset <= interval:
+        raise ValueError(f"offset {offset} outside the interval [0, {interval}]")
+    n = 2 ** depth
+    k = math.floor(offset / interval * n + Fraction(1, 2))
+    return Fraction(min(k, n), n)
+
+
+def bisection_parents(p: Fraction) -> tuple[Fraction, Fraction]:
+    """The two points a dyadic point ``p = a / 2**d`` (``a`` odd, ``d >= 1``) is the middle of:
+    ``((a - 1) / 2**d, (a + 1) / 2**d)`` (both of lower depth, down to the input frames 0 and 1)."""
+    p = Fraction(p)
+    d = p.denominator
+    if d < 2 or d & (d - 1) or not 0 < p < 1:
+        raise ValueError(f"{p} is not an inner dyadic point of [0, 1]")
+    step = Fraction(1, d)
+    return p - step, p + step
+
+
 class VideoWriter:
     """H.264 writer to a temporary file, renamed onto the target by :meth:`close`.
+
+    Timing: without ``time_base`` the frames are written at the constant rate ``fps``; with
+    ``time_base`` (e.g. from :func:`fine_time_base`) every :meth:`write` gives the frame's time
+    (seconds from the start) and the frame is stamped exactly there (``fps`` is then only the
+    declared rate); a time that rounds onto the previous frame's is moved one tick later.
 
     Odd frame sizes are encoded as yuv444p (4:2:0 needs even sizes). ``audio_from``
     copies that file's first audio stream (no re-encoding) into the output; with
@@ -308,11 +421,15 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, *, crf: int = 17,
-                 overwrite: bool = False, audio_from: str | Path | None = None, trim_audio: bool = False):
+                 overwrite: bool = False, audio_from: str | Path | None = None, trim_audio: bool = False,
+                 time_base: Fraction | None = None):
         import av
 
         self.path = Path(path)
         self.fps = Fraction(fps)
+        self.time_base = None if time_base is None else Fraction(time_base)
+        self.last_time: Fraction | None = None
+        self._last_pts: int | None = None
         self.trim_audio = trim_audio
         self.audio_packets = 0
         self._ctx = atomic_output(self.path, overwrite)
@@ -324,6 +441,9 @@ class VideoWriter:
             self._s.width, self._s.height = width, height
             self._s.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
             self._s.options = {"crf": str(int(crf)), "preset": "medium"}
+            if self.time_base is not None:
+                self._s.codec_context.time_base = self.time_base
+                self._s.time_base = self.time_base
             self._audio_in = None
             if audio_from is not None:
                 self._audio_in = av.open(str(audio_from))
@@ -337,10 +457,21 @@ class VideoWriter:
             raise
         self.frames = 0
 
-    def write(self, img: np.ndarray) -> None:
+    def write(self, img: np.ndarray, t: Fraction | None = None) -> None:
+        """Encode one frame; ``t``: its time in seconds from the start (needed, and only
+        allowed, with ``time_base``)."""
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        if (t is None) != (self.time_base is None):
+            raise ValueError("VideoWriter.write: give the frame time t exactly when the writer has a time_base")
+        if t is not None:
+            t = Fraction(t)
+            pts = round(t / self.time_base)
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1
+            frame.pts, frame.time_base = pts, self.time_base
+            self._last_pts, self.last_time = pts, t
         for pkt in self._s.encode(frame):
             self._c.mux(pkt)
         self.frames += 1
@@ -354,7 +485,10 @@ class VideoWriter:
             if self.trim_audio:
                 vin = self._audio_in.streams.video[0] if self._audio_in.streams.video else None
                 start = (vin.start_time * vin.time_base) if vin is not None and vin.start_time is not None else 0
-                end = start + Fraction(self.frames) / self.fps
+                if self.last_time is not None:  # timed: the last frame lasts one frame at the declared rate
+                    end = start + self.last_time + 1 / self.fps
+                else:
+                    end = start + Fraction(self.frames) / self.fps
             for pkt in self._audio_in.demux(ain):
                 if pkt.dts is None:
                     continue

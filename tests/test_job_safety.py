@@ -74,3 +74,46 @@ def test_sigterm_leaves_no_partial_file(tmp_path, tiny_ckpt):
     assert p.returncode == 143, (p.returncode, err[-2000:])
     assert "terminated: no output written" in err
     assert list(out_dir.iterdir()) == [], sorted(os.listdir(out_dir))
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--fps", "60", "--multi", "4"], "--fps and --multi contradict"),
+    (["--fps", "0"], "fps"),
+    (["--fps", "60", "--segment-frames", "4"], "--fps is not available for segmented jobs"),
+])
+def test_fps_option_errors(tmp_path, tiny_ckpt, capsys, extra, words):
+    from ldmvfi_fast.clips import bundled_clip
+
+    out = tmp_path / "o.mp4"
+    rc = main(["interpolate", str(bundled_clip("carphone_pristine.mp4")), "-o", str(out), "--ckpt", str(tiny_ckpt),
+               *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_job_options_with_two_images_are_refused(tmp_path, tiny_ckpt, capsys):
+    f0 = _png(tmp_path / "f0.png")
+    rc = main(["interpolate", str(f0), str(f0), "-o", str(tmp_path / "x.png"), "--ckpt", str(tiny_ckpt),
+               "--job-dir", str(tmp_path / "job")])
+    assert rc == 2 and "apply to a video or a folder" in capsys.readouterr().err
+
+
+def test_cli_fps_gives_a_constant_rate(tmp_path, tiny_ckpt, capsys):
+    """``--fps 50`` on the 29.97 fps clip's first 3 frames (0 .. 2002/30000 s): every output frame at
+    k/50 s up to the last input time (PyAV reads the times back)."""
+    from fractions import Fraction
+
+    import av
+
+    from ldmvfi_fast.clips import bundled_clip
+
+    out = tmp_path / "o.mp4"
+    assert main(["interpolate", str(bundled_clip("carphone_pristine.mp4")), "-o", str(out), "--ckpt",
+                 str(tiny_ckpt), "--fps", "50", "--max-frames", "3", "--steps", "2", "--padding", "minimal",
+                 "--device", "cpu"]) == 0
+    with av.open(str(out)) as c:
+        s = c.streams.video[0]
+        times = sorted(Fraction(f.pts) * s.time_base for f in c.decode(s))
+    last = Fraction(2 * 1001, 30000)
+    assert times == [Fraction(k, 50) for k in range(10) if Fraction(k, 50) <= last], times

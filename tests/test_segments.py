@@ -1,0 +1,180 @@
+"""Segmented, resumable jobs (ldmvfi_fast.segments): frames independent of how the job is cut,
+scheduled or resumed; job folders of other jobs refused; the Ray executor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ldmvfi_fast import segments
+from ldmvfi_fast.errors import OptionError
+from ldmvfi_fast.samplers import SamplingRequest
+
+N_FRAMES = 6
+SEED = 123
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory) -> Path:
+    from ldmvfi_fast.clips import bundled_clip
+    from ldmvfi_fast.video import FRAME_NAME, read_video, write_image
+
+    d = tmp_path_factory.mktemp("in") / "frames"
+    d.mkdir()
+    for i, img in enumerate(read_video(bundled_clip("carphone_pristine.mp4"), N_FRAMES)):
+        write_image(d / FRAME_NAME.format(i), img)
+    return d
+
+
+@pytest.fixture(scope="module")
+def loader(tiny_ckpt) -> segments.Loader:
+    return segments.Loader(ckpt=str(tiny_ckpt), sampling=SamplingRequest(steps=2), padding="minimal")
+
+
+@pytest.fixture(scope="module")
+def interp(loader):
+    return loader()
+
+
+def _job(frames_dir, tmp, loader, n, name="out", **kw):
+    return segments.plan_job(frames_dir, tmp / name, tmp / f"{name}.job", identity=loader.identity(),
+                             segment_frames=n, seed=SEED, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(frames_dir, loader, interp, tmp_path_factory) -> dict[str, bytes]:
+    """A segmented job's frame folder (segments of 3 input frames)."""
+    tmp = tmp_path_factory.mktemp("ref")
+    job = _job(frames_dir, tmp, loader, 3)
+    r = segments.run_job(job, interp=interp)
+    assert r.frames == 2 * (N_FRAMES - 1) + 1 and len(job.segments) == 3
+    return _files(tmp / "out")
+
+
+def test_cut_segments():
+    segs = segments.cut_segments(6, 3)
+    assert [(s.start, s.stop) for s in segs] == [(0, 3), (2, 5), (4, 6)]
+    assert [(s.start, s.stop) for s in segments.cut_segments(5, 100)] == [(0, 5)]
+    with pytest.raises(OptionError):
+        segments.cut_segments(5, 1)
+
+
+def test_same_frames_however_cut(frames_dir, loader, interp, reference, tmp_path):
+    """(a) segments of 4 frames and one unsegmented run with the same seed_for give the same bytes."""
+    from ldmvfi_fast.video import FRAME_NAME, read_image, to_image, to_tensor, write_image
+
+    job = _job(frames_dir, tmp_path, loader, 4)
+    segments.run_job(job, interp=interp)
+    assert _files(tmp_path / "out") == reference
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    frames = (to_tensor(read_image(f)) for f in job.files)
+    for i, f in enumerate(interp.interpolate_sequence(frames, 2, seed_for=segments.PairSeeds(job.content, SEED))):
+        write_image(whole / FRAME_NAME.format(i), to_image(f))
+    assert _files(whole) == reference
+
+
+def test_per_job_seed_is_not_enough(frames_dir, loader, interp, tmp_path, monkeypatch):
+    """(a) fails with per-job seeding (one generator per segment from the job seed): the cut shows."""
+    real = type(interp).interpolate_sequence
+
+    def per_job(self, frames, multi=2, *, seed_for=None, **kw):
+        return real(self, frames, multi, seed=SEED, **kw)
+
+    monkeypatch.setattr(type(interp), "interpolate_sequence", per_job)
+    outs = []
+    for n in (3, 4):  # 4 input frames: segments (0-2, 2-3) vs one segment (0-3)
+        segments.run_job(_job(frames_dir, tmp_path, loader, n, name=f"out{n}", max_frames=4), interp=interp)
+        outs.append(_files(tmp_path / f"out{n}"))
+    same = [k for k in outs[0] if outs[0][k] == outs[1][k]]
+    # the first segment's frames and the input frames agree; the new frame after the cut does not
+    assert "frame_000005.png" not in same
+    assert {"frame_000001.png", "frame_000003.png"} <= set(same)
+
+
+def test_resume_redoes_only_unfinished(frames_dir, loader, interp, reference, tmp_path):
+    """(b) interrupted after the first segment, resumed: same frames, only the rest run."""
+    class Stop(Exception):
+        pass
+
+    def stop(meta):
+        raise Stop(meta["name"])
+
+    job = _job(frames_dir, tmp_path, loader, 3)
+    with pytest.raises(Stop):
+        segments.run_job(job, interp=interp, on_segment=stop)
+    assert not (tmp_path / "out").exists()
+    m = json.loads((tmp_path / "out.job" / "job.json").read_text())
+    assert [s["state"] for s in m["segments"]] == ["done", "pending", "pending"]
+    job = segments.plan_job(frames_dir, tmp_path / "out", tmp_path / "out.job", identity=loader.identity(),
+                            segment_frames=3, resume=True)  # the job's own seed is reused
+    assert job.seed == SEED
+    r = segments.run_job(job, interp=interp)
+    assert r.segments_run == ["seg_00001", "seg_00002"]
+    assert _files(tmp_path / "out") == reference
+    m = json.loads((tmp_path / "out.job" / "job.json").read_text())
+    assert {s["state"] for s in m["segments"]} == {"done"}
+
+
+def test_other_job_folder_refused(frames_dir, loader, tmp_path):
+    """(c) a job folder of other options, model or input is refused with one line."""
+    _job(frames_dir, tmp_path, loader, 3)
+    for kw in ({"multi": 4}, {"identity": {**loader.identity(), "padding": "reference"}}, {"max_frames": 4},
+               {"seed": SEED + 1}):
+        ident = kw.pop("identity", loader.identity())
+        with pytest.raises(OptionError) as e:
+            segments.plan_job(frames_dir, tmp_path / "out", tmp_path / "out.job", identity=ident,
+                              segment_frames=3, seed=kw.pop("seed", SEED), **kw)
+        assert "\n" not in str(e.value) and "out.job" in str(e.value)
+    with pytest.raises(OptionError, match="no job"):
+        segments.plan_job(frames_dir, tmp_path / "o2", tmp_path / "o2.job", identity=loader.identity(),
+                          segment_frames=3, resume=True)
+
+
+def test_cli_video_segmented(ckpt, tmp_path):
+    """The command line: a video cut into segments, resumed with nothing left to do."""
+    from ldmvfi_fast.cli import main
+    from ldmvfi_fast.clips import bundled_clip
+    from ldmvfi_fast.video import probe
+
+    out = tmp_path / "o.mp4"
+    argv = ["interpolate", str(bundled_clip("carphone_pristine.mp4")), "-o", str(out), "--ckpt", ckpt,
+            "--steps", "2", "--padding", "minimal", "--max-frames", "4", "--segment-frames", "3", "--seed", "1",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    assert probe(out).frames == 7
+    out.unlink()
+    assert main(argv + ["--resume"]) == 0  # all segments done: only assembled again
+    assert probe(out).frames == 7
+    assert main(argv[:-6] + ["--segment-frames", "3", "--seed", "2", "--device", "cpu", "--job-dir",
+                             str(tmp_path / "o.mp4.job")]) == 2
+
+
+@pytest.mark.slow  # ~35 s on 2 busy cores (Ray start, two actors loading the model, a 1-thread local run)
+def test_ray_executor(frames_dir, loader, interp, tmp_path):
+    """(d) two Ray actors (CPU) give the local executor's frames. Ray runs each CPU actor with one
+    thread (OMP_NUM_THREADS=1) and CPU convolutions are bitwise equal only at one thread count, so
+    the local run here uses one thread too."""
+    import torch
+
+    ray = pytest.importorskip("ray")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        segments.run_job(_job(frames_dir, tmp_path, loader, 3, name="local"), interp=interp)
+    finally:
+        torch.set_num_threads(threads)
+    reference = _files(tmp_path / "local")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        job = _job(frames_dir, tmp_path, loader, 3)
+        r = segments.run_job(job, loader, executor="ray", actors=2)
+        assert sorted(r.segments_run) == ["seg_00000", "seg_00001", "seg_00002"]
+        assert _files(tmp_path / "out") == reference
+    finally:
+        ray.shutdown()
