@@ -56,30 +56,13 @@ def run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: i
     :data:`IO_QUEUE`), so the model does not wait on file IO; an error in either thread is
     raised here as the original exception. Returns the scene cuts found (indices of the
     earlier input frame)."""
-    from tqdm import tqdm
-
-    from .video import BackgroundWriter, prefetch
+    from .video import prefetch
 
     cuts: list[int] = []
     source = prefetch(frames, IO_QUEUE, name="ldmvfi-reader") if overlap else frames
     seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold,
                                       on_scene_cut=cuts.append)
-    bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False, disable=not progress)
-    try:
-        if overlap:
-            with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
-                for item in enumerate(seq):
-                    writer.put(item)
-                    bar.update()
-        else:
-            for item in enumerate(seq):
-                write(item)
-                bar.update()
-    finally:
-        bar.close()
-        seq.close()
-        if overlap:
-            source.close()  # stops and joins the reader thread now, also on an error
+    _drain(seq, write, source=source, overlap=overlap, total=total, progress=progress, numbered=True)
     if cuts:
         log.info("scene cuts after input frames %s", cuts)
     return cuts
@@ -198,22 +181,24 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
         yield prev[2], prev[2], prev[0]
 
 
-def _drain(seq, write, *, source, overlap: bool, total: int | None, progress: bool) -> None:
-    """Write every item of ``seq`` (optionally from a writer thread), then close ``seq`` and the
-    reader ``source``: :func:`run_sequence`'s loop for another sequence."""
+def _drain(seq, write, *, source, overlap: bool, total: int | None, progress: bool, numbered: bool = False) -> None:
+    """Write every item of ``seq`` (``(index, item)`` with ``numbered``), optionally from a writer
+    thread, then close ``seq`` and the reader ``source`` (also on an error: the reader thread stops
+    and is joined now)."""
     from tqdm import tqdm
 
     from .video import BackgroundWriter
 
+    items = enumerate(seq) if numbered else seq
     bar = tqdm(total=total, unit="frame", desc="interpolating", leave=False, disable=not progress)
     try:
         if overlap:
             with BackgroundWriter(write, IO_QUEUE, name="ldmvfi-writer") as writer:
-                for item in seq:
+                for item in items:
                     writer.put(item)
                     bar.update()
         else:
-            for item in seq:
+            for item in items:
                 write(item)
                 bar.update()
     finally:

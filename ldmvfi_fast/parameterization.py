@@ -38,28 +38,30 @@ def alpha_sigma(alphas_cumprod: Tensor, t: Tensor, ndim: int = 4) -> tuple[Tenso
     return a.sqrt().view(shape), (1.0 - a).sqrt().view(shape)
 
 
-def to_x0(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
-    """The clean latent (float32) implied by an output of type ``kind`` at (x_t, t)."""
+#: target -> {source kind: formula(x_t, pred, alpha, sigma)}, all in float32
+_FORMULAS = {
+    "x0": {"eps": lambda x, p, al, si: (x - si * p) / al, "v": lambda x, p, al, si: al * x - si * p},
+    "eps": {"x0": lambda x, p, al, si: (x - al * p) / si, "v": lambda x, p, al, si: al * p + si * x},
+}
+
+
+def _to(target: str, pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
     check_prediction(kind)
     pred, x = pred.float(), x_t.float()
-    if kind == "x0":
+    if kind == target:
         return pred
     al, si = alpha_sigma(alphas_cumprod, t, x.dim())
-    if kind == "eps":
-        return (x - si * pred) / al
-    return al * x - si * pred  # v
+    return _FORMULAS[target][kind](x, pred, al, si)
+
+
+def to_x0(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
+    """The clean latent (float32) implied by an output of type ``kind`` at (x_t, t)."""
+    return _to("x0", pred, x_t, t, alphas_cumprod, kind)
 
 
 def to_eps(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
     """The noise (float32) implied by an output of type ``kind`` at (x_t, t)."""
-    check_prediction(kind)
-    pred, x = pred.float(), x_t.float()
-    if kind == "eps":
-        return pred
-    al, si = alpha_sigma(alphas_cumprod, t, x.dim())
-    if kind == "x0":
-        return (x - al * pred) / si
-    return al * pred + si * x  # v
+    return _to("eps", pred, x_t, t, alphas_cumprod, kind)
 
 
 def to_v(pred: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor, kind: str) -> Tensor:
