@@ -178,3 +178,57 @@ def test_ray_executor(frames_dir, loader, interp, tmp_path):
         assert _files(tmp_path / "out") == reference
     finally:
         ray.shutdown()
+
+
+class _DiesOnce:
+    """A loader whose first actor dies (``os._exit``) in its first segment: the fault injected to
+    see Ray restart the actor and retry the segment elsewhere. A marker file makes it once only."""
+
+    def __init__(self, inner, marker: str):
+        self.inner, self.marker = inner, marker
+
+    def __call__(self):
+        import os
+
+        interp = self.inner()
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            real = interp.interpolate_sequence
+
+            def dying(*a, **k):
+                os._exit(1)  # the worker process dies mid-segment
+                return real(*a, **k)
+            interp.interpolate_sequence = dying
+        return interp
+
+
+@pytest.mark.slow  # Ray start-up, an actor restart
+def test_ray_worker_killed_mid_job_still_completes(frames_dir, loader, interp, tmp_path):
+    """(e) a worker killed mid-segment: Ray restarts the actor (``max_restarts``) and retries the
+    segment (``max_task_retries``); the job completes with the local executor's frames."""
+    import sys
+
+    import torch
+
+    ray = pytest.importorskip("ray")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        segments.run_job(_job(frames_dir, tmp_path, loader, 3, name="local"), interp=interp)
+    finally:
+        torch.set_num_threads(threads)
+    reference = _files(tmp_path / "local")
+    import ray.cloudpickle as cp
+
+    cp.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
+    marker = tmp_path / "died"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        job = _job(frames_dir, tmp_path, loader, 3)
+        r = segments.run_job(job, _DiesOnce(loader, str(marker)), executor="ray", actors=2)
+        assert marker.exists()  # the fault did happen
+        assert sorted(r.segments_run) == ["seg_00000", "seg_00001", "seg_00002"]
+        assert _files(tmp_path / "out") == reference
+    finally:
+        ray.shutdown()
+        cp.unregister_pickle_by_value(sys.modules[__name__])
