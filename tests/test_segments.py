@@ -155,21 +155,26 @@ def test_cli_video_segmented(ckpt, tmp_path):
                              str(tmp_path / "o.mp4.job")]) == 2
 
 
-@pytest.mark.slow  # ~35 s on 2 busy cores (Ray start, two actors loading the model, a 1-thread local run)
-def test_ray_executor(frames_dir, loader, interp, tmp_path):
-    """(d) two Ray actors (CPU) give the local executor's frames. Ray runs each CPU actor with one
-    thread (OMP_NUM_THREADS=1) and CPU convolutions are bitwise equal only at one thread count, so
-    the local run here uses one thread too."""
+def _local_one_thread(frames_dir, tmp_path, loader, interp) -> dict[str, bytes]:
+    """The local executor's frames at one thread (what a Ray CPU actor runs with)."""
     import torch
 
-    ray = pytest.importorskip("ray")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         segments.run_job(_job(frames_dir, tmp_path, loader, 3, name="local"), interp=interp)
     finally:
         torch.set_num_threads(threads)
-    reference = _files(tmp_path / "local")
+    return _files(tmp_path / "local")
+
+
+@pytest.mark.slow  # ~35 s on 2 busy cores (Ray start, two actors loading the model, a 1-thread local run)
+def test_ray_executor(frames_dir, loader, interp, tmp_path):
+    """(d) two Ray actors (CPU) give the local executor's frames. Ray runs each CPU actor with one
+    thread (OMP_NUM_THREADS=1) and CPU convolutions are bitwise equal only at one thread count, so
+    the local run here uses one thread too."""
+    ray = pytest.importorskip("ray")
+    reference = _local_one_thread(frames_dir, tmp_path, loader, interp)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         job = _job(frames_dir, tmp_path, loader, 3)
@@ -208,16 +213,8 @@ def test_ray_worker_killed_mid_job_still_completes(frames_dir, loader, interp, t
     segment (``max_task_retries``); the job completes with the local executor's frames."""
     import sys
 
-    import torch
-
     ray = pytest.importorskip("ray")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        segments.run_job(_job(frames_dir, tmp_path, loader, 3, name="local"), interp=interp)
-    finally:
-        torch.set_num_threads(threads)
-    reference = _files(tmp_path / "local")
+    reference = _local_one_thread(frames_dir, tmp_path, loader, interp)
     import ray.cloudpickle as cp
 
     cp.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
