@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+from ._digest import file_digest
 from .errors import EngineError
 
 log = logging.getLogger("ldmvfi_fast.export.tensorrt")  # one logger name for TensorRT's own messages
@@ -55,12 +56,6 @@ def gpu_identity(device: int | None = None) -> dict:
     major, minor = torch.cuda.get_device_capability(idx)
     return {"name": torch.cuda.get_device_name(idx), "compute_capability": f"{major}.{minor}"}
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 def engine_key(*, onnx_digest: str, trt_version: str, gpu: dict, precision: str, profiles: dict,
                plugins_digest: str | None, policy: dict | None = None) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from ._atomic import staged_folder, write_text_atomic
+from ._digest import file_digest, update_with_file
 from .errors import MediaError, OptionError
 
 log = logging.getLogger(__name__)
@@ -67,18 +68,13 @@ class PairSeeds:
 
 def content_hash(src: str | Path, files: list[Path] | None = None) -> str:
     """sha256 over the input: a video file's bytes, or a folder's frame names and bytes (in order)."""
+    if files is None:
+        return file_digest(src)
     h = hashlib.sha256()
-    for f in (files if files is not None else [Path(src)]):
-        if files is not None:
-            h.update(f"{Path(f).name}|{Path(f).stat().st_size}|".encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    for f in files:
+        h.update(f"{Path(f).name}|{Path(f).stat().st_size}|".encode())
+        update_with_file(h, f)
     return "sha256:" + h.hexdigest()
-
-
-def _file_hash(path: str | Path) -> str:
-    return content_hash(path)
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,7 @@ class Loader:
                  "runtime_options": None if self.runtime_options is None else repr(self.runtime_options),
                  "padding": self.padding}
         if self.ckpt is not None:
-            ident["checkpoint"] = _file_hash(self.ckpt)
+            ident["checkpoint"] = file_digest(self.ckpt)
         if self.engines is not None:
             m = json.loads((Path(self.engines) / "manifest.json").read_text())
             ident["engines"] = m.get("contract_hash")
