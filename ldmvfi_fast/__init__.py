@@ -14,6 +14,7 @@ Every user error is an :class:`LdmvfiError`.
 from __future__ import annotations
 
 import logging
+import sys
 
 from ._lazy import lazy_getattr
 
@@ -42,6 +43,22 @@ __all__ = ["load_model", "checkpoint_info", "Interpolator", "Encoded", "LDMVFI",
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY, globals())
+
+
+class _TorchBeforeNativeOps:
+    """``ldmvfi_fast._C`` (the compiled ops) links libtorch, found only once torch is imported;
+    since this package no longer imports torch itself, ``import ldmvfi_fast._C`` imports torch first
+    (then leaves the import to the normal finders)."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == f"{__name__}._C":
+            import torch  # noqa: F401  (loads libc10/libtorch for the extension)
+        return None
+
+
+if not any(type(f).__name__ == "_TorchBeforeNativeOps" for f in sys.meta_path):  # once, even on reload
+    sys.meta_path.insert(0, _TorchBeforeNativeOps())
 
 
 def __dir__():

@@ -451,3 +451,17 @@ def test_cuda_opcheck_maxvit_attention():
     q, k, v, table = _maxvit_args(torch.float32, 8, 2, 32, B=1, nh=1, nw=2)
     for grid in (False, True):
         torch.library.opcheck(OPS.maxvit_attention.default, (q, k, v, table, 8, grid, 2, 32 ** -0.5))
+
+
+# ----------------------------------------------------------------------------- import on its own
+def test_the_extension_imports_in_a_fresh_interpreter_without_torch_first():
+    """``import ldmvfi_fast`` is torch-free, and the extension links libtorch: importing
+    ``ldmvfi_fast._C`` as the first thing (CI's install check, a user's script) must still load
+    (the package imports torch first) and register the ops."""
+    import subprocess
+    import sys
+    code = ("import sys, ldmvfi_fast; assert 'torch' not in sys.modules\n"
+            "import ldmvfi_fast._C\n"
+            "import torch; assert hasattr(torch.ops.ldmvfi_fast, 'dsepconv'); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
