@@ -326,11 +326,14 @@ def _interpolate(args) -> None:
 
 def _pair(args, inputs: list[Path], out: Path) -> None:
     from .jobs import interpolate_pair, read_pair
+    from .pixels import describe
+    from .video import check_image_output
 
     a, b = read_pair(inputs[0], inputs[1])  # unreadable or different sizes: refused before the model loads
+    check_image_output(out, a)  # e.g. RGBA or 16-bit into .jpg: refused before the model loads
     interp = _load(args)
     w, h = interpolate_pair(interp, a, b, out, seed=args.seed, overwrite=args.overwrite)
-    _done(f"wrote {out} ({w}x{h})")
+    _done(f"wrote {out} ({w}x{h}, {describe(a)})")
 
 
 def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:

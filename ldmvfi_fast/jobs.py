@@ -49,19 +49,25 @@ def check_file_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
 
 
 def run_sequence(interp, frames, write, *, multi: int, seed, threshold, total: int | None, overlap: bool,
-                 progress: bool = True) -> list[int]:
+                 progress: bool = True, on_scene_cut=None) -> list[int]:
     """Interpolate ``frames`` (an iterable of (1, 3, H, W) tensors in [-1, 1]) and call
     ``write((index, frame))`` for every output frame, in order. With ``overlap`` the frames
     are decoded ahead in a reader thread and written from a writer thread (bounded queues of
     :data:`IO_QUEUE`), so the model does not wait on file IO; an error in either thread is
     raised here as the original exception. Returns the scene cuts found (indices of the
-    earlier input frame)."""
+    earlier input frame); ``on_scene_cut(i)`` is also called for each, before the frames of that
+    interval are written."""
     from .video import prefetch
 
     cuts: list[int] = []
+
+    def cut(i: int) -> None:
+        cuts.append(i)
+        if on_scene_cut is not None:
+            on_scene_cut(i)
+
     source = prefetch(frames, IO_QUEUE, name="ldmvfi-reader") if overlap else frames
-    seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold,
-                                      on_scene_cut=cuts.append)
+    seq = interp.interpolate_sequence(source, multi, seed=seed, scene_threshold=threshold, on_scene_cut=cut)
     _drain(seq, write, source=source, overlap=overlap, total=total, progress=progress, numbered=True)
     if cuts:
         log.info("scene cuts after input frames %s", cuts)
@@ -209,25 +215,32 @@ def _drain(seq, write, *, source, overlap: bool, total: int | None, progress: bo
 
 
 def read_pair(image0, image1):
-    """The two images of a pair job as uint8 arrays (H, W, 3), refused before any model runs when
-    unreadable or of different sizes."""
-    from .video import read_image
+    """The two images of a pair job as pictures (:mod:`ldmvfi_fast.pixels`) of one layout (the wider of
+    the two: colour, alpha, 16-bit if either has it), refused before any model runs when unreadable
+    or of different sizes."""
+    from .pixels import common_layout, convert
+    from .video import read_picture
 
-    a, b = read_image(image0), read_image(image1)
-    if a.shape != b.shape:
+    a, b = read_picture(image0), read_picture(image1)
+    if a.shape[:2] != b.shape[:2]:
         raise MediaError(f"input images differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
-    return a, b
+    layout = common_layout(a, b)
+    return convert(a, *layout, name=image0), convert(b, *layout, name=image1)
 
 
 def interpolate_pair(interp, image0, image1, out, *, seed: int | None = None, overwrite: bool = False,
                      progress: bool = True) -> tuple[int, int]:
-    """The middle image of two images (paths, or arrays from :func:`read_pair`), written to ``out``
-    (atomically); returns (width, height)."""
+    """The middle image of two images (paths, or pictures from :func:`read_pair`), written to ``out``
+    (atomically) in their layout: bit depth, gray and alpha kept (the alpha: the two alphas'
+    mean, :func:`ldmvfi_fast.pixels.blend_alpha`); returns (width, height)."""
     from tqdm import tqdm
 
-    from .video import to_image, to_tensor, write_image
+    from .pixels import blend_alpha, model_to_picture, picture_to_model
+    from .video import check_image_output, write_image
 
     a, b = (image0, image1) if hasattr(image0, "shape") else read_pair(image0, image1)
+    check_image_output(out, a)
+    (ta, alpha_a), (tb, alpha_b) = picture_to_model(a), picture_to_model(b)
     with tqdm(unit="step", desc="sampling", leave=False, disable=not progress) as bar:
         def step(done: int, total: int) -> None:  # ints only: no tensor read, no device sync
             if bar.total != total:
@@ -236,8 +249,9 @@ def interpolate_pair(interp, image0, image1, out, *, seed: int | None = None, ov
             if done == total:
                 bar.refresh()  # the last step is always shown (tqdm skips updates within mininterval)
 
-        mid = interp.interpolate(to_tensor(a), to_tensor(b), seed=seed, callback=step)
-    write_image(out, to_image(mid), overwrite=overwrite)
+        mid = interp.interpolate(ta, tb, seed=seed, callback=step)
+    alpha = None if alpha_a is None else blend_alpha(alpha_a, alpha_b, 0.5)
+    write_image(out, model_to_picture(mid, a.shape[2], a.dtype.itemsize > 1, alpha), overwrite=overwrite)
     return a.shape[1], a.shape[0]
 
 
@@ -282,11 +296,17 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
 
     Output times start at 0 at the first frame (as before: the copied audio keeps its own times).
     """
-    from .video import (VideoWriter, fine_time_base, prefetch, probe, read_video_timed, to_image,
-                        to_tensor)
+    from .pixels import model_to_picture, picture_to_model
+    from .video import VideoWriter, fine_time_base, prefetch, probe, read_video_timed
 
     src, out = Path(src), Path(out)
     info = probe(src)
+    channels, deep = info.layout
+    if info.channels in (2, 4):
+        log.warning("%s has an alpha channel (%s); H.264 output has none: it is dropped (extract the frames "
+                    "as PNG to keep it)", src, info.pix_fmt)
+    if info.bits > 10:
+        log.warning("%s is %d-bit (%s); H.264 output keeps 10 bits", src, info.bits, info.pix_fmt)
     n_in = info.frames if max_frames is None else min(info.frames or max_frames, max_frames)
     trim_audio = max_frames is not None and (not info.frames or info.frames > max_frames)
     resample = fps is not None
@@ -308,12 +328,16 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
     times: list[Fraction] = []  # the input frames' times, appended as they are read (reader thread)
 
     def timed():
-        for img, t in read_video_timed(src, max_frames):
+        for img, t in read_video_timed(src, max_frames, layout=(channels, deep)):
             times.append(t)
-            yield to_tensor(img), t
+            yield picture_to_model(img)[0], t
+
+    def picture(frame):
+        return model_to_picture(frame, channels, deep)
 
     with VideoWriter(out, info.width, info.height, fps, crf=crf, overwrite=overwrite,
-                     audio_from=src if info.has_audio else None, trim_audio=trim_audio, time_base=time_base) as w:
+                     audio_from=src if info.has_audio else None, trim_audio=trim_audio, time_base=time_base,
+                     bits=10 if deep else 8, gray=channels == 1) as w:
         if resample:
             cuts: list[int] = []
             source = prefetch(timed(), IO_QUEUE, name="ldmvfi-reader") if overlap else timed()
@@ -322,7 +346,7 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
 
             def write_at(item) -> None:
                 t, _used, frame = item
-                w.write(to_image(frame), t - times[0])
+                w.write(picture(frame), t - times[0])
 
             _drain(seq, write_at, source=source, overlap=overlap, total=total, progress=progress)
             if cuts:
@@ -333,7 +357,7 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
                 # read: the new frames of an interval come after its second frame is decoded)
                 i, k = divmod(item[0], multi)
                 t = times[i] if k == 0 else times[i] + (times[i + 1] - times[i]) * k / multi
-                w.write(to_image(item[1]), t - times[0])
+                w.write(picture(item[1]), t - times[0])
 
             def untimed():
                 it = timed()
@@ -378,9 +402,10 @@ class FolderResult:
 
 def plan_folder(src: str | Path, out: str | Path, *, multi: int = 2, max_frames: int | None = None,
                 overwrite: bool = False) -> FolderJob:
-    """Check a folder job without the model: the input frames are listed and the first read, the
-    output folder is new or (``overwrite``) holds only frame files this job replaces."""
-    from .video import check_frame_folder, check_writable, list_images, read_image
+    """Check a folder job without the model: the input frames are listed and the first read (its
+    layout, :mod:`ldmvfi_fast.pixels`, is the job's), the output folder is new or (``overwrite``)
+    holds only frame files this job replaces."""
+    from .video import check_frame_folder, check_writable, list_images, read_picture
 
     src, out = Path(src), Path(out)
     check_disjoint(src, out)
@@ -391,7 +416,7 @@ def plan_folder(src: str | Path, out: str | Path, *, multi: int = 2, max_frames:
     files = list_images(src)
     if max_frames is not None:
         files = files[:max_frames]
-    first = read_image(files[0])
+    first = read_picture(files[0])
     total = multi * (len(files) - 1) + 1
     check_frame_folder(out, overwrite, total)  # the count is known: refuse frames that would stay behind
     return FolderJob(src, out, files, first, multi, total, overwrite)
@@ -400,28 +425,38 @@ def plan_folder(src: str | Path, out: str | Path, *, multi: int = 2, max_frames:
 def interpolate_folder(interp, job: FolderJob, *, seed: int | None = None, scene_threshold: float | None = None,
                        overlap: bool = False, progress: bool = True) -> FolderResult:
     """Run a :func:`plan_folder` job: ``frame_NNNNNN.png`` files into ``job.out``, moved in only
-    when all are written."""
-    from .video import FRAME_NAME, frame_folder_output, read_image, to_image, to_tensor, write_image
+    when all are written. The frames keep the first frame's layout (16-bit, gray, alpha: see
+    :mod:`ldmvfi_fast.pixels`; later frames may be narrower, never wider); alpha follows
+    :class:`~ldmvfi_fast.pixels.AlphaTrack`."""
+    from .pixels import AlphaTrack, convert, describe, model_to_picture, picture_to_model
+    from .video import FRAME_NAME, frame_folder_output, read_picture, write_image
 
     first = job.first
-    log.info("%d input frames in %s (%dx%d) -> %d frames", len(job.files), job.src, first.shape[1], first.shape[0],
-             job.total)
+    channels, deep = first.shape[2], first.dtype.itemsize > 1
+    alpha = AlphaTrack(job.multi) if channels in (2, 4) else None
+    log.info("%d input frames in %s (%dx%d, %s) -> %d frames", len(job.files), job.src, first.shape[1],
+             first.shape[0], describe(first), job.total)
 
     def frames():
         for i, f in enumerate(job.files):
-            img = first if i == 0 else read_image(f)
-            if img.shape != first.shape:
+            img = first if i == 0 else read_picture(f)
+            if img.shape[:2] != first.shape[:2]:
                 raise MediaError(f"{f} is {img.shape[1]}x{img.shape[0]}, the first frame "
                                  f"{first.shape[1]}x{first.shape[0]}")
-            yield to_tensor(img)
+            rgb, a = picture_to_model(convert(img, channels, deep, name=f))
+            if alpha is not None:
+                alpha.add(i, a)
+            yield rgb
 
     with frame_folder_output(job.out, job.overwrite, job.total) as tmp:
         def write(item) -> None:
             i, frame = item
-            write_image(tmp / FRAME_NAME.format(i), to_image(frame))
+            a = None if alpha is None else alpha.output(i)
+            write_image(tmp / FRAME_NAME.format(i), model_to_picture(frame, channels, deep, a))
 
         cuts = run_sequence(interp, frames(), write, multi=job.multi, seed=seed, threshold=scene_threshold,
-                            total=job.total, overlap=overlap, progress=progress)
+                            total=job.total, overlap=overlap, progress=progress,
+                            on_scene_cut=None if alpha is None else alpha.cut)
     return FolderResult(job.out, job.total, first.shape[1], first.shape[0], cuts)
 
 

@@ -168,6 +168,9 @@ class SegmentJob:
     crf: int
     segments: list[Segment] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    #: the frames' layout (:mod:`ldmvfi_fast.pixels`): channels 1..4 (gray, gray + alpha, RGB, RGBA), 16-bit
+    channels: int = 3
+    deep: bool = False
 
     @property
     def total(self) -> int:
@@ -235,7 +238,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
     ``seed`` None: a new random seed, or (reopening a job) the job's own."""
     from . import __version__
     from .jobs import check_disjoint, check_file_output
-    from .video import check_frame_folder, check_writable, list_images, probe, read_image
+    from .video import check_frame_folder, check_writable, list_images, probe, read_picture
 
     src, out = Path(src), Path(out)
     job_dir = Path(job_dir) if job_dir is not None else out.with_name(out.name + ".job")
@@ -249,8 +252,9 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
         files = list_images(src)
         if max_frames is not None:
             files = files[:max_frames]
-        first = read_image(files[0])
+        first = read_picture(files[0])
         n_in, height, width, fps, has_audio = len(files), first.shape[0], first.shape[1], None, False
+        layout = first.shape[2], first.dtype.itemsize > 1
         check_frame_folder(out, overwrite, multi * (n_in - 1) + 1)
         content = content_hash(src, files)
     else:
@@ -258,6 +262,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
         check_file_output(out, overwrite, [src])
         info = probe(src)
         files, width, height, fps, has_audio = None, info.width, info.height, info.fps, info.has_audio
+        layout = info.layout
         n_in = info.frames if info.frames and max_frames is None else _count_video_frames(src, max_frames)
         content = content_hash(src)
     segments = cut_segments(n_in, segment_frames)
@@ -291,40 +296,59 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
                 "source": str(src.resolve()), "output": str(out.resolve()), "seed": seed, **shaping}
     job = SegmentJob(src, out, job_dir, kind, files, n_in, width, height, fps, has_audio, multi, seed, content,
                      scene_threshold, segment_frames, max_frames, overwrite, crf, segments,
-                     json.loads(json.dumps(manifest)))
+                     json.loads(json.dumps(manifest)), *layout)
     _write_job(job)
     return job
 
 
-def _segment_frames(job: SegmentJob, seg: Segment):
-    from .video import read_image, read_video, to_tensor
+def _segment_frames(job: SegmentJob, seg: Segment, alpha=None):
+    """The segment's input frames as model tensors; their alphas (local indices) into ``alpha``."""
+    from .pixels import convert, picture_to_model
+    from .video import read_picture, read_video_timed
 
     if job.kind == "folder":
-        for f in job.files[seg.start:seg.stop]:
-            img = read_image(f)
+        for i, f in enumerate(job.files[seg.start:seg.stop]):
+            img = read_picture(f)
             if img.shape[:2] != (job.height, job.width):
                 raise MediaError(f"{f} is {img.shape[1]}x{img.shape[0]}, the first frame {job.width}x{job.height}")
-            yield to_tensor(img)
+            rgb, a = picture_to_model(convert(img, job.channels, job.deep, name=f))
+            if alpha is not None:
+                alpha.add(i, a)
+            yield rgb
         return
-    for i, img in enumerate(read_video(job.src, seg.stop)):  # decoded from the start: no seek
-        if i >= seg.start:
-            yield to_tensor(img)
+    frames = read_video_timed(job.src, seg.stop, layout=(job.channels, job.deep))
+    try:
+        for i, (img, _t) in enumerate(frames):  # decoded from the start: no seek
+            if i >= seg.start:
+                yield picture_to_model(img)[0]
+    finally:
+        frames.close()
 
 
 def run_segment(interp, job: SegmentJob, seg: Segment) -> dict:
     """Interpolate one segment into its folder of the job (atomically; ``segment.json`` last) and
-    return its metadata (index, frames, scene cuts as global input indices)."""
-    from .video import FRAME_NAME, to_image, write_image
+    return its metadata (index, frames, scene cuts as global input indices). The PNGs keep the job's
+    layout (16-bit, gray, alpha: :mod:`ldmvfi_fast.pixels`)."""
+    from .pixels import AlphaTrack, model_to_picture
+    from .video import FRAME_NAME, write_image
 
     cuts: list[int] = []
+    alpha = AlphaTrack(job.multi) if job.channels in (2, 4) else None
+
+    def cut(i: int) -> None:
+        cuts.append(seg.start + i)
+        if alpha is not None:
+            alpha.cut(i)
+
     n = 0
     with staged_folder(job.seg_dir(seg), last=[SEGMENT_NAME]) as tmp:
-        seq = interp.interpolate_sequence(_segment_frames(job, seg), job.multi, scene_threshold=job.scene_threshold,
-                                          on_scene_cut=lambda i: cuts.append(seg.start + i),
+        seq = interp.interpolate_sequence(_segment_frames(job, seg, alpha), job.multi,
+                                          scene_threshold=job.scene_threshold, on_scene_cut=cut,
                                           seed_for=PairSeeds(job.content, job.seed, seg.start))
         try:
             for n, frame in enumerate(seq, 1):
-                write_image(tmp / FRAME_NAME.format(n - 1), to_image(frame))
+                a = None if alpha is None else alpha.output(n - 1)
+                write_image(tmp / FRAME_NAME.format(n - 1), model_to_picture(frame, job.channels, job.deep, a))
         finally:
             seq.close()
         expected = job.multi * (seg.stop - seg.start - 1) + 1
@@ -360,7 +384,7 @@ def _output_frames(job: SegmentJob):
 
 def assemble(job: SegmentJob) -> tuple[list[int], int]:
     """Build the output from the finished segments (atomically); returns (scene cuts, audio packets)."""
-    from .video import FRAME_NAME, VideoWriter, frame_folder_output, read_image
+    from .video import FRAME_NAME, VideoWriter, frame_folder_output, read_picture
 
     missing = job.pending()
     if missing:
@@ -378,9 +402,10 @@ def assemble(job: SegmentJob) -> tuple[list[int], int]:
         return cuts, 0
     trim = job.max_frames is not None
     with VideoWriter(job.out, job.width, job.height, job.fps * job.multi, crf=job.crf, overwrite=job.overwrite,
-                     audio_from=job.src if job.has_audio else None, trim_audio=trim) as w:
+                     audio_from=job.src if job.has_audio else None, trim_audio=trim, bits=10 if job.deep else 8,
+                     gray=job.channels == 1) as w:
         for _, path in _output_frames(job):
-            w.write(read_image(path))
+            w.write(read_picture(path))
     return cuts, w.audio_packets
 
 

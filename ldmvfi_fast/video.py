@@ -202,8 +202,21 @@ def atomic_output(path: str | Path, overwrite: bool = False, is_dir: bool = Fals
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB."""
+    """Read an image file as (H, W, 3) uint8 RGB (whatever it holds; :func:`read_picture` keeps
+    its bit depth, gray and alpha)."""
+    return _read(path, (3, False))
+
+
+def read_picture(path: str | Path) -> np.ndarray:
+    """Read an image file in its own layout (:mod:`ldmvfi_fast.pixels`): gray, gray + alpha, RGB or
+    RGBA; uint8, or uint16 for more than 8 bits (16-bit PNG and TIFF stay 16-bit)."""
+    return _read(path, None)
+
+
+def _read(path: str | Path, layout) -> np.ndarray:
     import av
+
+    from .pixels import decode_picture
 
     path = Path(path)
     if not path.is_file():
@@ -211,29 +224,60 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with av.open(str(path)) as c:
             frame = next(c.decode(video=0))
-            return frame.to_ndarray(format="rgb24")
+            return decode_picture(frame, layout)
     except (av.error.FFmpegError, StopIteration, IndexError) as exc:
         raise MediaError(f"cannot read image {path}: {exc}") from None
 
 
-def write_image(path: str | Path, img: np.ndarray, overwrite: bool = False) -> None:
-    """Write (H, W, 3) uint8 RGB as PNG (lossless) or JPEG, atomically."""
-    import av
+#: image codec -> the pixel format it is written in, per (channels, deep) of the picture (None: cannot)
+_IMAGE_FORMATS = {
+    "png": {(1, False): "gray", (1, True): "gray16be", (2, False): "ya8", (2, True): "ya16be",
+            (3, False): "rgb24", (3, True): "rgb48be", (4, False): "rgba", (4, True): "rgba64be"},
+    "tiff": {(1, False): "gray", (1, True): "gray16le", (2, False): "ya8", (2, True): "ya16le",
+             (3, False): "rgb24", (3, True): "rgb48le", (4, False): "rgba", (4, True): "rgba64le"},
+    "bmp": {(1, False): "gray", (3, False): "bgr24", (4, False): "bgra"},
+    "mjpeg": {(1, False): "yuvj444p", (3, False): "yuvj444p"},
+}
 
-    path = Path(path)
+
+def _image_format(path: Path, img: np.ndarray) -> tuple[str, str]:
+    """(codec, pixel format) that ``path``'s extension writes ``img`` in, or :class:`MediaError`."""
+    from .pixels import describe
+
     ext = path.suffix.lower()
     codec = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp", ".tif": "tiff",
              ".tiff": "tiff"}.get(ext)
     if codec is None:
         raise MediaError(f"unsupported image extension {ext!r} for {path} (use .png, .jpg, .bmp or .tif)")
+    fmt = _IMAGE_FORMATS[codec].get((img.shape[2], img.dtype == np.uint16)) if img.ndim == 3 else None
+    if fmt is None:
+        raise MediaError(f"{path}: {ext} cannot hold a {describe(img)} image without losing "
+                         f"{'its alpha' if img.shape[2] in (2, 4) else 'bits'}; write .png or .tif")
+    return codec, fmt
+
+
+def check_image_output(path: str | Path, img: np.ndarray) -> None:
+    """Refuse (before any work) an image output whose format cannot hold ``img``'s layout."""
+    _image_format(Path(path), img)
+
+
+def write_image(path: str | Path, img: np.ndarray, overwrite: bool = False) -> None:
+    """Write a picture (:mod:`ldmvfi_fast.pixels`: (H, W, C) uint8 or uint16, gray / gray + alpha /
+    RGB / RGBA) as PNG or TIFF (lossless, any layout), BMP (8-bit) or JPEG (8-bit, no alpha),
+    atomically; a layout the format cannot hold is refused (nothing is dropped silently)."""
+    import av
+
+    from .pixels import encode_frame
+
+    path = Path(path)
+    frame = encode_frame(img)  # checks the picture
+    codec, fmt = _image_format(path, img)
     with atomic_output(path, overwrite) as tmp:
         with av.open(str(tmp), "w", format="image2") as c:
             s = c.add_stream(codec, rate=1)
             s.width, s.height = img.shape[1], img.shape[0]
-            fmt = {"png": "rgb24", "mjpeg": "yuvj444p", "bmp": "bgr24", "tiff": "rgb24"}[codec]
             s.pix_fmt = fmt
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            if fmt != "rgb24":
+            if frame.format.name != fmt:
                 frame = frame.reformat(format=fmt)
             for pkt in s.encode(frame):
                 c.mux(pkt)
@@ -262,6 +306,18 @@ class VideoInfo:
     has_audio: bool
     #: the video stream's time base (its timestamps are multiples of it); None when unknown
     time_base: Fraction | None = None
+    #: the stream's pixel format (e.g. ``yuv420p10le``) and the picture layout it decodes to
+    #: (:func:`ldmvfi_fast.pixels.layout_of`: channels 1..4, deep = more than 8 bits)
+    pix_fmt: str = "yuv420p"
+    channels: int = 3
+    deep: bool = False
+    #: bits per component of the source (8, 10, 12 ...)
+    bits: int = 8
+
+    @property
+    def layout(self) -> tuple[int, bool]:
+        """The layout frames are decoded in for interpolation (alpha dropped: H.264 has none)."""
+        return (1 if self.channels <= 2 else 3), self.deep
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -278,8 +334,16 @@ def probe(path: str | Path) -> VideoInfo:
             fps = v.average_rate or v.guessed_rate
             if not fps:
                 raise MediaError(f"{path}: cannot determine the frame rate")
-            return VideoInfo(v.codec_context.width, v.codec_context.height, Fraction(fps), int(v.frames or 0),
+            info = VideoInfo(v.codec_context.width, v.codec_context.height, Fraction(fps), int(v.frames or 0),
                              bool(c.streams.audio), Fraction(v.time_base) if v.time_base else None)
+            fmt = v.codec_context.format
+            if fmt is not None:
+                from .pixels import layout_of
+
+                info.pix_fmt = fmt.name
+                info.channels, info.deep = layout_of(fmt)
+                info.bits = max((comp.bits for comp in fmt.components), default=8)
+            return info
     except av.error.FFmpegError as exc:
         raise MediaError(f"cannot read video {path}: {exc}") from None
 
@@ -299,13 +363,17 @@ def read_video(path: str | Path, max_frames: int | None = None) -> Iterator[np.n
         raise MediaError(f"error while decoding {path}: {exc}") from None
 
 
-def read_video_timed(path: str | Path, max_frames: int | None = None) -> Iterator[tuple[np.ndarray, Fraction]]:
-    """Decode a video's frames as ((H, W, 3) uint8 RGB, time), in order; the time (seconds, a
+def read_video_timed(path: str | Path, max_frames: int | None = None, *,
+                     layout: tuple[int, bool] = (3, False)) -> Iterator[tuple[np.ndarray, Fraction]]:
+    """Decode a video's frames as (picture, time), in order: (H, W, 3) uint8 RGB, or the ``layout``
+    given (:mod:`ldmvfi_fast.pixels`; e.g. ``VideoInfo.layout``: 16-bit for a 10-bit video); the time (seconds, a
     :class:`~fractions.Fraction`, exact) is the frame's presentation timestamp ``pts * time_base``
     on the stream's own timeline (not an average rate: variable-frame-rate video keeps its timing).
     A frame without a timestamp, or one not after the previous frame's, gets the previous time
     plus one frame at the average rate (logged)."""
     import av
+
+    from .pixels import decode_picture
 
     info = probe(path)
     prev: Fraction | None = None
@@ -325,7 +393,8 @@ def read_video_timed(path: str | Path, max_frames: int | None = None) -> Iterato
                         warned = True
                     t = Fraction(0) if prev is None else prev + 1 / info.fps
                 prev = t
-                yield frame.to_ndarray(format="rgb24"), t
+                yield decode_picture(frame, layout)[:, :, :3] if layout != (3, False) \
+                    else frame.to_ndarray(format="rgb24"), t
     except av.error.FFmpegError as exc:
         raise MediaError(f"error while decoding {path}: {exc}") from None
 
@@ -412,7 +481,10 @@ class VideoWriter:
     (seconds from the start) and the frame is stamped exactly there (``fps`` is then only the
     declared rate); a time that rounds onto the previous frame's is moved one tick later.
 
-    Odd frame sizes are encoded as yuv444p (4:2:0 needs even sizes). ``audio_from``
+    Pixels: :meth:`write` takes pictures (:mod:`ldmvfi_fast.pixels`: 8- or 16-bit, gray or RGB; an
+    alpha channel is refused: H.264 has none). ``bits`` > 8 encodes 10-bit (``yuv420p10le``, High 10),
+    ``gray`` encodes luma only (``gray`` / ``gray10le``). Odd frame sizes are encoded as 4:4:4
+    (4:2:0 needs even sizes). ``audio_from``
     copies that file's first audio stream (no re-encoding) into the output; with
     ``trim_audio`` only the audio packets that start before the end of the written video
     (``frames / fps`` after the source video's start) are copied, so a video cut short
@@ -422,7 +494,7 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, *, crf: int = 17,
                  overwrite: bool = False, audio_from: str | Path | None = None, trim_audio: bool = False,
-                 time_base: Fraction | None = None):
+                 time_base: Fraction | None = None, bits: int = 8, gray: bool = False):
         import av
 
         self.path = Path(path)
@@ -439,8 +511,14 @@ class VideoWriter:
             self._c = av.open(str(self._tmp), "w", format=_container_format(self.path))
             self._s = self._c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1_000_000))
             self._s.width, self._s.height = width, height
-            self._s.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            self._s.options = {"crf": str(int(crf)), "preset": "medium"}
+            deep = bits > 8
+            if gray:
+                self._s.pix_fmt = "gray10le" if deep else "gray"
+            else:
+                self._s.pix_fmt = ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p") + \
+                    ("10le" if deep else "")
+            # crf 0 is lossless (qp 0: in 8 bits x264's crf 0 is already; in 10 bits it is not)
+            self._s.options = {"qp" if int(crf) == 0 else "crf": str(int(crf)), "preset": "medium"}
             if self.time_base is not None:
                 self._s.codec_context.time_base = self.time_base
                 self._s.time_base = self.time_base
@@ -460,9 +538,11 @@ class VideoWriter:
     def write(self, img: np.ndarray, t: Fraction | None = None) -> None:
         """Encode one frame; ``t``: its time in seconds from the start (needed, and only
         allowed, with ``time_base``)."""
-        import av
+        from .pixels import encode_frame
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        if img.ndim == 3 and img.shape[2] in (2, 4):
+            raise MediaError("VideoWriter: H.264 has no alpha channel; give gray or RGB pictures")
+        frame = encode_frame(img)
         if (t is None) != (self.time_base is None):
             raise ValueError("VideoWriter.write: give the frame time t exactly when the writer has a time_base")
         if t is not None:
