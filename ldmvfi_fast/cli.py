@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import dtypes, formats
+from . import dtypes, formats, segments
 from .choices import BACKENDS, DEFAULT_SCENE_THRESHOLD, MULTI, PADDING_MODES
 from .errors import (
     EXIT_INTERRUPTED,
@@ -124,10 +124,13 @@ def _parser() -> argparse.ArgumentParser:
                          "OUTPUT.job); rerunning the command redoes only unfinished segments")
     it.add_argument("--resume", action="store_true",
                     help="resume the segmented job in --job-dir (refused when it holds no job)")
-    it.add_argument("--executor", choices=("local", "ray"), default="local",
+    it.add_argument("--executor", choices=segments.EXECUTORS, default=segments.EXECUTORS[0],
                     help="where segments run: local (default) or ray (Ray actors, one model each; pip install ray)")
     it.add_argument("--ray-address", default=None, metavar="ADDR",
                     help="--executor ray: the cluster to join (default: a local Ray instance)")
+    it.add_argument("--actors", type=int, default=None, metavar="N",
+                    help="--executor ray: how many actors (one model each; default: one per GPU of the cluster, "
+                         "else one per CPU)")
     it.set_defaults(scene_default=scene_default)
 
     clip = sub.add_parser("clip", parents=[verbose], epilog=EPILOG,
@@ -289,10 +292,9 @@ def _interpolate(args) -> None:
             if kind is not None:
                 raise MediaError(f"two inputs must be two images ({', '.join(IMAGE_EXTS)}) for their middle frame; "
                                  f"{p} is {kind}: give one video or one folder alone")
-        if getattr(args, "segment_frames", None) or getattr(args, "job_dir", None) or getattr(args, "resume", False) \
-                or getattr(args, "executor", "local") != "local":
-            raise OptionError("--segment-frames, --job-dir, --resume and --executor apply to a video or a folder of "
-                              "frames; two images give the one middle frame")
+        if segments.requested(args):
+            raise OptionError("--segment-frames, --job-dir, --resume, --executor and --actors apply to a video or a "
+                              "folder of frames; two images give the one middle frame")
         for flag, value in (("--multi", args.multi), ("--fps", args.fps), ("--max-frames", args.max_frames),
                             ("--scene-threshold", args.scene_threshold)):
             if value is not None:

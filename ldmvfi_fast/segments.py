@@ -448,7 +448,8 @@ def _run_ray(job: SegmentJob, load, pending: list[Segment], on_segment, *, addre
 
 def run_job(job: SegmentJob, load: Callable[[], object] | None = None, *, interp=None, executor: str = "local",
             ray_address: str | None = None, actors: int | None = None, max_restarts: int = 2,
-            max_task_retries: int = 2, on_segment: Callable[[dict], None] | None = None) -> JobResult:
+            max_task_retries: int = 2, on_segment: Callable[[dict], None] | None = None,
+            progress: bool = True) -> JobResult:
     """Run the unfinished segments of ``job`` and assemble the output.
 
     ``executor="local"``: in this process, with ``interp`` (or ``load()``); ``"ray"``: on Ray actors
@@ -456,19 +457,36 @@ def run_job(job: SegmentJob, load: Callable[[], object] | None = None, *, interp
     model each (``load()``, picklable: a :class:`Loader`), ``num_gpus=1`` each on a GPU cluster,
     else ``num_cpus=1``), which read their segments' input and write their segment folders
     themselves and return only metadata. ``on_segment(meta)`` is called in this process after each
-    finished segment (after the job manifest records it)."""
+    finished segment (after the job manifest records it). ``progress``: one bar over the whole job
+    (output frames of the segments to run, frames/s and ETA; advanced as segments finish)."""
+    from tqdm import tqdm
+
     if executor not in EXECUTORS:
         raise OptionError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     pending = job.pending()
     log.info("%s: %d segments, %d to run", job.job_dir, len(job.segments), len(pending))
     ran: list[str] = []
+    todo = sum(job.multi * (s.stop - s.start - 1) + 1 for s in pending)
+    bar = tqdm(total=todo, unit="frame", desc=f"job ({len(pending)} segments)", disable=not progress or not pending)
 
     def finished(meta: dict) -> None:
         ran.append(meta["name"])
         _write_job(job)
+        bar.update(meta["frames"])
         if on_segment is not None:
             on_segment(meta)
 
+    try:
+        _run_pending(job, load, interp, executor, pending, finished, address=ray_address, actors=actors,
+                     max_restarts=max_restarts, max_task_retries=max_task_retries)
+    finally:
+        bar.close()
+    cuts, packets = assemble(job)
+    return JobResult(job.out, job.total, job.width, job.height, cuts, ran, job.has_audio, packets)
+
+
+def _run_pending(job, load, interp, executor, pending, finished, **ray_kw) -> None:
+    """Run ``pending`` segments on the executor (``ray_kw``: :func:`_run_ray`'s keywords)."""
     if pending:
         if executor == "local":
             if interp is None:
@@ -480,16 +498,14 @@ def run_job(job: SegmentJob, load: Callable[[], object] | None = None, *, interp
         else:
             if load is None:
                 raise OptionError("the ray executor needs load (a picklable Loader)")
-            _run_ray(job, load, pending, finished, address=ray_address, actors=actors, max_restarts=max_restarts,
-                     max_task_retries=max_task_retries)
-    cuts, packets = assemble(job)
-    return JobResult(job.out, job.total, job.width, job.height, cuts, ran, job.has_audio, packets)
+            _run_ray(job, load, pending, finished, **ray_kw)
 
 
 def requested(args) -> bool:
     """Whether the command line asked for a segmented job."""
     return bool(getattr(args, "segment_frames", None) or getattr(args, "job_dir", None)
-                or getattr(args, "resume", False) or getattr(args, "executor", "local") != "local")
+                or getattr(args, "resume", False) or getattr(args, "executor", "local") != "local"
+                or getattr(args, "actors", None) is not None)
 
 
 def cli_job(args, src: Path, out: Path, multi: int, threshold: float | None) -> str:
@@ -497,6 +513,10 @@ def cli_job(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
     (before the model loads), run, assemble; returns the final message."""
     from . import _env
 
+    if args.actors is not None and (args.executor != "ray" or args.actors < 1):
+        raise OptionError(f"--actors {args.actors}: give a count of at least 1, with --executor ray")
+    if args.ray_address is not None and args.executor != "ray":
+        raise OptionError("--ray-address applies to --executor ray")
     ckpt = args.ckpt or (_env.default_checkpoint() if args.runtime == "torch" else None)
     loader = Loader(ckpt=None if ckpt is None else str(ckpt), runtime=args.runtime, engines=args.engines,
                     config=args.config, use_ema=False if args.raw_weights else None, device=args.device_checked,
@@ -506,7 +526,7 @@ def cli_job(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
                    segment_frames=args.segment_frames or DEFAULT_SEGMENT_FRAMES, seed=args.seed,
                    max_frames=args.max_frames, scene_threshold=threshold, overwrite=args.overwrite, crf=args.crf,
                    resume=args.resume)
-    r = run_job(job, loader, executor=args.executor, ray_address=args.ray_address)
+    r = run_job(job, loader, executor=args.executor, ray_address=args.ray_address, actors=args.actors)
     done = len(job.segments) - len(r.segments_run)
     return (f"wrote {out}: {r.frames} frames ({r.width}x{r.height}) from {len(job.segments)} segments "
             f"({len(r.segments_run)} run, {done} already done) in {job.job_dir}; "

@@ -155,6 +155,25 @@ def test_cli_video_segmented(ckpt, tmp_path):
                              str(tmp_path / "o.mp4.job")]) == 2
 
 
+@pytest.mark.parametrize("extra,msg", [(["--actors", "2"], "with --executor ray"),
+                                       (["--executor", "ray", "--actors", "0"], "at least 1"),
+                                       (["--ray-address", "auto"], "applies to --executor ray")])
+def test_cli_ray_options_without_ray_are_refused(ckpt, frames_dir, tmp_path, capsys, extra, msg):
+    from ldmvfi_fast.cli import main
+
+    code = main(["interpolate", str(frames_dir), "-o", str(tmp_path / "o"), "--ckpt", ckpt,
+                 "--segment-frames", "3"] + extra)
+    assert code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.job").exists()
+
+
+def test_one_progress_bar_over_the_job(frames_dir, loader, interp, tmp_path, capsys):
+    job = _job(frames_dir, tmp_path, loader, 3)
+    segments.run_job(job, interp=interp, progress=True)
+    err = capsys.readouterr().err
+    assert f"job ({len(job.segments)} segments)" in err and f"{job.total + len(job.segments) - 1}/" in err
+
+
 def _local_one_thread(frames_dir, tmp_path, loader, interp) -> dict[str, bytes]:
     """The local executor's frames at one thread (what a Ray CPU actor runs with)."""
     import torch
