@@ -111,7 +111,7 @@ class Loader:
     engines: str | None = None
     config: str | None = None
     use_ema: bool | None = None
-    device: object = None
+    device: object = None  # "auto": cuda if the loading process has it (each Ray actor decides), else cpu
     dtype: object = None
     runtime_options: object = None
     sampling: object = None  # a SamplingRequest
@@ -121,8 +121,13 @@ class Loader:
         from .pipeline import Interpolator
         from .runtime import load_backbone
 
+        device = self.device
+        if device == "auto":  # chosen where the model loads (a Ray actor: its own GPU, if it has one)
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         backbone = load_backbone(self.runtime, ckpt=self.ckpt, engines=self.engines, config=self.config,
-                                 use_ema=self.use_ema, device=self.device, dtype=self.dtype,
+                                 use_ema=self.use_ema, device=device, dtype=self.dtype,
                                  options=self.runtime_options)
         return Interpolator(backbone, options=self.sampling, padding=self.padding)
 
@@ -171,6 +176,10 @@ class SegmentJob:
     #: the frames' layout (:mod:`ldmvfi_fast.pixels`): channels 1..4 (gray, gray + alpha, RGB, RGBA), 16-bit
     channels: int = 3
     deep: bool = False
+    #: a video's frame timestamps (presentation order, the stream's ``time_base``): segments seek to
+    #: their first frame, and the output keeps the input's timing (variable frame rate included)
+    pts: list[int] | None = None
+    time_base: Fraction | None = None
 
     @property
     def total(self) -> int:
@@ -217,13 +226,21 @@ def _write_job(job: SegmentJob) -> None:
     write_text_atomic(job.job_dir / JOB_NAME, json.dumps(job.manifest, indent=1, sort_keys=True))
 
 
-def _count_video_frames(src: Path, max_frames: int | None) -> int:
-    from .video import read_video
+def _video_frames(src: Path, info, max_frames: int | None) -> tuple[int, list[int] | None, Fraction | None]:
+    """(frames of the job, their timestamps, time base): from the packets (no decoding) when every
+    frame has a timestamp, else counted by decoding (no seeking, constant-rate output)."""
+    from .video import read_frame_pts, read_video
 
+    pts, tb = read_frame_pts(src)
+    if pts and len(set(pts)) == len(pts) and (not info.frames or info.frames == len(pts)):
+        pts = pts if max_frames is None else pts[:max_frames]
+        return len(pts), pts, tb
+    log.warning("%s: frame timestamps missing or inconsistent; segments decode from the start and the "
+                "output is written at a constant rate", src)
     n = 0
     for _ in read_video(src, max_frames):
         n += 1
-    return n
+    return n, None, None
 
 
 def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, identity: dict, multi: int = 2,
@@ -255,6 +272,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
         first = read_picture(files[0])
         n_in, height, width, fps, has_audio = len(files), first.shape[0], first.shape[1], None, False
         layout = first.shape[2], first.dtype.itemsize > 1
+        pts = time_base = None
         check_frame_folder(out, overwrite, multi * (n_in - 1) + 1)
         content = content_hash(src, files)
     else:
@@ -263,7 +281,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
         info = probe(src)
         files, width, height, fps, has_audio = None, info.width, info.height, info.fps, info.has_audio
         layout = info.layout
-        n_in = info.frames if info.frames and max_frames is None else _count_video_frames(src, max_frames)
+        n_in, pts, time_base = _video_frames(src, info, max_frames)
         content = content_hash(src)
     segments = cut_segments(n_in, segment_frames)
     shaping = {"input": {"kind": kind, "content_hash": content, "frames": n_in, "max_frames": max_frames},
@@ -296,7 +314,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
                 "source": str(src.resolve()), "output": str(out.resolve()), "seed": seed, **shaping}
     job = SegmentJob(src, out, job_dir, kind, files, n_in, width, height, fps, has_audio, multi, seed, content,
                      scene_threshold, segment_frames, max_frames, overwrite, crf, segments,
-                     json.loads(json.dumps(manifest)), *layout)
+                     json.loads(json.dumps(manifest)), *layout, pts, time_base)
     _write_job(job)
     return job
 
@@ -304,7 +322,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
 def _segment_frames(job: SegmentJob, seg: Segment, alpha=None):
     """The segment's input frames as model tensors; their alphas (local indices) into ``alpha``."""
     from .pixels import convert, picture_to_model
-    from .video import read_picture, read_video_timed
+    from .video import read_picture, read_video_from, read_video_timed
 
     if job.kind == "folder":
         for i, f in enumerate(job.files[seg.start:seg.stop]):
@@ -316,13 +334,24 @@ def _segment_frames(job: SegmentJob, seg: Segment, alpha=None):
                 alpha.add(i, a)
             yield rgb
         return
-    frames = read_video_timed(job.src, seg.stop, layout=(job.channels, job.deep))
+    layout = (job.channels, job.deep)
+    if job.pts is not None and seg.start > 0:  # seek to the keyframe before the segment's first frame
+        frames = read_video_from(job.src, job.pts[seg.start], seg.stop - seg.start, layout)
+        if frames is not None:
+            try:
+                for img in frames:
+                    yield picture_to_model(img)[0]
+            finally:
+                frames.close()
+            return
+        log.info("%s: cannot seek to frame %d; decoding from the start", job.src, seg.start)
+    timed = read_video_timed(job.src, seg.stop, layout=layout)
     try:
-        for i, (img, _t) in enumerate(frames):  # decoded from the start: no seek
+        for i, (img, _t) in enumerate(timed):
             if i >= seg.start:
                 yield picture_to_model(img)[0]
     finally:
-        frames.close()
+        timed.close()
 
 
 def run_segment(interp, job: SegmentJob, seg: Segment) -> dict:
@@ -384,7 +413,7 @@ def _output_frames(job: SegmentJob):
 
 def assemble(job: SegmentJob) -> tuple[list[int], int]:
     """Build the output from the finished segments (atomically); returns (scene cuts, audio packets)."""
-    from .video import FRAME_NAME, VideoWriter, frame_folder_output, read_picture
+    from .video import FRAME_NAME, VideoWriter, fine_time_base, frame_folder_output, read_picture
 
     missing = job.pending()
     if missing:
@@ -401,11 +430,19 @@ def assemble(job: SegmentJob) -> tuple[list[int], int]:
                     shutil.copyfile(path, target)
         return cuts, 0
     trim = job.max_frames is not None
+    time_base = times = None
+    if job.pts is not None:  # the input's own timing, as interpolate_video keeps it
+        times = [Fraction(p - job.pts[0]) * job.time_base for p in job.pts]
+        time_base = fine_time_base(job.time_base / job.multi)
     with VideoWriter(job.out, job.width, job.height, job.fps * job.multi, crf=job.crf, overwrite=job.overwrite,
                      audio_from=job.src if job.has_audio else None, trim_audio=trim, bits=10 if job.deep else 8,
-                     gray=job.channels == 1) as w:
-        for _, path in _output_frames(job):
-            w.write(read_picture(path))
+                     gray=job.channels == 1, time_base=time_base) as w:
+        for k, path in _output_frames(job):
+            t = None
+            if times is not None:
+                i, r = divmod(k, job.multi)
+                t = times[i] if r == 0 else times[i] + (times[i + 1] - times[i]) * r / job.multi
+            w.write(read_picture(path), t)
     return cuts, w.audio_packets
 
 
@@ -432,8 +469,11 @@ def _run_ray(job: SegmentJob, load, pending: list[Segment], on_segment, *, addre
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     per = {"num_gpus": 1} if gpus else {"num_cpus": 1}
-    n = actors or (gpus if gpus else max(1, int(res.get("CPU", 1))))
-    n = max(1, min(n, len(pending)))
+    room = gpus if gpus else max(1, int(res.get("CPU", 1)))  # actors the cluster can place at once
+    if actors is not None and actors > room:
+        log.warning("%d actors asked, the cluster places %d (%s): running %d", actors, room,
+                    "GPUs" if gpus else "CPUs", room)
+    n = max(1, min(actors or room, room, len(pending)))
     cls = ray.remote(max_restarts=max_restarts, max_task_retries=max_task_retries, **per)(SegmentWorker)
     workers = [cls.remote(load) for _ in range(n)]
     log.info("running %d segments on %d Ray actors (%s each)", len(pending), n, per)
@@ -518,8 +558,10 @@ def cli_job(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
     if args.ray_address is not None and args.executor != "ray":
         raise OptionError("--ray-address applies to --executor ray")
     ckpt = args.ckpt or (_env.default_checkpoint() if args.runtime == "torch" else None)
+    # on Ray without --device: each actor takes its own GPU if it has one (the driver may have none)
+    device = "auto" if args.executor == "ray" and args.device is None else args.device_checked
     loader = Loader(ckpt=None if ckpt is None else str(ckpt), runtime=args.runtime, engines=args.engines,
-                    config=args.config, use_ema=False if args.raw_weights else None, device=args.device_checked,
+                    config=args.config, use_ema=False if args.raw_weights else None, device=device,
                     dtype=args.dtype_checked, runtime_options=args.runtime_options, sampling=args.sampling,
                     padding=args.padding)
     job = plan_job(src, out, args.job_dir, identity=loader.identity(), multi=multi,

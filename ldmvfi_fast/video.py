@@ -373,8 +373,6 @@ def read_video_timed(path: str | Path, max_frames: int | None = None, *,
     plus one frame at the average rate (logged)."""
     import av
 
-    from .pixels import decode_picture
-
     info = probe(path)
     prev: Fraction | None = None
     warned = False
@@ -393,22 +391,84 @@ def read_video_timed(path: str | Path, max_frames: int | None = None, *,
                         warned = True
                     t = Fraction(0) if prev is None else prev + 1 / info.fps
                 prev = t
-                yield decode_picture(frame, layout)[:, :, :3] if layout != (3, False) \
-                    else frame.to_ndarray(format="rgb24"), t
+                yield frame_picture(frame, layout), t
     except av.error.FFmpegError as exc:
         raise MediaError(f"error while decoding {path}: {exc}") from None
+
+
+def read_frame_pts(path: str | Path) -> tuple[list[int], Fraction]:
+    """The presentation timestamps of a video's frames in presentation order, and the stream's
+    time base, from the packets (no decoding)."""
+    import av
+
+    probe(path)
+    try:
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            return sorted(p.pts for p in c.demux(v) if p.pts is not None and p.size), Fraction(v.time_base)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"error while reading {path}: {exc}") from None
 
 
 def read_frame_times(path: str | Path) -> list[Fraction]:
     """The presentation times (seconds, exact) of a video's frames, in order, from the packets
     (no decoding)."""
+    pts, tb = read_frame_pts(path)
+    return [Fraction(x) * tb for x in pts]
+
+
+def frame_picture(frame, layout: tuple[int, bool] = (3, False)) -> np.ndarray:
+    """A decoded video frame as a picture of ``layout`` without alpha (8-bit RGB: ``rgb24``)."""
+    from .pixels import decode_picture
+
+    if layout == (3, False):
+        return frame.to_ndarray(format="rgb24")
+    return decode_picture(frame, layout)[:, :, :3]
+
+
+def read_video_from(path: str | Path, pts: int, count: int, layout: tuple[int, bool] = (3, False)
+                    ) -> Iterator[np.ndarray] | None:
+    """``count`` frames from the frame stamped ``pts`` on, decoded from the keyframe before it (a seek,
+    not the file's start). None when the container cannot seek there exactly (the seek lands after
+    that frame, or frames lack timestamps): decode from the start instead."""
     import av
 
-    probe(path)
-    with av.open(str(path)) as c:
+    try:
+        c = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot read video {path}: {exc}") from None
+    try:
         v = c.streams.video[0]
-        pts = sorted(p.pts for p in c.demux(v) if p.pts is not None and p.size)
-        return [Fraction(x) * Fraction(v.time_base) for x in pts]
+        c.seek(pts, stream=v, backward=True, any_frame=False)
+        frames = c.decode(v)
+        first = None
+        for frame in frames:
+            if frame.pts is None:
+                break
+            if frame.pts >= pts:
+                first = frame
+                break
+        if first is None or first.pts != pts:
+            c.close()
+            return None
+    except av.error.FFmpegError:
+        c.close()
+        return None
+
+    def rest():
+        try:
+            yield frame_picture(first, layout)
+            n = 1
+            for frame in frames:
+                if n >= count:
+                    break
+                yield frame_picture(frame, layout)
+                n += 1
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"error while decoding {path}: {exc}") from None
+        finally:
+            c.close()
+    return rest()
 
 
 #: the largest time-base denominator the writer uses (beyond it: 1/90000, rounded)

@@ -197,7 +197,8 @@ def test_ray_executor(frames_dir, loader, interp, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         job = _job(frames_dir, tmp_path, loader, 3)
-        r = segments.run_job(job, loader, executor="ray", actors=2)
+        # 3 actors asked of a 2-CPU cluster: capped at 2 (a third could never be placed: it would wait forever)
+        r = segments.run_job(job, loader, executor="ray", actors=3)
         assert sorted(r.segments_run) == ["seg_00000", "seg_00001", "seg_00002"]
         assert _files(tmp_path / "out") == reference
     finally:
@@ -248,3 +249,55 @@ def test_ray_worker_killed_mid_job_still_completes(frames_dir, loader, interp, t
     finally:
         ray.shutdown()
         cp.unregister_pickle_by_value(sys.modules[__name__])
+
+
+# ----------------------------------------------------------------------------- video: seeking and timing
+def _keyframe_video(path: Path, n: int) -> None:
+    """An H.264 file with a keyframe every 3 frames and B-frames (a seek lands mid-file)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"g": "3", "keyint_min": "3", "bf": "2", "sc_threshold": "0"}
+        for i in range(n):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:, : 4 + 5 * i, 0] = 40 + 17 * i
+            img[::2, :, 1] = 9 * i
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def test_segments_seek_to_their_first_frame(tmp_path):
+    """A segment decodes from the keyframe before its first frame, and gets the frames a decode from
+    the file's start gives, bit for bit."""
+    import numpy as np
+
+    from ldmvfi_fast.video import read_frame_pts, read_video, read_video_from
+
+    _keyframe_video(tmp_path / "k.mp4", 10)
+    every = list(read_video(tmp_path / "k.mp4"))
+    pts, _ = read_frame_pts(tmp_path / "k.mp4")
+    assert len(every) == len(pts) == 10
+    for start in range(1, 9):
+        got = read_video_from(tmp_path / "k.mp4", pts[start], 2)
+        assert got is not None, start
+        got = list(got)
+        assert len(got) == 2 and all(np.array_equal(a, b) for a, b in zip(got, every[start:start + 2])), start
+
+
+def test_segmented_video_keeps_variable_frame_rate(loader, interp, tmp_path):
+    """The segmented job's video has the one-process path's frame times: a VFR input keeps its timing."""
+    from test_timing import VFR_TIMES, midpoints, write_vfr
+
+    from ldmvfi_fast.video import read_frame_times
+
+    write_vfr(tmp_path / "vfr.mp4", VFR_TIMES)
+    job = segments.plan_job(tmp_path / "vfr.mp4", tmp_path / "o.mp4", tmp_path / "o.job", identity=loader.identity(),
+                            segment_frames=3, seed=1)
+    assert len(job.segments) == 3 and job.pts is not None
+    segments.run_job(job, interp=interp, progress=False)
+    assert read_frame_times(tmp_path / "o.mp4") == midpoints(VFR_TIMES, 2)
