@@ -353,14 +353,10 @@ def _folder(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
 
 
 def _video(args, src: Path, out: Path, multi: int, threshold: float | None) -> None:
-    from . import segments
     from .jobs import default_overlap, interpolate_video
     from .video import probe
 
     if segments.requested(args):
-        if args.fps is not None:
-            raise OptionError("--fps is not available for segmented jobs yet (--segment-frames, --job-dir, "
-                              "--resume, --executor): use --multi, or leave out the job options")
         return _done(segments.cli_job(args, src, out, multi, threshold))
 
     probe(src)  # an unreadable video fails before the model loads

@@ -10,6 +10,7 @@ or interrupted job leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -91,7 +92,8 @@ def parse_fps(value) -> Fraction:
 
 
 def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator=None,
-                      scene_threshold: float | None = None, on_scene_cut=None, max_depth: int | None = None):
+                      scene_threshold: float | None = None, on_scene_cut=None, max_depth: int | None = None,
+                      seed_for=None, origin: Fraction | None = None, include_last: bool = True):
     """Constant-rate output from timed frames, by recursive bisection.
 
     Args:
@@ -102,6 +104,14 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
         fps: the output rate (see :func:`parse_fps`).
         max_depth: deepest bisection of one input interval (default
             :data:`~ldmvfi_fast.video.MAX_DEPTH`).
+        seed_for: ``seed_for(i)`` -> the seed of the interval after input ``i`` (its own generator,
+            as :meth:`~ldmvfi_fast.pipeline.Interpolator.interpolate_sequence` takes it), instead of
+            one generator for the whole sequence: a piece of a longer sequence (a segment) then gets
+            the frames the whole sequence would.
+        origin: the time of output frame 0 (default: the first input's); a piece yields the grid
+            times ``origin + k / fps`` from its first input on.
+        include_last: yield the last input's time when it is on the grid (a piece that a next
+            piece continues leaves it to that piece).
 
     Yields:
         ``(t, t_used, frame)`` for ``t = t_first + k / fps``, ``k = 0, 1, ...`` while ``t`` is at
@@ -125,7 +135,7 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
 
     fps = parse_fps(fps)
     max_depth = MAX_DEPTH if max_depth is None else max_depth
-    if generator is None:
+    if generator is None and seed_for is None:
         generator = interp.new_generator(seed)
     detector = SceneDetector(scene_threshold) if scene_threshold is not None else None
     step = 1 / fps
@@ -142,7 +152,10 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
         enc = interp.encode(f, first_index=i)
         cut = detector is not None and detector.is_cut(f)
         if prev is None:
-            start = t
+            start = t if origin is None else Fraction(origin)
+            if t < start:
+                raise MediaError(f"input frame {i} at {float(t):.6g} s is before the origin {float(start):.6g} s")
+            k = math.ceil((t - start) * fps)  # the first grid time at or after the first input
             prev = (f, enc, t)
             continue
         f0, e0, t0 = prev
@@ -160,6 +173,7 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
                 on_scene_cut(i - 1)
         interval = t - t0
         depth = dyadic_depth(interval, fps, max_depth)
+        g = generator if seed_for is None else interp.new_generator(seed_for(i - 1))
         known = {Fraction(0): [f0, e0], Fraction(1): [f, enc]}  # point -> [frame, encoded or None]
 
         def encoded(p):
@@ -172,7 +186,7 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
             if p not in known:
                 a, b = bisection_parents(p)
                 frame_at(a), frame_at(b)
-                known[p] = [interp.interpolate_encoded(encoded(a), encoded(b), generator), None]
+                known[p] = [interp.interpolate_encoded(encoded(a), encoded(b), g), None]
             return known[p][0]
 
         while start + k * step < t:
@@ -183,7 +197,7 @@ def resample_sequence(interp, frames, fps, *, seed: int | None = None, generator
             yield tk, t0 + p * interval, frame_at(p)
             k += 1
         prev = (f, enc, t)
-    if prev is not None and start + k * step == prev[2]:
+    if include_last and prev is not None and start + k * step == prev[2]:
         yield prev[2], prev[2], prev[0]
 
 

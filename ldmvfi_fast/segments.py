@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -180,9 +181,31 @@ class SegmentJob:
     #: their first frame, and the output keeps the input's timing (variable frame rate included)
     pts: list[int] | None = None
     time_base: Fraction | None = None
+    #: a constant output rate (``--fps``): output frame k at k / fps_out after the first input frame
+    fps_out: Fraction | None = None
+
+    def times(self) -> list[Fraction]:
+        """The input frames' times (seconds from the first; a video job's)."""
+        return [Fraction(p - self.pts[0]) * self.time_base for p in self.pts]
+
+    def grid(self, seg: Segment, times: list[Fraction] | None = None) -> range:
+        """``fps_out`` jobs: the output frames k of ``seg``: ``k / fps_out`` from its first input's time,
+        before its last's (at it too for the last segment, which no segment continues)."""
+        times = self.times() if times is None else times
+        t0, t1 = times[seg.start], times[seg.stop - 1]
+        hi = math.floor(t1 * self.fps_out) if seg.index == len(self.segments) - 1 else math.ceil(t1 * self.fps_out) - 1
+        return range(math.ceil(t0 * self.fps_out), hi + 1)
+
+    def seg_frames(self, seg: Segment) -> int:
+        """How many output frames ``seg`` writes."""
+        if self.fps_out is not None:
+            return len(self.grid(seg))
+        return self.multi * (seg.stop - seg.start - 1) + 1
 
     @property
     def total(self) -> int:
+        if self.fps_out is not None:
+            return math.floor(self.times()[-1] * self.fps_out) + 1
         return self.multi * (self.n_in - 1) + 1
 
     def seg_dir(self, seg: Segment) -> Path:
@@ -246,17 +269,20 @@ def _video_frames(src: Path, info, max_frames: int | None) -> tuple[int, list[in
 def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, identity: dict, multi: int = 2,
              segment_frames: int = DEFAULT_SEGMENT_FRAMES, seed: int | None = None, max_frames: int | None = None,
              scene_threshold: float | None = None, overwrite: bool = False, crf: int = 17,
-             resume: bool = False) -> SegmentJob:
+             resume: bool = False, fps=None) -> SegmentJob:
     """Check a segmented job without the model and create (or reopen) its job folder.
 
     ``identity``: the model's part of the options that shape frames (:meth:`Loader.identity`).
     ``job_dir`` None: ``<out>.job`` beside the output. A job folder holding a job of another input,
     model or options is refused (:class:`OptionError`); ``resume`` refuses a job folder without a job.
-    ``seed`` None: a new random seed, or (reopening a job) the job's own."""
+    ``seed`` None: a new random seed, or (reopening a job) the job's own. ``fps``: a constant
+    output rate (a video with timestamps; see :func:`ldmvfi_fast.jobs.resample_sequence`) instead of
+    ``multi``."""
     from . import __version__
     from .jobs import check_disjoint, check_file_output
     from .video import check_frame_folder, check_writable, list_images, probe, read_picture
 
+    fps_out, fps = fps, None  # fps below: the input video's rate
     src, out = Path(src), Path(out)
     job_dir = Path(job_dir) if job_dir is not None else out.with_name(out.name + ".job")
     if seed is not None and not 0 <= seed < 2 ** 63:
@@ -283,10 +309,17 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
         layout = info.layout
         n_in, pts, time_base = _video_frames(src, info, max_frames)
         content = content_hash(src)
+    if fps_out is not None:
+        from .jobs import parse_fps
+
+        fps_out = parse_fps(fps_out)
+        if kind != "video" or pts is None:
+            raise OptionError("--fps needs a video with frame timestamps (a folder of frames has none); use --multi")
     segments = cut_segments(n_in, segment_frames)
     shaping = {"input": {"kind": kind, "content_hash": content, "frames": n_in, "max_frames": max_frames},
-               "model": identity, "multi": multi, "scene_threshold": scene_threshold,
-               "segment_frames": segment_frames}
+               "model": identity, "multi": None if fps_out is not None else multi,
+               "scene_threshold": scene_threshold, "segment_frames": segment_frames,
+               "fps": None if fps_out is None else str(fps_out)}
     existing = job_dir / JOB_NAME
     if existing.is_file():
         old = _read_job(job_dir)
@@ -314,7 +347,7 @@ def plan_job(src: str | Path, out: str | Path, job_dir: str | Path | None, *, id
                 "source": str(src.resolve()), "output": str(out.resolve()), "seed": seed, **shaping}
     job = SegmentJob(src, out, job_dir, kind, files, n_in, width, height, fps, has_audio, multi, seed, content,
                      scene_threshold, segment_frames, max_frames, overwrite, crf, segments,
-                     json.loads(json.dumps(manifest)), *layout, pts, time_base)
+                     json.loads(json.dumps(manifest)), *layout, pts, time_base, fps_out)
     _write_job(job)
     return job
 
@@ -370,17 +403,31 @@ def run_segment(interp, job: SegmentJob, seg: Segment) -> dict:
             alpha.cut(i)
 
     n = 0
+    seeds = PairSeeds(job.content, job.seed, seg.start)
     with staged_folder(job.seg_dir(seg), last=[SEGMENT_NAME]) as tmp:
-        seq = interp.interpolate_sequence(_segment_frames(job, seg, alpha), job.multi,
-                                          scene_threshold=job.scene_threshold, on_scene_cut=cut,
-                                          seed_for=PairSeeds(job.content, job.seed, seg.start))
+        if job.fps_out is None:  # x multi: PNGs numbered from the segment's first input frame
+            seq = interp.interpolate_sequence(_segment_frames(job, seg, alpha), job.multi,
+                                              scene_threshold=job.scene_threshold, on_scene_cut=cut, seed_for=seeds)
+            names = None
+        else:  # a constant rate: the grid of the whole job from time 0, PNGs numbered by output frame
+            from .jobs import resample_sequence
+
+            times = job.times()
+            names = job.grid(seg, times)
+            timed = ((f, times[seg.start + i]) for i, f in enumerate(_segment_frames(job, seg)))
+            seq = (frame for _t, _used, frame in resample_sequence(
+                interp, timed, job.fps_out, scene_threshold=job.scene_threshold, on_scene_cut=cut, seed_for=seeds,
+                origin=Fraction(0), include_last=seg.index == len(job.segments) - 1))
         try:
             for n, frame in enumerate(seq, 1):
+                if names is not None and n > len(names):
+                    break  # more than the grid holds: reported below
                 a = None if alpha is None else alpha.output(n - 1)
-                write_image(tmp / FRAME_NAME.format(n - 1), model_to_picture(frame, job.channels, job.deep, a))
+                name = FRAME_NAME.format(n - 1 if names is None else names[n - 1])
+                write_image(tmp / name, model_to_picture(frame, job.channels, job.deep, a))
         finally:
             seq.close()
-        expected = job.multi * (seg.stop - seg.start - 1) + 1
+        expected = job.seg_frames(seg)
         if n != expected:
             raise MediaError(f"segment {seg.name}: {n} frames written, {expected} expected (input changed?)")
         meta = {"name": seg.name, "start": seg.start, "stop": seg.stop, "frames": n, "cuts": cuts}
@@ -404,8 +451,13 @@ def _output_frames(job: SegmentJob):
     """(global output index, segment PNG path) in order, the shared first frame of later segments skipped."""
     from .video import FRAME_NAME
 
+    times = job.times() if job.fps_out is not None else None
     for seg in job.segments:
         d = job.seg_dir(seg)
+        if times is not None:  # constant rate: segments share no output frame
+            for k in job.grid(seg, times):
+                yield k, d / FRAME_NAME.format(k)
+            continue
         n = job.multi * (seg.stop - seg.start - 1) + 1
         for j in range(0 if seg.index == 0 else 1, n):
             yield job.multi * seg.start + j, d / FRAME_NAME.format(j)
@@ -431,15 +483,20 @@ def assemble(job: SegmentJob) -> tuple[list[int], int]:
         return cuts, 0
     trim = job.max_frames is not None
     time_base = times = None
-    if job.pts is not None:  # the input's own timing, as interpolate_video keeps it
-        times = [Fraction(p - job.pts[0]) * job.time_base for p in job.pts]
+    rate = job.fps * job.multi if job.fps_out is None else job.fps_out
+    if job.fps_out is not None:  # a constant rate: frame k at k / fps_out
+        time_base = fine_time_base(1 / job.fps_out)
+    elif job.pts is not None:  # the input's own timing, as interpolate_video keeps it
+        times = job.times()
         time_base = fine_time_base(job.time_base / job.multi)
-    with VideoWriter(job.out, job.width, job.height, job.fps * job.multi, crf=job.crf, overwrite=job.overwrite,
+    with VideoWriter(job.out, job.width, job.height, rate, crf=job.crf, overwrite=job.overwrite,
                      audio_from=job.src if job.has_audio else None, trim_audio=trim, bits=10 if job.deep else 8,
                      gray=job.channels == 1, time_base=time_base) as w:
         for k, path in _output_frames(job):
             t = None
-            if times is not None:
+            if job.fps_out is not None:
+                t = Fraction(k) / job.fps_out
+            elif times is not None:
                 i, r = divmod(k, job.multi)
                 t = times[i] if r == 0 else times[i] + (times[i + 1] - times[i]) * r / job.multi
             w.write(read_picture(path), t)
@@ -506,7 +563,7 @@ def run_job(job: SegmentJob, load: Callable[[], object] | None = None, *, interp
     pending = job.pending()
     log.info("%s: %d segments, %d to run", job.job_dir, len(job.segments), len(pending))
     ran: list[str] = []
-    todo = sum(job.multi * (s.stop - s.start - 1) + 1 for s in pending)
+    todo = sum(job.seg_frames(s) for s in pending)
     bar = tqdm(total=todo, unit="frame", desc=f"job ({len(pending)} segments)", disable=not progress or not pending)
 
     def finished(meta: dict) -> None:
@@ -567,7 +624,7 @@ def cli_job(args, src: Path, out: Path, multi: int, threshold: float | None) -> 
     job = plan_job(src, out, args.job_dir, identity=loader.identity(), multi=multi,
                    segment_frames=args.segment_frames or DEFAULT_SEGMENT_FRAMES, seed=args.seed,
                    max_frames=args.max_frames, scene_threshold=threshold, overwrite=args.overwrite, crf=args.crf,
-                   resume=args.resume)
+                   resume=args.resume, fps=args.fps)
     r = run_job(job, loader, executor=args.executor, ray_address=args.ray_address, actors=args.actors)
     done = len(job.segments) - len(r.segments_run)
     return (f"wrote {out}: {r.frames} frames ({r.width}x{r.height}) from {len(job.segments)} segments "

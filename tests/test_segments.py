@@ -3,6 +3,7 @@ scheduled or resumed; job folders of other jobs refused; the Ray executor."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,27 @@ def test_segmented_video_keeps_variable_frame_rate(loader, interp, tmp_path):
     assert len(job.segments) == 3 and job.pts is not None
     segments.run_job(job, interp=interp, progress=False)
     assert read_frame_times(tmp_path / "o.mp4") == midpoints(VFR_TIMES, 2)
+
+
+def test_segmented_constant_rate_same_frames_however_cut(loader, interp, tmp_path):
+    """--fps with segments: the grid of the whole job, frames the same for any segment length, the
+    frame times those of the one-process path."""
+    from test_timing import VFR_TIMES, write_vfr
+
+    from ldmvfi_fast.jobs import interpolate_video
+    from ldmvfi_fast.video import read_frame_times
+
+    times = VFR_TIMES[:4]  # 0, 0.1, 0.15, 0.3 s
+    write_vfr(tmp_path / "vfr.mp4", times)
+    pngs = {}
+    for n in (2, 4):
+        job = segments.plan_job(tmp_path / "vfr.mp4", tmp_path / f"o{n}.mp4", tmp_path / f"o{n}.job",
+                                identity=loader.identity(), segment_frames=n, seed=1, fps="20")
+        r = segments.run_job(job, interp=interp, progress=False)
+        assert r.frames == job.total == 7  # 0.30 s at 20 fps, both ends
+        pngs[n] = {k: p.read_bytes() for k, p in segments._output_frames(job)}
+    assert len(pngs[2]) == 7 and pngs[2] == pngs[4]
+    assert (tmp_path / "o2.mp4").read_bytes() == (tmp_path / "o4.mp4").read_bytes()
+    interpolate_video(interp, tmp_path / "vfr.mp4", tmp_path / "one.mp4", fps="20", seed=0, progress=False)
+    assert read_frame_times(tmp_path / "o2.mp4") == read_frame_times(tmp_path / "one.mp4") == \
+        [Fraction(k, 20) for k in range(7)]
