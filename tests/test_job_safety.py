@@ -79,7 +79,7 @@ def test_sigterm_leaves_no_partial_file(tmp_path, tiny_ckpt):
 @pytest.mark.parametrize("extra, words", [
     (["--fps", "60", "--multi", "4"], "--fps and --multi contradict"),
     (["--fps", "0"], "fps"),
-    (["--fps", "60", "--segment-frames", "4"], "--fps is not available for segmented jobs"),
+    (["--fps", "60/0", "--segment-frames", "4"], "--fps must be a number or a ratio"),
 ])
 def test_fps_option_errors(tmp_path, tiny_ckpt, capsys, extra, words):
     from ldmvfi_fast.clips import bundled_clip
