@@ -92,6 +92,22 @@ def tiny_model(tiny_ckpt):
     return load_model(tiny_ckpt)
 
 
+@pytest.fixture(scope="module")
+def loader(tiny_ckpt):
+    """A :class:`ldmvfi_fast.segments.Loader` of the tiny checkpoint, 2 DDIM steps, minimal padding
+    (what a segmented job's actors load)."""
+    from ldmvfi_fast.samplers import SamplingRequest
+    from ldmvfi_fast.segments import Loader
+
+    return Loader(ckpt=str(tiny_ckpt), sampling=SamplingRequest(steps=2), padding="minimal")
+
+
+@pytest.fixture(scope="module")
+def interp(loader):
+    """``loader()``: the tiny model's Interpolator, loaded once per test module."""
+    return loader()
+
+
 @pytest.fixture(scope="session")
 def tiny_engines(tiny_ckpt, tmp_path_factory) -> Path:
     """The tiny checkpoint exported once per session with the command line

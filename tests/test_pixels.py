@@ -10,7 +10,6 @@ import pytest
 
 from ldmvfi_fast import pixels, segments
 from ldmvfi_fast.errors import MediaError
-from ldmvfi_fast.samplers import SamplingRequest
 
 H, W = 48, 64
 
@@ -44,16 +43,6 @@ def _layout(img8: np.ndarray, salt: int, channels: int, deep: bool) -> np.ndarra
     if channels in (2, 4):
         colour = np.concatenate([colour, _alpha(salt, colour.dtype)[:, :, None]], axis=2)
     return np.ascontiguousarray(colour)
-
-
-@pytest.fixture(scope="module")
-def loader(tiny_ckpt) -> segments.Loader:
-    return segments.Loader(ckpt=str(tiny_ckpt), sampling=SamplingRequest(steps=2), padding="minimal")
-
-
-@pytest.fixture(scope="module")
-def interp(loader):
-    return loader()
 
 
 LAYOUTS = [(c, d) for c in (1, 2, 3, 4) for d in (False, True)]

@@ -10,7 +10,6 @@ import pytest
 
 from ldmvfi_fast import segments
 from ldmvfi_fast.errors import OptionError
-from ldmvfi_fast.samplers import SamplingRequest
 
 N_FRAMES = 6
 SEED = 123
@@ -30,16 +29,6 @@ def frames_dir(tmp_path_factory) -> Path:
     for i, img in enumerate(read_video(bundled_clip("carphone_pristine.mp4"), N_FRAMES)):
         write_image(d / FRAME_NAME.format(i), img)
     return d
-
-
-@pytest.fixture(scope="module")
-def loader(tiny_ckpt) -> segments.Loader:
-    return segments.Loader(ckpt=str(tiny_ckpt), sampling=SamplingRequest(steps=2), padding="minimal")
-
-
-@pytest.fixture(scope="module")
-def interp(loader):
-    return loader()
 
 
 def _job(frames_dir, tmp, loader, n, name="out", **kw):
