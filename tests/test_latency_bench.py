@@ -261,7 +261,8 @@ def test_dtypes_to_time(latency):
 
 
 def test_bfloat16_against_float32_in_one_run(latency, tmp_path, capsys):
-    rc, r = _run(latency, tmp_path, "--height", "256", "--width", "256", "--dtype", "bfloat16", "--no-memory")
+    rc, r = _run(latency, tmp_path, "--height", "256", "--width", "256", "--dtype", "bfloat16", "--no-memory",
+                 "--peer", "rife")  # RIFE: the cached weights or random ones, timed in both dtypes
     out = capsys.readouterr().out
     assert rc == 0
     m = r["meta"]
@@ -274,6 +275,11 @@ def test_bfloat16_against_float32_in_one_run(latency, tmp_path, capsys):
         assert "speedup_vs_float32" not in ref
         assert 0 < half["max_abs_diff"] < 0.5, s  # bfloat16's rounding, not another computation
     assert "bfloat16 vs float32, same runtime, same run" in out and "| stage | torch bfloat16 |" in out
+    peer, whole = r["peer"], r["results"][STAGES[3]]
+    assert list(peer["results"]) == ["rife float32", "rife bfloat16"]
+    for n, d in (("torch float32", "float32"), ("torch bfloat16", "bfloat16")):  # each against RIFE in its dtype
+        assert peer["ratio_vs_rife"][n] == whole[n]["ratio_vs_rife"] == pytest.approx(
+            whole[n]["median_ms"] / peer["median_ms"][d])
 
 
 def test_half_engine_that_fails_is_reported_not_supported(latency, tmp_path, capsys, monkeypatch):
@@ -307,3 +313,34 @@ def test_float16_on_cpu_is_refused_with_one_line(latency, tmp_path, capsys):
     rc, report = _run(latency, tmp_path, "--dtype", "float16", "--device", "cpu")
     err = capsys.readouterr().err
     assert rc == 2 and report is None and err.count("\n") == 1 and "float16 on cpu is not supported" in err
+
+
+def test_peer_rife_in_the_same_run(latency, benchmarks, tmp_path, capsys):
+    """``--peer rife``: RIFE (random weights from a file here) timed on the same frames, and the whole
+    interpolation divided by RIFE's time (both dtypes: test_bfloat16_against_float32_in_one_run)."""
+    rife = benchmarks("peers.rife")
+    torch.manual_seed(0)
+    weights = tmp_path / "rife.pkl"
+    torch.save(rife.IFNet().state_dict(), weights)
+    rc, r = _run(latency, tmp_path, "--height", "200", "--width", "250", "--no-memory", "--peer", "rife",
+                 "--rife-weights", str(weights))
+    out = capsys.readouterr().out
+    assert rc == 0
+    peer, whole = r["peer"], r["results"][STAGES[3]]
+    assert r["meta"]["peer"] == "rife" and peer["weights"] == str(weights) and peer["padded_hw"] == [256, 256]
+    assert list(peer["median_ms"]) == ["float32"] and list(peer["results"]) == ["rife"]
+    assert peer["median_ms"]["float32"] > 0 and len(peer["results"]["rife"]["raw_ms"]) == 1
+    ratio = whole["torch"]["median_ms"] / peer["median_ms"]["float32"]
+    assert whole["torch"]["ratio_vs_rife"] == pytest.approx(ratio)
+    assert peer["ratio_vs_rife"] == {"torch": whole["torch"]["ratio_vs_rife"]}
+    assert "ratio_vs_rife" not in r["results"][STAGES[0]]["torch"]  # the whole interpolation only
+    assert "| variant | LDMVFI interpolate (1 steps) | RIFE | LDMVFI / RIFE |" in out
+    assert "| torch |" in out.split("Peer: RIFE")[1]
+    # a foreign weights file fails at once, in one line; --rife-weights alone is refused
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "foreign.pkl")
+    rc, _ = _run(latency, tmp_path, "--peer", "rife", "--rife-weights", str(tmp_path / "foreign.pkl"), "--no-memory")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "not Practical-RIFE 4.25-style IFNet weights" in err
+    with pytest.raises(SystemExit) as ei:
+        _run(latency, tmp_path, "--rife-weights", str(weights))
+    assert ei.value.code == 2 and "--rife-weights needs --peer rife" in capsys.readouterr().err

@@ -156,7 +156,7 @@ def test_whole_run_on_a_bundled_clip(quality, tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "q.json"
     argv = ["--ckpt", str(tiny_ckpt), "--clips", "carphone_pristine.mp4", "--max-triplets", "2", "--crop", "48x64",
             "--padding", "minimal", "--samplers", "none,dpmpp_2m:2,ddim:1:trailing:eta=0", "--reference", "dpmpp_2m:2",
-            "--device", "cpu", "--out", str(out)]
+            "--warmup", "0", "--device", "cpu", "--out", str(out)]
     assert quality.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["data"]["triplets"] == 2 and r["data"]["names"] == ["carphone_pristine:1", "carphone_pristine:4"]
@@ -186,3 +186,51 @@ def test_whole_run_on_a_bundled_clip(quality, tiny_ckpt, tmp_path, capsys):
                                      str(tmp_path / "nope")]) == 2
     assert "folder not found" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json", "q.png"]
+
+
+def test_rife_beside_ldmvfi(quality, tiny_ckpt, tmp_path, capsys, monkeypatch):
+    """``rife`` in --samplers: RIFE (random weights here) on the same triplets, in the same JSON and
+    plot; here also the reference, so the LDMVFI method is compared with RIFE's output."""
+    from ldmvfi_fast.video import MediaError, bundled_clip
+
+    try:
+        bundled_clip("carphone_pristine.mp4")
+    except MediaError as exc:
+        pytest.skip(str(exc))
+    torch.manual_seed(0)
+    weights = tmp_path / "rife.pkl"
+    torch.save(quality.rife_peer.IFNet().state_dict(), weights)
+    out = tmp_path / "q.json"
+    argv = ["--ckpt", str(tiny_ckpt), "--clips", "carphone_pristine.mp4", "--max-triplets", "1", "--crop", "48x64",
+            "--padding", "minimal", "--samplers", "none,rife", "--reference", "rife",
+            "--rife-weights", str(weights), "--device", "cpu", "--no-lpips", "--out", str(out)]
+    assert quality.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert list(r["methods"]) == ["none", "rife"] and r["reference"] == "rife" and r["data"]["warmup"] == 1
+    rf, base = r["methods"]["rife"], r["methods"]["none"]
+    assert rf["model"] == "RIFE" and rf["unet_calls"] == 0 and base["model"] == "LDMVFI"
+    assert rf["peer"]["weights"] == str(weights) and len(rf["peer"]["weights_sha256"]) == 64
+    assert r["peers"]["rife"] == rf["peer"]
+    assert len(rf["per_triplet"]) == 1 and rf["seconds_per_frame"] > 0
+    assert np.isfinite(rf["psnr_gt"]) and 0 < rf["ssim_gt"] <= 1
+    assert rf["ssim_ref"] == 1.0 and rf["psnr_ref"] is None  # the reference: its own output
+    assert np.isfinite(base["psnr_ref"]) and base["ssim_ref"] < 1
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "\nrife " in table and "\nnone " in table
+    # one-line errors, nothing written: options on rife, weights without rife, no weights, foreign weights
+    monkeypatch.setenv("LDMVFI_FAST_CACHE", str(tmp_path / "empty-cache"))
+    i = argv.index("--rife-weights")
+    no_weights = argv[:i] + argv[i + 2:]
+    for extra, words in [(["--samplers", "rife:2"], "takes no options"), (["--warmup", "-1"], "--warmup"),
+                         (["--samplers", "none", "--reference", "none"], "--rife-weights applies to none"),
+                         (["--rife-weights", str(tmp_path / "nope.pkl")], "file not found")]:
+        assert quality.main(argv[:-1] + [str(tmp_path / "x.json"), *extra]) == 2
+        assert words in capsys.readouterr().err
+    assert quality.main(no_weights[:-1] + [str(tmp_path / "x.json")]) == 2
+    assert "no RIFE weights" in capsys.readouterr().err
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "foreign.pkl")
+    assert quality.main(argv[:-1] + [str(tmp_path / "x.json"), "--rife-weights", str(tmp_path / "foreign.pkl")]) == 2
+    err = capsys.readouterr().err
+    assert "not Practical-RIFE 4.25-style IFNet weights" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pkl", "q.json", "q.png", "rife.pkl"]
