@@ -406,7 +406,7 @@ def test_pair_and_folder_outputs_equal_the_library(tmp_path, ckpt, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "sampling" in err and "2/2" in err  # the progress bar over the sampling steps
-    assert err.rstrip().splitlines()[-1].endswith(f"wrote {tmp_path / 'mid.png'} (176x144)")
+    assert err.rstrip().splitlines()[-1].endswith(f"wrote {tmp_path / 'mid.png'} (176x144, RGB 8-bit)")
     want = to_image(interp.interpolate(to_tensor(imgs[0]), to_tensor(imgs[1]), seed=0))
     got = read_image(tmp_path / "mid.png")
     assert np.array_equal(got, want)
