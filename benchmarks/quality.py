@@ -449,8 +449,9 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("seconds per frame (median)")
     ax.set_ylabel("PSNR vs ground truth (dB)")
-    ax.set_title(f"{report['data']['source']}: {report['data']['triplets']} triplets, {report['run'].get('device', '')}",
-                 fontsize=9)
+    ckpt = (report.get("model") or {}).get("ckpt")
+    ax.set_title(f"{report['data']['source']}: {report['data']['triplets']} triplets, {report['run'].get('device', '')}"
+                 + (f"; LDMVFI weights: {Path(ckpt).name}" if ckpt else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     replace_atomically(path, lambda p: fig.savefig(p, format="png", dpi=120))
