@@ -311,7 +311,7 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
     Output times start at 0 at the first frame (as before: the copied audio keeps its own times).
     """
     from .pixels import model_to_picture, picture_to_model
-    from .video import VideoWriter, fine_time_base, prefetch, probe, read_video_timed
+    from .video import VideoWriter, fine_time_base, multi_time, prefetch, probe, read_video_timed
 
     src, out = Path(src), Path(out)
     info = probe(src)
@@ -369,8 +369,7 @@ def interpolate_video(interp, src: str | Path, out: str | Path, *, multi: int = 
             def write(item) -> None:
                 # output j: input i = j // multi, then its k-th dyadic point (times[i + 1] has been
                 # read: the new frames of an interval come after its second frame is decoded)
-                i, k = divmod(item[0], multi)
-                t = times[i] if k == 0 else times[i] + (times[i + 1] - times[i]) * k / multi
+                t = multi_time(times, item[0], multi)
                 w.write(picture(item[1]), t - times[0])
 
             def untimed():

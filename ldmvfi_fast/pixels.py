@@ -31,7 +31,7 @@ import numpy as np
 from .errors import MediaError
 
 __all__ = ["layout_of", "describe", "array_format", "decode_picture", "encode_frame", "picture_to_model",
-           "model_to_picture", "blend_alpha", "alpha_of", "is_plain", "same_layout", "common_layout", "convert",
+           "model_to_picture", "blend_alpha", "common_layout", "convert",
            "AlphaTrack"]
 
 #: (channels, deep) -> the PyAV array format of a picture
@@ -70,15 +70,6 @@ def describe(img: np.ndarray) -> str:
 
 def array_format(channels: int, deep: bool) -> str:
     return _ARRAY_FORMAT[(channels, deep)]
-
-
-def is_plain(img: np.ndarray) -> bool:
-    """8-bit RGB: what every path handled before high bit depth, gray and alpha were kept."""
-    return _check(img) == (3, False)
-
-
-def same_layout(a: np.ndarray, b: np.ndarray) -> bool:
-    return _check(a) == _check(b)
 
 
 # ------------------------------------------------------------------------------------ PyAV frames
@@ -156,11 +147,6 @@ def model_to_picture(x, channels: int, deep: bool, alpha: np.ndarray | None = No
     if alpha is None:
         alpha = np.full(colour.shape[:2], np.iinfo(dtype).max, dtype)
     return np.ascontiguousarray(np.concatenate([colour, alpha.astype(dtype)[:, :, None]], axis=2))
-
-
-def alpha_of(img: np.ndarray) -> np.ndarray | None:
-    c, _ = _check(img)
-    return img[:, :, -1] if c in (2, 4) else None
 
 
 def blend_alpha(a0: np.ndarray, a1: np.ndarray, w) -> np.ndarray:

@@ -465,7 +465,7 @@ def _output_frames(job: SegmentJob):
 
 def assemble(job: SegmentJob) -> tuple[list[int], int]:
     """Build the output from the finished segments (atomically); returns (scene cuts, audio packets)."""
-    from .video import FRAME_NAME, VideoWriter, fine_time_base, frame_folder_output, read_picture
+    from .video import FRAME_NAME, VideoWriter, fine_time_base, frame_folder_output, multi_time, read_picture
 
     missing = job.pending()
     if missing:
@@ -497,8 +497,7 @@ def assemble(job: SegmentJob) -> tuple[list[int], int]:
             if job.fps_out is not None:
                 t = Fraction(k) / job.fps_out
             elif times is not None:
-                i, r = divmod(k, job.multi)
-                t = times[i] if r == 0 else times[i] + (times[i + 1] - times[i]) * r / job.multi
+                t = multi_time(times, k, job.multi)
             w.write(read_picture(path), t)
     return cuts, w.audio_packets
 

@@ -494,6 +494,13 @@ def fine_time_base(*steps: Fraction) -> Fraction:
 MAX_DEPTH = 8
 
 
+def multi_time(times: list[Fraction], j: int, multi: int) -> Fraction:
+    """The time of output frame ``j`` of an x``multi`` sequence whose inputs are at ``times``: input
+    ``j // multi``'s own time, or its ``(j % multi) / multi`` point towards the next input."""
+    i, k = divmod(j, multi)
+    return times[i] if k == 0 else times[i] + (times[i + 1] - times[i]) * k / multi
+
+
 def dyadic_depth(interval: Fraction, fps: Fraction, max_depth: int = MAX_DEPTH) -> int:
     """The bisection depth for an input interval of ``interval`` seconds and an output rate
     ``fps``: the smallest ``d >= 0`` with ``interval / 2**d <= 1 / fps`` (the dyadic grid at
